@@ -1,0 +1,140 @@
+/**
+ * Fan-out: N idle connections, then a burst of E events to all of them. For this package
+ * (@Sse + SseHub) and for Nest's built-in @Sse with a shared Subject, in one run:
+ * deliveries/s, publish→receive latency p50/p99, and server RSS/heap per idle connection.
+ *
+ *   npm run bench -- fanout [--connections 1000] [--events 200] [--batch 10]
+ */
+import * as http from 'node:http';
+import * as path from 'node:path';
+import { ask, numericOption, spawnChild, stopChild, writeReport } from '../shared/child';
+import { now, openStream, round, summarize } from '../shared/sse-client';
+
+const CONNECTIONS = numericOption('connections', 1000);
+const EVENTS = numericOption('events', 200);
+const BATCH = numericOption('batch', 10);
+
+interface Result {
+  mode: string;
+  eventLoopDelayMs: { p50: number; p99: number; max: number };
+  connections: number;
+  events: number;
+  deliveries: number;
+  lost: number;
+  deliveriesPerSecond: number;
+  latencyMs: { p50: number; p99: number; max: number };
+  rssPerConnectionBytes: number;
+  heapPerConnectionBytes: number;
+}
+
+type Mode = 'durable' | 'nest' | 'better-sse' | 'bare';
+
+const LABELS: Record<Mode, string> = {
+  durable: 'nestjs-durable-sse @Sse + SseHub',
+  nest: 'Nest built-in @Sse + Subject',
+  'better-sse': 'better-sse channel (node:http)',
+  bare: 'bare node:http, pre-encoded',
+};
+
+async function runMode(mode: Mode): Promise<Result> {
+  const { child, ready } = await spawnChild(
+    path.join(__dirname, 'server.js'),
+    [mode],
+    ['--expose-gc'],
+  );
+  const port: number = ready.port;
+  const before = await ask(child, { cmd: 'memory' }, 'memory');
+
+  const latencies: number[] = [];
+  let delivered = 0;
+  let allDelivered: () => void = () => undefined;
+  const done = new Promise<void>((resolve) => (allDelivered = resolve));
+  const onEvent = () => {
+    if (++delivered === CONNECTIONS * EVENTS) allDelivered();
+  };
+  const onLatency = (ms: number) => latencies.push(ms);
+  const clients: http.ClientRequest[] = [];
+  for (let i = 0; i < CONNECTIONS; i += 100) {
+    clients.push(
+      ...(await Promise.all(
+        Array.from({ length: Math.min(100, CONNECTIONS - i) }, () =>
+          openStream(port, '/stream', onEvent, onLatency),
+        ),
+      )),
+    );
+  }
+  const idle = await ask(child, { cmd: 'memory' }, 'memory');
+
+  const started = now();
+  await ask(child, { cmd: 'burst', events: EVENTS, batch: BATCH }, 'burst');
+  const timeout = new Promise<void>((resolve) => setTimeout(resolve, 60_000).unref());
+  await Promise.race([done, timeout]);
+  const elapsedMs = now() - started;
+
+  const delay = await ask(child, { cmd: 'loop-delay' }, 'loop-delay');
+  clients.forEach((c) => c.destroy());
+  await stopChild(child);
+
+  const { p50, p99, max } = summarize(latencies);
+  return {
+    mode,
+    connections: CONNECTIONS,
+    events: EVENTS,
+    deliveries: delivered,
+    lost: CONNECTIONS * EVENTS - delivered,
+    deliveriesPerSecond: Math.round(delivered / (elapsedMs / 1000)),
+    latencyMs: { p50, p99, max },
+    eventLoopDelayMs: { p50: round(delay.p50Ms), p99: round(delay.p99Ms), max: round(delay.maxMs) },
+    rssPerConnectionBytes: Math.round((idle.rss - before.rss) / CONNECTIONS),
+    heapPerConnectionBytes: Math.round((idle.heapUsed - before.heapUsed) / CONNECTIONS),
+  };
+}
+
+async function main() {
+  const results: Result[] = [];
+  for (const mode of ['durable', 'nest', 'better-sse', 'bare'] as const)
+    results.push(await runMode(mode));
+  const [durable, nest, betterSse, bare] = results;
+  const ratio = (other: Result) => ({
+    deliveriesPerSecond: round(durable.deliveriesPerSecond / other.deliveriesPerSecond),
+    rssPerConnection: round(durable.rssPerConnectionBytes / other.rssPerConnectionBytes),
+    heapPerConnection: round(durable.heapPerConnectionBytes / other.heapPerConnectionBytes),
+  });
+  const ratios = { vsNest: ratio(nest), vsBetterSse: ratio(betterSse), vsBare: ratio(bare) };
+
+  console.log(
+    `\nfanout: ${CONNECTIONS} connections × ${EVENTS} events (batches of ${BATCH}), node ${process.version}\n`,
+  );
+  console.table(
+    Object.fromEntries(
+      results.map((r) => [
+        LABELS[r.mode as Mode],
+        {
+          'deliveries/s': r.deliveriesPerSecond,
+          lost: r.lost,
+          'p50 ms': r.latencyMs.p50,
+          'p99 ms': r.latencyMs.p99,
+          'loop delay p99 ms': r.eventLoopDelayMs.p99,
+          'RSS/conn (B)': r.rssPerConnectionBytes,
+          'heap/conn (B)': r.heapPerConnectionBytes,
+        },
+      ]),
+    ),
+  );
+  for (const [name, r] of Object.entries(ratios)) {
+    console.log(
+      `durable ÷ ${name.slice(2)}: deliveries/s ×${r.deliveriesPerSecond}, RSS/conn ×${r.rssPerConnection}, heap/conn ×${r.heapPerConnection}`,
+    );
+  }
+  const report = {
+    benchmark: 'fanout',
+    date: new Date().toISOString(),
+    node: process.version,
+    results,
+    ratios,
+  };
+  writeReport(`fanout-${CONNECTIONS}`, report);
+  process.exit(0);
+}
+
+void main();

@@ -1,0 +1,147 @@
+/**
+ * Fan-out benchmark server (child process, driven over IPC by ./main). Modes:
+ * - `durable`: this package's @Sse topic + SseHub (NestJS, Express);
+ * - `nest`: Nest's built-in @Sse with one shared Subject, the usual way to broadcast with it;
+ * - `better-sse`: better-sse sessions in one channel on plain node:http, its usual setting;
+ * - `bare`: plain node:http writing one pre-encoded chunk to every response — the physical limit.
+ */
+import 'reflect-metadata';
+import { Controller, MessageEvent, Module, Sse as NestSse } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { AddressInfo } from 'node:net';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
+import { Observable, Subject } from 'rxjs';
+import * as http from 'node:http';
+import { Sse, SseHub, SseModule } from '../../src';
+import { toolRequire } from '../shared/tools';
+
+type Mode = 'durable' | 'nest' | 'better-sse' | 'bare';
+const mode = process.argv[2] as Mode;
+const subject = new Subject<MessageEvent>();
+
+@Controller()
+class DurableController {
+  @Sse('stream', { topic: 'bench' })
+  stream() {}
+}
+
+@Controller()
+class NestController {
+  @NestSse('stream')
+  stream(): Observable<MessageEvent> {
+    return subject.asObservable();
+  }
+}
+
+@Module({
+  imports: [
+    SseModule.forRoot({
+      sse: {
+        heartbeatMs: 3_600_000,
+        maxConnections: 100_000,
+        maxConnectionsPerClient: 100_000,
+        maxBufferedBytes: 8 << 20,
+      },
+    }),
+  ],
+  controllers: [mode === 'durable' ? DurableController : NestController],
+})
+class BenchModule {}
+
+const now = () => performance.timeOrigin + performance.now();
+const send = (message: unknown) => process.send!(message);
+
+/** Starts the server of `mode`; returns its port, a publish function and a close function. */
+async function start(): Promise<{
+  port: number;
+  publish: (seq: number) => void;
+  close: () => Promise<void>;
+}> {
+  const event = (seq: number) => ({ id: String(seq), data: { seq, t: now() } });
+  if (mode === 'durable' || mode === 'nest') {
+    const app = await NestFactory.create(BenchModule, { logger: ['error'] });
+    await app.listen(0, '127.0.0.1');
+    const hub = mode === 'durable' ? app.get(SseHub) : undefined;
+    return {
+      port: (app.getHttpServer().address() as AddressInfo).port,
+      publish: (seq) => (hub ? hub.publish('bench', event(seq)) : subject.next(event(seq))),
+      close: () => app.close(),
+    };
+  }
+  let onRequest: http.RequestListener;
+  let publish: (seq: number) => void;
+  if (mode === 'bare') {
+    const responses = new Set<http.ServerResponse>();
+    onRequest = (_request, response) => {
+      response.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache' });
+      response.write('retry: 3000\n\n');
+      responses.add(response);
+      response.on('close', () => responses.delete(response));
+    };
+    publish = (seq) => {
+      const { id, data } = event(seq);
+      const chunk = Buffer.from(`id: ${id}\ndata: ${JSON.stringify(data)}\n\n`);
+      for (const response of responses) response.write(chunk);
+    };
+  } else {
+    const { createSession, createChannel } = toolRequire('better-sse');
+    const channel = createChannel();
+    onRequest = async (request, response) => {
+      channel.register(await createSession(request, response));
+    };
+    publish = (seq) => {
+      const { id, data } = event(seq);
+      channel.broadcast(data, 'message', { eventId: id });
+    };
+  }
+  const server = http.createServer(onRequest);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    publish,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+
+async function main() {
+  const { port, publish, close } = await start();
+  loopDelay.enable();
+
+  process.on('message', async (message: { cmd: string; events?: number; batch?: number }) => {
+    if (message.cmd === 'memory') {
+      for (let i = 0; i < 3; i++) global.gc?.();
+      const { rss, heapUsed } = process.memoryUsage();
+      send({ cmd: 'memory', rss, heapUsed });
+    } else if (message.cmd === 'burst') {
+      const total = message.events!;
+      const batch = message.batch!;
+      const started = now();
+      for (let seq = 0; seq < total;) {
+        for (let i = 0; i < batch && seq < total; i++) publish(seq++);
+        // Let sockets drain between batches, as a real publisher's I/O would.
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      send({ cmd: 'burst', publishMs: now() - started });
+    } else if (message.cmd === 'loop-delay') {
+      // Event-loop delay over the whole burst, including the writes still draining after it.
+      send({
+        cmd: 'loop-delay',
+        p50Ms: loopDelay.percentile(50) / 1e6,
+        p99Ms: loopDelay.percentile(99) / 1e6,
+        maxMs: loopDelay.max / 1e6,
+      });
+    } else if (message.cmd === 'exit') {
+      await close();
+      process.exit(0);
+    }
+  });
+  send({ cmd: 'ready', port });
+}
+
+void main();

@@ -1,0 +1,37 @@
+-- nestjs-durable-sse outbox schema (PostgreSQL 14+).
+-- Generated from src/outbox/outbox.sql.ts; a test keeps docs/outbox-schema.sql equal to it.
+-- Names: schema public, table sse_outbox, channel sse_outbox.
+
+CREATE SCHEMA IF NOT EXISTS "public";
+
+CREATE TABLE IF NOT EXISTS "public"."sse_outbox" (
+  id bigint GENERATED ALWAYS AS IDENTITY,
+  tx_id xid8 NOT NULL DEFAULT pg_current_xact_id(),
+  topic text NOT NULL,
+  type text,
+  payload jsonb NOT NULL,
+  dedupe_key text,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (tx_id, id)
+);
+
+CREATE INDEX IF NOT EXISTS "sse_outbox_topic_position" ON "public"."sse_outbox" (topic, tx_id, id);
+
+CREATE UNIQUE INDEX IF NOT EXISTS "sse_outbox_dedupe" ON "public"."sse_outbox" (topic, dedupe_key) WHERE dedupe_key IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS "public"."sse_outbox_meta" (
+  singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+  deleted_through_tx xid8 NOT NULL DEFAULT '0',
+  deleted_through_id bigint NOT NULL DEFAULT 0
+);
+
+INSERT INTO "public"."sse_outbox_meta" (singleton) VALUES (true) ON CONFLICT DO NOTHING;
+
+CREATE OR REPLACE FUNCTION "public"."sse_outbox_notify"() RETURNS trigger LANGUAGE plpgsql AS $$
+  BEGIN
+  PERFORM pg_notify('sse_outbox', '');
+  RETURN NULL;
+  END $$;
+
+CREATE OR REPLACE TRIGGER "sse_outbox_notify" AFTER INSERT ON "public"."sse_outbox"
+  FOR EACH STATEMENT EXECUTE FUNCTION "public"."sse_outbox_notify"();

@@ -1,0 +1,264 @@
+import type { Provider } from '@nestjs/common';
+import type { Pool } from 'pg';
+import type { Cluster, Redis } from 'ioredis';
+
+/** How a stream that cannot be admitted (instance full, client over its limit, shutting down) is refused. */
+export type SseRejectMode = 'status' | 'retry';
+
+export interface SseStreamOptions {
+  /** Write a comment line when a stream was idle this long (ms). Default 15000. */
+  heartbeatMs?: number;
+  /** `retry:` sent once at stream start: the client's reconnection delay (ms). Default 3000. */
+  retryMs?: number;
+  /** Open streams this instance accepts; beyond it new streams are refused. Default 10000. */
+  maxConnections?: number;
+  /** Open streams per client key (see `SSE_CLIENT_KEY_RESOLVER`). Default 100. */
+  maxConnectionsPerClient?: number;
+  /** Unsent bytes a connection may hold before it is cut as a slow consumer. Default 1 MiB. */
+  maxBufferedBytes?: number;
+  /**
+   * `'status'` (default): `503`/`429` with `Retry-After`. `'retry'`: `200` with a jittered
+   * `retry:` and an immediate close, because browsers' `EventSource` never reconnects after a
+   * non-200 response.
+   */
+  rejectMode?: SseRejectMode;
+  /** Base back-off for refused streams (ms); the client is told a value in [base, 2×base). Default 5000. */
+  rejectRetryMs?: number;
+  /**
+   * Most events replayed to one resuming client; a client further behind gets `event: reset`
+   * and continues live. Default 1000.
+   */
+  replayLimit?: number;
+}
+
+export interface PostgresPoolOptions {
+  /** Most pooled connections. Default 10. */
+  max?: number;
+  /** Connections kept open when idle. Default 0. */
+  min?: number;
+  /** Close a pooled connection idle this long (ms). Default 10000. */
+  idleTimeoutMs?: number;
+  /** Fail a checkout that waits longer than this (ms) instead of hanging. Default 5000. */
+  connectionTimeoutMs?: number;
+}
+
+export interface PostgresOptions {
+  /** `postgres://user@host:port/db`. Either this or `existingPool`. */
+  connectionString?: string;
+  /** A `pg.Pool` you already have; the module uses it and never ends it. */
+  existingPool?: Pool;
+  pool?: PostgresPoolOptions;
+  /** `statement_timeout` for the module's pool (ms, 0 = none). Default 30000. */
+  statementTimeoutMs?: number;
+  /** Schema of the outbox table. Default `public`. */
+  schema?: string;
+}
+
+export interface OutboxOptions {
+  /** Outbox table name. Default `sse_outbox`. */
+  table?: string;
+  /** LISTEN/NOTIFY channel. Default `sse_outbox`. */
+  channel?: string;
+  /** Read the outbox this often even without a notification (ms). Default 1000. */
+  pollIntervalMs?: number;
+  /** Rows per relay read. Default 500. */
+  batchSize?: number;
+  /** Delete events older than this (ms). Default 7 days. */
+  retentionMs?: number;
+  /** How often retention runs (ms). Default 60000. */
+  retentionIntervalMs?: number;
+  /** Create the schema objects on start (idempotent). Default `true`. */
+  migrate?: boolean;
+  /** How often the LISTEN connection is checked for liveness (ms). Default 10000. */
+  listenerCheckMs?: number;
+}
+
+export interface RedisOptions {
+  /** `redis://[:password@]host:port[/db]`. Either this or `existingClient`. */
+  url?: string;
+  /** An ioredis `Redis` or `Cluster` you already have; the module never quits it. */
+  existingClient?: Redis | Cluster;
+  /** Give up connecting after this long (ms). Default 5000. */
+  connectTimeoutMs?: number;
+  /** Every idempotency store call is bounded by this (ms). Default 1000. */
+  commandTimeoutMs?: number;
+  /** ioredis `maxRetriesPerRequest`. Default 1. */
+  maxRetriesPerRequest?: number;
+  /** Prefix for every key the module writes (ioredis `keyPrefix`). Default `sse:`. */
+  keyPrefix?: string;
+}
+
+export type IdempotencyFailMode = 'closed' | 'open';
+
+export interface IdempotencyOptions {
+  /** Request header carrying the key. Default `Idempotency-Key`. */
+  header?: string;
+  /** How long a completed response is kept for replay (s). Default 86400. */
+  ttlSeconds?: number;
+  /** Lease of a request in progress (s), renewed while it runs; a crashed one frees the key after it. Default 60. */
+  inFlightTtlSeconds?: number;
+  /** Answer 400 when the key is missing. Default `false` (no key: no idempotency). */
+  required?: boolean;
+  /** Longest accepted key. Default 255. */
+  keyMaxLength?: number;
+  /** Responses larger than this (bytes of JSON) are not stored; the key is released. Default 1 MiB. */
+  maxResponseBytes?: number;
+  /** Store unreachable: `'closed'` answers 503 (default), `'open'` runs the handler without idempotency. */
+  failMode?: IdempotencyFailMode;
+  /** Response headers stored and replayed (besides the defaults: location, content-location, etag, last-modified). */
+  storedHeaders?: string[];
+  /** `Retry-After` (s) sent with 409 and 503. Default 1. */
+  retryAfterSeconds?: number;
+  /** Allow the in-memory store when NODE_ENV is production (no `redis`). Default `false`. */
+  allowMemoryStoreInProduction?: boolean;
+}
+
+export interface HealthOptions {
+  /** Where readiness is served (`/<path>`; liveness at `/<path>/live`), or `false` for no routes. Default `health`. */
+  path?: string | false;
+  /** Each dependency check must answer within this (ms). Default 1000. */
+  timeoutMs?: number;
+  /** Outbox relay behind the committed head by more events than this → down. Default 10000. */
+  maxOutboxLagEvents?: number;
+  /** No successful relay read for this long → listener down (ms). Default 3 × pollIntervalMs, at least 5000. */
+  maxReadAgeMs?: number;
+}
+
+export interface MetricsOptions {
+  /** Serve the module's Prometheus metrics at `/<path>` (needs `prom-client`). Default `false`. */
+  path?: string | false;
+  /** Prefix of every metric name. Default `sse_`. */
+  prefix?: string;
+}
+
+/** Options of `SseModule.forRoot()` / the factory of `forRootAsync()`. */
+export interface SseModuleOptions {
+  sse?: SseStreamOptions;
+  /** Enables the transactional outbox: topic streams are then fed from PostgreSQL. */
+  postgres?: PostgresOptions;
+  outbox?: OutboxOptions;
+  /** Enables the Redis idempotency store. */
+  redis?: RedisOptions;
+  idempotency?: IdempotencyOptions;
+  health?: HealthOptions;
+  metrics?: MetricsOptions;
+}
+
+/** Extras accepted next to the options by `forRoot` / `forRootAsync`. */
+export interface SseModuleExtras {
+  /** Register the module globally so `@Sse` works in every module. Default `true`. */
+  isGlobal?: boolean;
+  /** Providers that replace the module's defaults (by injection token), e.g. a custom serializer. */
+  providers?: Provider[];
+}
+
+export interface ResolvedSseStreamOptions {
+  heartbeatMs: number;
+  retryMs: number;
+  maxConnections: number;
+  maxConnectionsPerClient: number;
+  maxBufferedBytes: number;
+  rejectMode: SseRejectMode;
+  rejectRetryMs: number;
+  replayLimit: number;
+}
+
+export interface ResolvedPostgresOptions {
+  connectionString?: string;
+  existingPool?: Pool;
+  pool: Required<PostgresPoolOptions>;
+  statementTimeoutMs: number;
+  schema: string;
+}
+
+export type ResolvedOutboxOptions = Required<OutboxOptions>;
+
+export interface ResolvedRedisOptions extends Required<
+  Omit<RedisOptions, 'url' | 'existingClient'>
+> {
+  url?: string;
+  existingClient?: Redis | Cluster;
+}
+
+export type ResolvedIdempotencyOptions = Required<IdempotencyOptions>;
+
+export type ResolvedMetricsOptions = Required<MetricsOptions>;
+
+export interface ResolvedHealthOptions {
+  path: string | false;
+  timeoutMs: number;
+  maxOutboxLagEvents: number;
+  maxReadAgeMs?: number;
+}
+
+/** The validated options with every default applied; injectable with `SSE_MODULE_OPTIONS`. */
+export interface ResolvedSseModuleOptions {
+  sse: ResolvedSseStreamOptions;
+  /** Absent when no `postgres` option was given: topics are then served by the in-process hub only. */
+  postgres?: ResolvedPostgresOptions;
+  outbox: ResolvedOutboxOptions;
+  /** Absent when no `redis` option was given: idempotency then uses the in-memory store. */
+  redis?: ResolvedRedisOptions;
+  idempotency: ResolvedIdempotencyOptions;
+  health: ResolvedHealthOptions;
+  metrics: ResolvedMetricsOptions;
+}
+
+export const SSE_STREAM_DEFAULTS: Readonly<ResolvedSseStreamOptions> = Object.freeze({
+  heartbeatMs: 15_000,
+  retryMs: 3_000,
+  maxConnections: 10_000,
+  maxConnectionsPerClient: 100,
+  maxBufferedBytes: 1024 * 1024,
+  rejectMode: 'status',
+  rejectRetryMs: 5_000,
+  replayLimit: 1_000,
+});
+
+export const POSTGRES_DEFAULTS = Object.freeze({
+  pool: Object.freeze({ max: 10, min: 0, idleTimeoutMs: 10_000, connectionTimeoutMs: 5_000 }),
+  statementTimeoutMs: 30_000,
+  schema: 'public',
+});
+
+export const OUTBOX_DEFAULTS: Readonly<ResolvedOutboxOptions> = Object.freeze({
+  table: 'sse_outbox',
+  channel: 'sse_outbox',
+  pollIntervalMs: 1_000,
+  batchSize: 500,
+  retentionMs: 7 * 24 * 3_600_000,
+  retentionIntervalMs: 60_000,
+  migrate: true,
+  listenerCheckMs: 10_000,
+});
+
+export const REDIS_DEFAULTS = Object.freeze({
+  connectTimeoutMs: 5_000,
+  commandTimeoutMs: 1_000,
+  maxRetriesPerRequest: 1,
+  keyPrefix: 'sse:',
+});
+
+export const IDEMPOTENCY_DEFAULTS: Readonly<ResolvedIdempotencyOptions> = Object.freeze({
+  header: 'Idempotency-Key',
+  ttlSeconds: 86_400,
+  inFlightTtlSeconds: 60,
+  required: false,
+  keyMaxLength: 255,
+  maxResponseBytes: 1024 * 1024,
+  failMode: 'closed',
+  storedHeaders: [],
+  retryAfterSeconds: 1,
+  allowMemoryStoreInProduction: false,
+});
+
+export const HEALTH_DEFAULTS: Readonly<ResolvedHealthOptions> = Object.freeze({
+  path: 'health',
+  timeoutMs: 1_000,
+  maxOutboxLagEvents: 10_000,
+});
+
+export const METRICS_DEFAULTS: Readonly<ResolvedMetricsOptions> = Object.freeze({
+  path: false,
+  prefix: 'sse_',
+});

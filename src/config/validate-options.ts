@@ -1,0 +1,198 @@
+import { plainToInstance } from 'class-transformer';
+import { ValidationError, validateSync } from 'class-validator';
+import { SseModuleOptionsSchema } from './options.schema';
+import type { Pool } from 'pg';
+import {
+  HEALTH_DEFAULTS,
+  METRICS_DEFAULTS,
+  IDEMPOTENCY_DEFAULTS,
+  REDIS_DEFAULTS,
+  RedisOptions,
+  ResolvedRedisOptions,
+  OUTBOX_DEFAULTS,
+  POSTGRES_DEFAULTS,
+  PostgresOptions,
+  ResolvedPostgresOptions,
+  ResolvedSseModuleOptions,
+  SSE_STREAM_DEFAULTS,
+  SseModuleOptions,
+} from './sse-module-options';
+
+export interface SseConfigIssue {
+  /** Dotted option path, e.g. `sse.heartbeatMs`. */
+  path: string;
+  message: string;
+}
+
+/** Thrown at bootstrap when options are invalid; lists every bad field at once. */
+export class SseConfigError extends Error {
+  override readonly name = 'SseConfigError';
+  constructor(readonly issues: SseConfigIssue[]) {
+    super(
+      `Invalid SseModule options (${issues.length} problem${issues.length === 1 ? '' : 's'}):\n` +
+        issues.map((i) => `  - ${i.path}: ${i.message}`).join('\n'),
+    );
+  }
+}
+
+function flatten(errors: ValidationError[], prefix = ''): SseConfigIssue[] {
+  const issues: SseConfigIssue[] = [];
+  for (const error of errors) {
+    const path = prefix ? `${prefix}.${error.property}` : error.property;
+    for (const message of Object.values(error.constraints ?? {})) {
+      issues.push({ path, message: `${message} (got ${describe(error.value)})` });
+    }
+    issues.push(...flatten(error.children ?? [], path));
+  }
+  return issues;
+}
+
+function describe(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (typeof value === 'object' && value !== null)
+    return Array.isArray(value) ? 'an array' : 'an object';
+  return String(value);
+}
+
+/** Validates raw options and applies defaults. Pure: throws {@link SseConfigError} or returns. */
+export function resolveSseModuleOptions(
+  raw: SseModuleOptions | undefined,
+): ResolvedSseModuleOptions {
+  if (raw !== undefined && (raw === null || typeof raw !== 'object' || Array.isArray(raw))) {
+    throw new SseConfigError([
+      { path: '(root)', message: `options must be an object (got ${describe(raw)})` },
+    ]);
+  }
+  // Client instances must reach the module untouched (class-transformer would copy them).
+  const existingPool = raw?.postgres?.existingPool;
+  const existingClient = raw?.redis?.existingClient;
+  const plain: SseModuleOptions = { ...(raw ?? {}) };
+  if (raw?.postgres && typeof raw.postgres === 'object' && 'existingPool' in raw.postgres) {
+    plain.postgres = omit(raw.postgres, 'existingPool');
+  }
+  if (raw?.redis && typeof raw.redis === 'object' && 'existingClient' in raw.redis) {
+    plain.redis = omit(raw.redis, 'existingClient');
+  }
+  const schema = plainToInstance(SseModuleOptionsSchema, plain);
+  const issues = flatten(
+    validateSync(schema, {
+      whitelist: true,
+      forbidNonWhitelisted: true,
+      forbidUnknownValues: true,
+    }),
+  );
+
+  const given = stripUndefined(raw?.sse);
+  const sse = { ...SSE_STREAM_DEFAULTS, ...given };
+  // A small instance limit must not trip over the per-client default.
+  if (given.maxConnectionsPerClient === undefined && typeof sse.maxConnections === 'number') {
+    sse.maxConnectionsPerClient = Math.min(
+      SSE_STREAM_DEFAULTS.maxConnectionsPerClient,
+      sse.maxConnections,
+    );
+  }
+  if (
+    !issues.some((i) => i.path.startsWith('sse.maxConnections')) &&
+    sse.maxConnectionsPerClient > sse.maxConnections
+  ) {
+    issues.push({
+      path: 'sse.maxConnectionsPerClient',
+      message: `must not exceed sse.maxConnections (${sse.maxConnectionsPerClient} > ${sse.maxConnections})`,
+    });
+  }
+  const postgres = raw?.postgres ? resolvePostgres(raw.postgres, existingPool, issues) : undefined;
+  const outbox = { ...OUTBOX_DEFAULTS, ...stripUndefined(raw?.outbox) };
+  const redis = raw?.redis ? resolveRedis(raw.redis, existingClient, issues) : undefined;
+  const idempotency = { ...IDEMPOTENCY_DEFAULTS, ...stripUndefined(raw?.idempotency) };
+  const health = { ...HEALTH_DEFAULTS, ...stripUndefined(raw?.health) };
+  const metrics = { ...METRICS_DEFAULTS, ...stripUndefined(raw?.metrics) };
+  if (issues.length > 0) throw new SseConfigError(issues);
+  return Object.freeze({
+    sse: Object.freeze(sse),
+    postgres,
+    outbox: Object.freeze(outbox),
+    redis,
+    idempotency: Object.freeze(idempotency),
+    health: Object.freeze(health),
+    metrics: Object.freeze(metrics),
+  });
+}
+
+function resolveRedis(
+  given: RedisOptions,
+  existingClient: RedisOptions['existingClient'],
+  issues: SseConfigIssue[],
+): ResolvedRedisOptions | undefined {
+  if (typeof given !== 'object' || given === null) return undefined;
+  if (
+    existingClient !== undefined &&
+    (typeof existingClient !== 'object' ||
+      typeof (existingClient as { defineCommand?: unknown }).defineCommand !== 'function')
+  ) {
+    issues.push({
+      path: 'redis.existingClient',
+      message: 'must be an ioredis Redis or Cluster instance',
+    });
+  }
+  if ((given.url === undefined) === (existingClient === undefined)) {
+    issues.push({ path: 'redis', message: 'give exactly one of url or existingClient' });
+  }
+  return Object.freeze({
+    ...REDIS_DEFAULTS,
+    ...stripUndefined(omit(given, 'existingClient')),
+    existingClient,
+  });
+}
+
+function resolvePostgres(
+  given: PostgresOptions,
+  existingPool: Pool | undefined,
+  issues: SseConfigIssue[],
+): ResolvedPostgresOptions | undefined {
+  if (typeof given !== 'object' || given === null) return undefined;
+  if (existingPool !== undefined && !isPool(existingPool)) {
+    issues.push({
+      path: 'postgres.existingPool',
+      message: 'must be a pg.Pool (an object with connect() and query())',
+    });
+  }
+  if ((given.connectionString === undefined) === (existingPool === undefined)) {
+    issues.push({
+      path: 'postgres',
+      message: 'give exactly one of connectionString or existingPool',
+    });
+  }
+  const pool = { ...POSTGRES_DEFAULTS.pool, ...stripUndefined(given.pool) };
+  if (typeof pool.min === 'number' && typeof pool.max === 'number' && pool.min > pool.max) {
+    issues.push({
+      path: 'postgres.pool.min',
+      message: `must not exceed postgres.pool.max (${pool.min} > ${pool.max})`,
+    });
+  }
+  return Object.freeze({
+    ...POSTGRES_DEFAULTS,
+    ...stripUndefined(omit(given, 'existingPool')),
+    existingPool,
+    pool: Object.freeze(pool),
+  });
+}
+
+function isPool(value: unknown): value is Pool {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as Pool).connect === 'function' &&
+    typeof (value as Pool).query === 'function'
+  );
+}
+
+function omit<T extends object, K extends keyof T>(value: T, key: K): Omit<T, K> {
+  const copy = { ...value };
+  delete copy[key];
+  return copy;
+}
+
+function stripUndefined<T extends object>(value: T | undefined): Partial<T> {
+  if (!value || typeof value !== 'object') return {};
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

@@ -1,0 +1,110 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { HealthIndicatorResult, HealthIndicatorService } from '@nestjs/terminus';
+import { SSE_MODULE_OPTIONS } from '../config/tokens';
+import type { ResolvedSseModuleOptions } from '../config/sse-module-options';
+import { RedisConnection } from '../idempotency/redis-connection';
+import { OutboxRelay } from '../outbox/outbox-relay';
+import { PostgresConnection } from '../outbox/postgres-connection';
+import { SseConnectionRegistry } from '../sse/sse-connection-registry';
+import { raceTimeout } from '../common/timeout';
+
+/**
+ * Terminus indicators for this module's dependencies, for `/health` and for apps that build
+ * their own health controller. Each dependency check is bounded by `health.timeoutMs`.
+ */
+@Injectable()
+export class SseHealthIndicators {
+  constructor(
+    private readonly indicators: HealthIndicatorService,
+    @Inject(SSE_MODULE_OPTIONS) private readonly options: ResolvedSseModuleOptions,
+    private readonly postgres: PostgresConnection,
+    private readonly redis: RedisConnection,
+    private readonly relay: OutboxRelay,
+    private readonly registry: SseConnectionRegistry,
+  ) {}
+
+  /** The indicators that apply to this configuration, for `HealthCheckService.check()`. */
+  readiness(): Array<() => Promise<HealthIndicatorResult>> {
+    const checks: Array<() => Promise<HealthIndicatorResult>> = [() => this.sse()];
+    if (this.postgres.enabled) {
+      checks.push(
+        () => this.postgresCheck(),
+        () => this.outboxListener(),
+        () => this.outboxLag(),
+      );
+    }
+    if (this.redis.client) checks.push(() => this.redisCheck());
+    return checks;
+  }
+
+  /** `SELECT 1` on the module's pool. */
+  async postgresCheck(key = 'postgres'): Promise<HealthIndicatorResult> {
+    const check = this.indicators.check(key);
+    try {
+      await this.bounded(this.postgres.requirePool().query('SELECT 1'));
+      return check.up();
+    } catch (error) {
+      return check.down({ message: (error as Error).message });
+    }
+  }
+
+  /** `PING` on the module's Redis client. */
+  async redisCheck(key = 'redis'): Promise<HealthIndicatorResult> {
+    const check = this.indicators.check(key);
+    try {
+      await this.bounded(this.redis.ping());
+      return check.up();
+    } catch (error) {
+      return check.down({ message: (error as Error).message });
+    }
+  }
+
+  /** The LISTEN connection is up, and the relay read the outbox recently. */
+  async outboxListener(key = 'outbox_listener'): Promise<HealthIndicatorResult> {
+    const check = this.indicators.check(key);
+    const listener = this.relay.listenerStats;
+    const maxReadAgeMs =
+      this.options.health.maxReadAgeMs ?? Math.max(5_000, 3 * this.options.outbox.pollIntervalMs);
+    const readAgeMs = this.relay.stats.lastReadAt
+      ? Date.now() - this.relay.stats.lastReadAt
+      : undefined;
+    const data = { connected: listener?.connected ?? false, readAgeMs, maxReadAgeMs };
+    if (!listener?.connected) return check.down({ ...data, message: 'LISTEN connection is down' });
+    if (readAgeMs === undefined || readAgeMs > maxReadAgeMs) {
+      return check.down({ ...data, message: 'the relay has not read the outbox recently' });
+    }
+    return check.up(data);
+  }
+
+  /** Events committed but not yet relayed, and the server's NOTIFY queue usage. */
+  async outboxLag(key = 'outbox_lag'): Promise<HealthIndicatorResult> {
+    const check = this.indicators.check(key);
+    const max = this.options.health.maxOutboxLagEvents;
+    try {
+      const lag = await this.bounded(this.relay.lag(max + 1));
+      const data = { behind: lag.behind, max, notificationQueueUsage: lag.notificationQueueUsage };
+      return lag.behind > max
+        ? check.down({ ...data, message: 'the relay is behind' })
+        : check.up(data);
+    } catch (error) {
+      return check.down({ message: (error as Error).message });
+    }
+  }
+
+  /** Room for more streams, and not shutting down. */
+  async sse(key = 'sse'): Promise<HealthIndicatorResult> {
+    const check = this.indicators.check(key);
+    const { open, max } = this.registry.stats;
+    const data = { open, max, shuttingDown: this.registry.isShuttingDown };
+    if (this.registry.isShuttingDown) return check.down({ ...data, message: 'shutting down' });
+    if (open >= max) return check.down({ ...data, message: 'no room for more streams' });
+    return check.up(data);
+  }
+
+  private bounded<T>(work: Promise<T>): Promise<T> {
+    const ms = this.options.health.timeoutMs;
+    return raceTimeout(work, ms, () => {
+      throw new Error(`no answer within ${ms} ms`);
+    });
+  }
+}

@@ -1,0 +1,45 @@
+/** A response as it is stored and replayed. */
+export interface StoredResponse {
+  status: number;
+  /** Allow-listed response headers, lower-case names. */
+  headers: Record<string, string>;
+  /** `value`: the handler's result (sent by Nest as on the first request); `error`: an HTTP error body. */
+  kind: 'value' | 'error';
+  /** The JSON text of the result or error body. */
+  body: string;
+}
+
+export type AcquireResult =
+  | { state: 'acquired' }
+  | { state: 'mismatch' }
+  | { state: 'running'; retryAfterMs: number }
+  | { state: 'done'; response: StoredResponse };
+
+/**
+ * Where idempotency records live. Every method is owner-checked where it changes a record, so a
+ * request whose lease expired can never overwrite or delete the record of the one that took over.
+ */
+export interface IdempotencyStore {
+  acquire(
+    recordKey: string,
+    fingerprint: string,
+    owner: string,
+    leaseMs: number,
+  ): Promise<AcquireResult>;
+  complete(
+    recordKey: string,
+    owner: string,
+    response: StoredResponse,
+    ttlMs: number,
+  ): Promise<boolean>;
+  release(recordKey: string, owner: string): Promise<boolean>;
+  extend(recordKey: string, owner: string, leaseMs: number): Promise<boolean>;
+}
+
+/** Injection token of the store. Default: Redis when `redis` is configured, else in-memory. */
+export const IDEMPOTENCY_STORE = Symbol('IDEMPOTENCY_STORE');
+
+/** A store could not be reached or did not answer in time. */
+export class IdempotencyStoreError extends Error {
+  override readonly name = 'IdempotencyStoreError';
+}

@@ -1,0 +1,27 @@
+import type { IncomingMessage } from 'node:http';
+
+/** Per-route options of `@Idempotent()`; unset ones come from the module's `idempotency` options. */
+export interface IdempotentOptions {
+  /** Answer 400 when the key is missing. */
+  required?: boolean;
+  /** Retention of the stored response (s). */
+  ttlSeconds?: number;
+  /** Lease while the handler runs (s). */
+  inFlightTtlSeconds?: number;
+  /** More response headers to store and replay. */
+  storedHeaders?: string[];
+  /** Which outcomes to store; others release the key. Default: every status below 500. */
+  storeIf?: (status: number, error?: unknown) => boolean;
+  /** The part of the body that identifies the request (drop volatile fields such as timestamps). */
+  fingerprint?: (body: unknown, request: IncomingMessage & Record<string, any>) => unknown;
+  /** Scope of keys: a function of the request, or `false` to share keys across principals on purpose. */
+  scope?:
+    | false
+    | ((
+        request: IncomingMessage & Record<string, any>,
+      ) => string | undefined | Promise<string | undefined>);
+}
+
+export const IDEMPOTENT_METADATA = 'nestjs-durable-sse:idempotent';
+/** Set on the request when the handler's body starts, i.e. after its pipes accepted the input. */
+export const HANDLER_ENTERED = Symbol('nestjs-durable-sse:handler-entered');

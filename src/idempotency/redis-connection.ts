@@ -1,0 +1,77 @@
+import { Inject, Injectable, Logger, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
+import Redis, { Cluster } from 'ioredis';
+import { SSE_MODULE_OPTIONS } from '../config/tokens';
+import type { ResolvedSseModuleOptions } from '../config/sse-module-options';
+import { raceTimeout } from '../common/timeout';
+
+/**
+ * The module's Redis client: created from `redis.url` (one connection, offline queue off so calls
+ * fail fast while disconnected, quit on shutdown), or the user's `existingClient`, used as is and
+ * never quit.
+ */
+@Injectable()
+export class RedisConnection implements OnModuleInit, OnApplicationShutdown {
+  private readonly logger = new Logger('SseRedis');
+  private readonly owned?: Redis;
+  readonly client?: Redis | Cluster;
+  private lastErrorLogAt = 0;
+
+  constructor(@Inject(SSE_MODULE_OPTIONS) private readonly options: ResolvedSseModuleOptions) {
+    const redis = options.redis;
+    if (!redis) return;
+    if (redis.existingClient) {
+      this.client = redis.existingClient;
+      return;
+    }
+    this.owned = this.client = new Redis(redis.url!, {
+      connectTimeout: redis.connectTimeoutMs,
+      maxRetriesPerRequest: redis.maxRetriesPerRequest,
+      enableOfflineQueue: false,
+      keyPrefix: redis.keyPrefix,
+      connectionName: 'nestjs-durable-sse',
+      enableAutoPipelining: true,
+      // Reconnect forever with a capped backoff; requests meanwhile follow idempotency.failMode.
+      retryStrategy: (attempt) => Math.min(2_000, 50 * 2 ** Math.min(attempt, 6)),
+    });
+    this.owned.on('error', (error) => {
+      if (Date.now() - this.lastErrorLogAt < 5_000) return;
+      this.lastErrorLogAt = Date.now();
+      this.logger.warn(`Redis connection error: ${error.message}`);
+    });
+  }
+
+  /**
+   * Waits (up to `connectTimeoutMs`) for the first connection, so the first requests do not fail
+   * for want of it. An unreachable Redis does not fail bootstrap: idempotent requests then follow
+   * `idempotency.failMode` while the client keeps reconnecting.
+   */
+  async onModuleInit(): Promise<void> {
+    const client = this.owned;
+    if (!client || client.status === 'ready') return;
+    const ready = await raceTimeout(
+      new Promise<boolean>((resolve) => client.once('ready', () => resolve(true))),
+      this.options.redis!.connectTimeoutMs,
+      () => false,
+    );
+    if (!ready)
+      this.logger.warn(
+        'Redis is not reachable yet; idempotent requests follow idempotency.failMode until it is',
+      );
+  }
+
+  /** Round trip to Redis (for health checks). */
+  async ping(): Promise<void> {
+    if (!this.client) throw new Error('redis is not configured');
+    await this.client.ping();
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    if (!this.owned || this.owned.status === 'end') return;
+    await raceTimeout(
+      this.owned.quit().catch(() => undefined),
+      1_000,
+      () => undefined,
+    );
+    this.owned.disconnect();
+  }
+}

@@ -1,0 +1,145 @@
+import { Inject, Injectable, Logger, OnModuleInit } from '@nestjs/common';
+import { HttpAdapterHost } from '@nestjs/core';
+import type * as PromClient from 'prom-client';
+import { SSE_MODULE_OPTIONS } from '../config/tokens';
+import type { ResolvedSseModuleOptions } from '../config/sse-module-options';
+import { IdempotencyService } from '../idempotency/idempotency.service';
+import { OutboxRelay } from '../outbox/outbox-relay';
+import { SseConnectionRegistry } from '../sse/sse-connection-registry';
+import { SseHub } from '../sse/sse-hub';
+
+function loadPromClient(): typeof PromClient | undefined {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return require('prom-client');
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Prometheus metrics of this module instance, in a registry of its own (merge it into yours
+ * with `Registry.merge`, or serve it at `metrics.path`). Values are read from the module's
+ * counters when scraped, so the hot paths pay nothing for them. Without `prom-client`
+ * installed, `registry` is undefined and nothing is collected.
+ */
+@Injectable()
+export class SseMetrics implements OnModuleInit {
+  private readonly logger = new Logger('SseMetrics');
+  registry?: PromClient.Registry;
+
+  constructor(
+    @Inject(SSE_MODULE_OPTIONS) private readonly options: ResolvedSseModuleOptions,
+    private readonly connections: SseConnectionRegistry,
+    private readonly hub: SseHub,
+    private readonly relay: OutboxRelay,
+    private readonly idempotency: IdempotencyService,
+    private readonly adapterHost: HttpAdapterHost,
+  ) {}
+
+  onModuleInit(): void {
+    const prom = loadPromClient();
+    const { path } = this.options.metrics;
+    if (!prom) {
+      if (path !== false) {
+        throw new Error(
+          'nestjs-durable-sse: metrics.path needs the optional peer dependency prom-client',
+        );
+      }
+      return;
+    }
+    this.registry = this.createRegistry(prom);
+    const adapter = this.adapterHost.httpAdapter;
+    if (!adapter || path === false) return;
+    const registry = this.registry;
+    adapter.get(`/${path}`, async (_request: unknown, response: unknown) => {
+      adapter.setHeader(response, 'Content-Type', registry.contentType);
+      adapter.reply(response, await registry.metrics(), 200);
+    });
+  }
+
+  private createRegistry(prom: typeof PromClient): PromClient.Registry {
+    const registry = new prom.Registry();
+    const registers = [registry];
+    const name = (suffix: string) => `${this.options.metrics.prefix}${suffix}`;
+    const { connections, hub, relay, idempotency } = this;
+    // Counters mirror monotonic counts kept by the module: reset + inc at scrape time.
+    const mirror = (suffix: string, help: string, read: () => number) =>
+      new prom.Counter({
+        name: name(suffix),
+        help,
+        registers,
+        collect() {
+          this.reset();
+          this.inc(read());
+        },
+      });
+
+    new prom.Gauge({
+      name: name('open_connections'),
+      help: 'Event streams open (or opening) on this instance',
+      registers,
+      collect() {
+        this.set(connections.stats.open);
+      },
+    });
+    new prom.Gauge({
+      name: name('max_connections'),
+      help: 'sse.maxConnections',
+      registers,
+      collect() {
+        this.set(connections.stats.max);
+      },
+    });
+    mirror(
+      'events_delivered_total',
+      'Event deliveries to streams (one event to three streams counts three)',
+      () => hub.delivered,
+    );
+    mirror(
+      'slow_consumer_disconnects_total',
+      'Streams cut for passing sse.maxBufferedBytes',
+      () => connections.stats.slowConsumers,
+    );
+    mirror(
+      'replayed_events_total',
+      'Events replayed from the outbox to resuming streams',
+      () => relay.stats.replayed,
+    );
+    mirror('resets_total', 'event: reset sent to resuming streams', () => relay.stats.resets);
+    new prom.Counter({
+      name: name('idempotency_requests_total'),
+      help: 'Idempotent requests by outcome',
+      labelNames: ['outcome'],
+      registers,
+      collect() {
+        this.reset();
+        for (const [outcome, count] of Object.entries(idempotency.stats))
+          this.inc({ outcome }, count);
+      },
+    });
+    const batches = new prom.Histogram({
+      name: name('relay_batch_duration_seconds'),
+      help: 'Duration of one outbox read by the relay',
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+      registers,
+    });
+    relay.onRead = (ms) => batches.observe(ms / 1000);
+    const logger = this.logger;
+    const maxLag = this.options.health.maxOutboxLagEvents;
+    new prom.Gauge({
+      name: name('outbox_lag_events'),
+      help: `Events committed but not yet relayed by this instance (counted up to ${maxLag + 1})`,
+      registers,
+      async collect() {
+        if (!relay.enabled) return;
+        try {
+          this.set((await relay.lag(maxLag + 1)).behind);
+        } catch (error) {
+          logger.warn(`Could not measure the outbox lag: ${(error as Error).message}`);
+        }
+      },
+    });
+    return registry;
+  }
+}

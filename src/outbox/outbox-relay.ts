@@ -1,0 +1,293 @@
+import {
+  BeforeApplicationShutdown,
+  Inject,
+  Injectable,
+  Logger,
+  OnApplicationBootstrap,
+} from '@nestjs/common';
+import { once } from 'node:events';
+import { SSE_MODULE_OPTIONS } from '../config/tokens';
+import type { ResolvedSseModuleOptions } from '../config/sse-module-options';
+import type { SseBatch, SseConnection } from '../sse/sse-connection';
+import { encodeEvent } from '../sse/sse-encoder';
+import { SSE_EVENT_SERIALIZER, SseEventSerializer } from '../sse/sse-event-serializer';
+import { SseHub } from '../sse/sse-hub';
+import { OutboxListener } from './outbox-listener';
+import {
+  comparePositions,
+  formatEventId,
+  OutboxPosition,
+  parseEventId,
+  positionOf,
+} from './outbox-position';
+import { OutboxService } from './outbox.service';
+import { PostgresConnection } from './postgres-connection';
+import { raceTimeout } from '../common/timeout';
+
+interface OutboxRow {
+  tx_id: string;
+  id: string;
+  topic: string;
+  type: string | null;
+  payload: unknown;
+}
+
+export type OutboxResetReason =
+  'malformed' | 'expired' | 'unknown' | 'too-far-behind' | 'replay-failed';
+
+/**
+ * One per instance: follows the outbox in commit-safe order and hands every event to the hub,
+ * framed once, and serves resuming streams from the table. Woken by NOTIFY (coalesced: one read
+ * in flight, at most one more queued) and by a poll every `pollIntervalMs`.
+ */
+@Injectable()
+export class OutboxRelay implements OnApplicationBootstrap, BeforeApplicationShutdown {
+  private readonly logger = new Logger('SseOutboxRelay');
+  private listener?: OutboxListener;
+  private pollTimer?: NodeJS.Timeout;
+  private reading?: Promise<void>;
+  private readAgain = false;
+  private stopped = true;
+  private lastErrorLogAt = 0;
+  /** Everything up to here has been handed to the hub. */
+  private position: OutboxPosition = { txId: 0n, id: 0n };
+  /** Called after every outbox read with its duration (for metrics). */
+  onRead?: (durationMs: number, rows: number) => void;
+  readonly stats = {
+    reads: 0,
+    events: 0,
+    errors: 0,
+    lastReadAt: 0,
+    lastBatchMs: 0,
+    resets: 0,
+    replayed: 0,
+  };
+
+  constructor(
+    @Inject(SSE_MODULE_OPTIONS) private readonly options: ResolvedSseModuleOptions,
+    private readonly postgres: PostgresConnection,
+    private readonly outbox: OutboxService,
+    private readonly hub: SseHub,
+    @Inject(SSE_EVENT_SERIALIZER) private readonly serializer: SseEventSerializer,
+  ) {}
+
+  get enabled(): boolean {
+    return this.postgres.enabled;
+  }
+
+  get currentPosition(): OutboxPosition {
+    return this.position;
+  }
+
+  get listenerStats() {
+    return this.listener?.stats;
+  }
+
+  /** The LISTEN connection: emits `listening` when (re)connected and `lost` when it failed. */
+  get listenerEvents(): OutboxListener | undefined {
+    return this.listener;
+  }
+
+  async onApplicationBootstrap(): Promise<void> {
+    if (!this.enabled) return;
+    const sql = this.outbox.sql;
+    const { rows } = await this.postgres.requirePool().query(sql.startPosition);
+    this.position = positionOf(rows[0]);
+    this.stopped = false;
+    this.listener = new OutboxListener({
+      channel: this.options.outbox.channel,
+      listenSql: sql.listen,
+      listeningSql: sql.listening,
+      checkMs: this.options.outbox.listenerCheckMs,
+      createClient: () => this.postgres.createClient(),
+      onNotify: () => this.wake(),
+      onListening: () => this.wake(),
+    });
+    // The app is ready when its first LISTEN is (bounded: a failure just keeps reconnecting).
+    const settled = Promise.race([once(this.listener, 'listening'), once(this.listener, 'lost')]);
+    this.listener.start();
+    this.pollTimer = setInterval(() => this.wake(), this.options.outbox.pollIntervalMs);
+    this.pollTimer.unref();
+    await raceTimeout(settled, 5_000, () => undefined);
+  }
+
+  async beforeApplicationShutdown(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.pollTimer);
+    await this.listener?.stop();
+    await this.reading;
+  }
+
+  /** Events committed but not yet handed over by this relay (counted up to `cap`). */
+  async lag(cap: number): Promise<{ behind: number; notificationQueueUsage: number }> {
+    const { rows } = await this.postgres
+      .requirePool()
+      .query(this.outbox.sql.lag, [
+        this.position.txId.toString(),
+        this.position.id.toString(),
+        cap,
+      ]);
+    return { behind: rows[0].behind, notificationQueueUsage: Number(rows[0].queue_usage) };
+  }
+
+  /** Asks for a read; coalesces with one already running. */
+  wake(): void {
+    if (this.stopped) return;
+    if (this.reading) {
+      this.readAgain = true;
+      return;
+    }
+    this.reading = this.readUntilCaughtUp().finally(() => {
+      this.reading = undefined;
+    });
+  }
+
+  private async readUntilCaughtUp(): Promise<void> {
+    const { batchSize } = this.options.outbox;
+    try {
+      for (;;) {
+        this.readAgain = false;
+        const started = Date.now();
+        const { rows } = await this.postgres
+          .requirePool()
+          .query<OutboxRow>(this.outbox.sql.readAfter, [
+            this.position.txId.toString(),
+            this.position.id.toString(),
+            batchSize,
+          ]);
+        this.stats.reads++;
+        this.stats.lastReadAt = Date.now();
+        this.stats.lastBatchMs = this.stats.lastReadAt - started;
+        this.onRead?.(this.stats.lastBatchMs, rows.length);
+        if (this.stopped) return;
+        if (rows.length > 0) this.deliver(rows);
+        if (rows.length < batchSize && !this.readAgain) return;
+      }
+    } catch (error) {
+      // Position is unchanged: the next notification or poll retries from the same place.
+      this.stats.errors++;
+      if (Date.now() - this.lastErrorLogAt > 5_000) {
+        this.lastErrorLogAt = Date.now();
+        this.logger.warn(`Outbox read failed (will retry): ${(error as Error).message}`);
+      }
+    }
+  }
+
+  /**
+   * Frames each row once and hands the hub one batch per run of consecutive rows of the same
+   * topic, in position order, so a stream of several topics still sees one increasing order.
+   * Synchronous.
+   */
+  private deliver(rows: OutboxRow[]): void {
+    const runs: Array<{
+      topic: string;
+      events: Array<{ position: OutboxPosition; bytes: Buffer }>;
+    }> = [];
+    for (const row of rows) {
+      if (this.hub.subscriberCount(row.topic) === 0) continue;
+      const position = positionOf(row);
+      let run = runs[runs.length - 1];
+      if (run?.topic !== row.topic) runs.push((run = { topic: row.topic, events: [] }));
+      run.events.push({ position, bytes: this.frame(row, position) });
+    }
+    // Advanced in the same tick as the hand-over, so a stream that subscribes now knows exactly
+    // which events reached it live (after this position) and which it must replay (up to it).
+    this.position = positionOf(rows[rows.length - 1]);
+    this.stats.events += rows.length;
+    for (const { topic, events } of runs) {
+      const batch: SseBatch = {
+        bytes: events.length === 1 ? events[0].bytes : Buffer.concat(events.map((e) => e.bytes)),
+        events,
+        last: events[events.length - 1].position,
+      };
+      this.hub.deliver(topic, batch);
+    }
+  }
+
+  private frame(row: OutboxRow, position: OutboxPosition): Buffer {
+    return Buffer.from(
+      encodeEvent({
+        id: formatEventId(position),
+        type: row.type ?? undefined,
+        data: this.serializer.serialize(row.payload),
+      }),
+    );
+  }
+
+  /**
+   * Subscribes a stream to its topics and, when it asks to resume, replays what it missed:
+   * events after its id up to this relay's position, then the live events that arrived during
+   * the replay, then live. No gap and no duplicate at the seam.
+   */
+  attach(connection: SseConnection, topics: string[], lastEventId: string | undefined): void {
+    if (lastEventId === undefined) {
+      connection.onTeardown(this.hub.subscribe(topics, connection));
+      return;
+    }
+    connection.beginReplay();
+    const upTo = this.position; // captured in the same tick as the subscription below
+    connection.onTeardown(this.hub.subscribe(topics, connection));
+    const after = parseEventId(lastEventId);
+    if (!after) return this.reset(connection, 'malformed', lastEventId);
+    this.replay(connection, topics, after, upTo, lastEventId).catch((error) => {
+      this.logger.warn(`Replay failed: ${(error as Error).message}`);
+      this.reset(connection, 'replay-failed', lastEventId);
+    });
+  }
+
+  private async replay(
+    connection: SseConnection,
+    topics: string[],
+    after: OutboxPosition,
+    upTo: OutboxPosition,
+    lastEventId: string,
+  ): Promise<void> {
+    const pool = this.postgres.requirePool();
+    const sql = this.outbox.sql;
+    if (await this.expired(after)) return this.reset(connection, 'expired', lastEventId);
+    if (comparePositions(after, upTo) >= 0) {
+      // The client is level with this relay, or ahead of it (it came from an instance whose
+      // relay is further on): skip live events it has already seen. An id that names no event
+      // would silence the stream forever, so that is a reset instead.
+      if (comparePositions(after, upTo) === 0) return connection.endReplay();
+      const { rows } = await pool.query(sql.exists, [after.txId.toString(), after.id.toString()]);
+      if (rows.length === 0) return this.reset(connection, 'unknown', lastEventId);
+      return connection.endReplay(after);
+    }
+    const limit = this.options.sse.replayLimit;
+    const { rows } = await pool.query<OutboxRow>(sql.replay, [
+      topics,
+      after.txId.toString(),
+      after.id.toString(),
+      upTo.txId.toString(),
+      upTo.id.toString(),
+      limit + 1,
+    ]);
+    if (rows.length > limit) return this.reset(connection, 'too-far-behind', lastEventId);
+    // Retention commits its deletions with the watermark: if it deleted part of this range before
+    // the replay read it, the watermark now says so.
+    if (await this.expired(after)) return this.reset(connection, 'expired', lastEventId);
+    if (rows.length > 0) {
+      connection.write(Buffer.concat(rows.map((row) => this.frame(row, positionOf(row)))));
+      this.stats.replayed += rows.length;
+    }
+    connection.endReplay();
+  }
+
+  /** Whether retention has deleted events after `after` (the client missed them for good). */
+  private async expired(after: OutboxPosition): Promise<boolean> {
+    const { rows } = await this.postgres.requirePool().query(this.outbox.sql.deletedThrough);
+    return rows.length > 0 && comparePositions(after, positionOf(rows[0])) < 0;
+  }
+
+  private reset(connection: SseConnection, reason: OutboxResetReason, lastEventId: string): void {
+    this.stats.resets++;
+    connection.write(resetFrame(reason, lastEventId));
+    connection.endReplay();
+  }
+}
+
+/** Tells a client it missed events that cannot be replayed: it must resync its state. */
+export function resetFrame(reason: string, lastEventId: string): string {
+  return encodeEvent({ type: 'reset', data: JSON.stringify({ reason, lastEventId }) });
+}

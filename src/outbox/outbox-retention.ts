@@ -1,0 +1,69 @@
+import {
+  BeforeApplicationShutdown,
+  Inject,
+  Injectable,
+  Logger,
+  OnApplicationBootstrap,
+} from '@nestjs/common';
+import { SSE_MODULE_OPTIONS } from '../config/tokens';
+import type { ResolvedSseModuleOptions } from '../config/sse-module-options';
+import { OutboxService } from './outbox.service';
+import { PostgresConnection } from './postgres-connection';
+
+const RETENTION_BATCH = 5_000;
+const MAX_BATCHES_PER_RUN = 20;
+
+/**
+ * Deletes events older than `outbox.retentionMs`, oldest first, in bounded batches, every
+ * `retentionIntervalMs`. Safe on every instance at once. Records how far it deleted, so a
+ * client resuming from before that point is told to reset instead of silently missing events.
+ */
+@Injectable()
+export class OutboxRetention implements OnApplicationBootstrap, BeforeApplicationShutdown {
+  private readonly logger = new Logger('SseOutboxRetention');
+  private timer?: NodeJS.Timeout;
+  private running?: Promise<number>;
+  readonly stats = { runs: 0, deleted: 0 };
+
+  constructor(
+    @Inject(SSE_MODULE_OPTIONS) private readonly options: ResolvedSseModuleOptions,
+    private readonly postgres: PostgresConnection,
+    private readonly outbox: OutboxService,
+  ) {}
+
+  onApplicationBootstrap(): void {
+    if (!this.postgres.enabled) return;
+    this.timer = setInterval(() => void this.runOnce(), this.options.outbox.retentionIntervalMs);
+    this.timer.unref();
+  }
+
+  async beforeApplicationShutdown(): Promise<void> {
+    clearInterval(this.timer);
+    await this.running;
+  }
+
+  /** One retention pass; returns the number of events deleted. */
+  runOnce(now = new Date()): Promise<number> {
+    this.running ??= this.deleteExpired(now).finally(() => (this.running = undefined));
+    return this.running;
+  }
+
+  private async deleteExpired(now: Date): Promise<number> {
+    const cutoff = new Date(now.getTime() - this.options.outbox.retentionMs);
+    let total = 0;
+    try {
+      for (let batch = 0; batch < MAX_BATCHES_PER_RUN; batch++) {
+        const { rows } = await this.postgres
+          .requirePool()
+          .query<{ deleted: number }>(this.outbox.sql.retention, [cutoff, RETENTION_BATCH]);
+        total += rows[0].deleted;
+        if (rows[0].deleted < RETENTION_BATCH) break;
+      }
+    } catch (error) {
+      this.logger.warn(`Outbox retention failed (will retry): ${(error as Error).message}`);
+    }
+    this.stats.runs++;
+    this.stats.deleted += total;
+    return total;
+  }
+}

@@ -1,0 +1,157 @@
+/**
+ * The outbox's SQL, as named statements. Identifiers are validated (lower-case SQL identifiers)
+ * before they reach these builders and are always double-quoted.
+ *
+ * Commit-safe reads: a row is read only once its transaction id is below the xmin of the
+ * reader's snapshot, i.e. once every transaction that could still insert a row *before* it has
+ * finished. Rows are ordered and positioned by (tx_id, id), so a transaction that took id 10 but
+ * committed after the one that took id 11 is never skipped, and every reader sees one order.
+ * The cost: a transaction left open anywhere in the cluster holds delivery back until it ends.
+ */
+export interface OutboxNames {
+  schema: string;
+  table: string;
+  channel: string;
+}
+
+const q = (identifier: string) => `"${identifier}"`;
+
+/** Re-indents a multi-line statement: continuation lines by two spaces. */
+const tidy = (statement: string) =>
+  statement
+    .split('\n')
+    .map((line, i) => (i === 0 ? line.trim() : `  ${line.trim()}`))
+    .join('\n')
+    .replace(/\n {2}\)/g, '\n)');
+
+export function outboxSql(names: OutboxNames) {
+  const table = `${q(names.schema)}.${q(names.table)}`;
+  const meta = `${q(names.schema)}.${q(`${names.table}_meta`)}`;
+  const notifyFunction = `${q(names.schema)}.${q(`${names.table}_notify`)}`;
+  // Output names differ from the columns: a bare ORDER BY tx_id would sort the text aliases.
+  const columns = `o.tx_id::text AS tx_id, o.id::text AS id, o.topic, o.type, o.payload`;
+  // Rows of transactions that may still be running are left for a later read.
+  const settled = `tx_id < pg_snapshot_xmin(pg_current_snapshot())`;
+
+  return {
+    /** Idempotent; safe to run on every start and from several instances at once. */
+    migrate: (
+      [
+        `CREATE SCHEMA IF NOT EXISTS ${q(names.schema)}`,
+        `CREATE TABLE IF NOT EXISTS ${table} (
+        id bigint GENERATED ALWAYS AS IDENTITY,
+        tx_id xid8 NOT NULL DEFAULT pg_current_xact_id(),
+        topic text NOT NULL,
+        type text,
+        payload jsonb NOT NULL,
+        dedupe_key text,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (tx_id, id)
+      )`,
+        `CREATE INDEX IF NOT EXISTS ${q(`${names.table}_topic_position`)} ON ${table} (topic, tx_id, id)`,
+        `CREATE UNIQUE INDEX IF NOT EXISTS ${q(`${names.table}_dedupe`)} ON ${table} (topic, dedupe_key) WHERE dedupe_key IS NOT NULL`,
+        // Highest position retention has deleted: a client that asks to resume from before it
+        // has missed events for good and must reset.
+        `CREATE TABLE IF NOT EXISTS ${meta} (
+        singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+        deleted_through_tx xid8 NOT NULL DEFAULT '0',
+        deleted_through_id bigint NOT NULL DEFAULT 0
+      )`,
+        `INSERT INTO ${meta} (singleton) VALUES (true) ON CONFLICT DO NOTHING`,
+        // One NOTIFY per transaction: PostgreSQL folds identical notifications of a transaction
+        // into one. The payload is empty: it only wakes relays (and 8000 bytes would not do).
+        `CREATE OR REPLACE FUNCTION ${notifyFunction}() RETURNS trigger LANGUAGE plpgsql AS $$
+       BEGIN
+         PERFORM pg_notify('${names.channel}', '');
+         RETURN NULL;
+       END $$`,
+        `CREATE OR REPLACE TRIGGER ${q(`${names.table}_notify`)} AFTER INSERT ON ${table}
+         FOR EACH STATEMENT EXECUTE FUNCTION ${notifyFunction}()`,
+      ] as const
+    ).map(tidy),
+
+    /** $1 topics text[], $2 types text[], $3 payloads (JSON text)[], $4 dedupe keys text[]. */
+    insert: `INSERT INTO ${table} (topic, type, payload, dedupe_key)
+      SELECT topic, type, payload::jsonb, dedupe_key
+      FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS e(topic, type, payload, dedupe_key)
+      ON CONFLICT (topic, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
+      RETURNING tx_id::text AS tx_id, id::text AS id`,
+
+    /** The relay's next batch after $1/$2 (tx_id, id), at most $3 rows. */
+    readAfter: `SELECT ${columns} FROM ${table} o
+      WHERE (o.tx_id, o.id) > ($1::xid8, $2::bigint) AND o.${settled}
+      ORDER BY o.tx_id, o.id LIMIT $3`,
+
+    /** Where a new relay starts: everything of transactions that already ended is history. */
+    startPosition: `SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS tx_id, '0' AS id`,
+
+    /**
+     * Events of topics $1 after ($2, $3) up to and including ($4, $5), at most $6 rows. The upper
+     * bound is the relay's position, so replay and live delivery meet without gap or overlap.
+     */
+    replay: `SELECT ${columns} FROM ${table} o
+      WHERE o.topic = ANY($1::text[])
+        AND (o.tx_id, o.id) > ($2::xid8, $3::bigint)
+        AND (o.tx_id, o.id) <= ($4::xid8, $5::bigint)
+      ORDER BY o.tx_id, o.id LIMIT $6`,
+
+    /** Retention watermark: resuming from at or before it is impossible. */
+    deletedThrough: `SELECT deleted_through_tx::text AS tx_id, deleted_through_id::text AS id FROM ${meta}`,
+
+    /**
+     * Deletes the oldest settled events created before $1, at most $2, in position order and
+     * only as a prefix (an old event behind a younger one waits), and advances the watermark.
+     */
+    retention: `WITH candidates AS (
+        SELECT tx_id, id, created_at < $1 AS expired FROM ${table}
+        WHERE ${settled} ORDER BY tx_id, id LIMIT $2
+      ), deletable AS (
+        SELECT c.tx_id, c.id FROM candidates c
+        WHERE c.expired AND NOT EXISTS (
+          SELECT 1 FROM candidates k WHERE NOT k.expired AND (k.tx_id, k.id) < (c.tx_id, c.id))
+      ), deleted AS (
+        DELETE FROM ${table} t USING deletable d
+        WHERE (t.tx_id, t.id) = (d.tx_id, d.id)
+        RETURNING t.tx_id, t.id
+      ), last AS (
+        SELECT tx_id, id FROM deleted ORDER BY tx_id DESC, id DESC LIMIT 1
+      ), watermark AS (
+        UPDATE ${meta} m SET deleted_through_tx = last.tx_id, deleted_through_id = last.id
+        FROM last WHERE (m.deleted_through_tx, m.deleted_through_id) < (last.tx_id, last.id)
+      )
+      SELECT count(*)::int AS deleted FROM deleted`,
+
+    /** Serializes concurrent migrations of several instances. */
+    migrationLock: `SELECT pg_advisory_xact_lock(hashtext($1))`,
+
+    /** Whether an event exists at ($1, $2): tells a client ahead of this relay from a bogus id. */
+    exists: `SELECT 1 FROM ${table} WHERE (tx_id, id) = ($1::xid8, $2::bigint)`,
+
+    /** Liveness of the LISTEN connection: it must still be listening on the channel. */
+    listening: `SELECT 1 FROM pg_listening_channels() AS c WHERE c = $1`,
+
+    /**
+     * How far the relay at ($1, $2) is behind the settled head: events waiting (counted up to
+     * $3), and how full the server's NOTIFY queue is (0 … 1).
+     */
+    lag: `SELECT (SELECT count(*) FROM (SELECT 1 FROM ${table} o
+        WHERE (o.tx_id, o.id) > ($1::xid8, $2::bigint) AND o.${settled} LIMIT $3) waiting)::int AS behind,
+      pg_notification_queue_usage() AS queue_usage`,
+
+    listen: `LISTEN ${q(names.channel)}`,
+  };
+}
+
+export type OutboxSql = ReturnType<typeof outboxSql>;
+
+/** The schema as one SQL script, for teams that run their own migrations (docs/outbox-schema.sql). */
+export function outboxSchemaScript(names: OutboxNames): string {
+  return [
+    '-- nestjs-durable-sse outbox schema (PostgreSQL 14+).',
+    '-- Generated from src/outbox/outbox.sql.ts; a test keeps docs/outbox-schema.sql equal to it.',
+    `-- Names: schema ${names.schema}, table ${names.table}, channel ${names.channel}.`,
+    '',
+    outboxSql(names).migrate.join(';\n\n') + ';',
+    '',
+  ].join('\n');
+}

@@ -1,0 +1,97 @@
+import { Module } from '@nestjs/common';
+import { TerminusModule } from '@nestjs/terminus';
+import { SseHealthIndicators } from './health/sse-health.indicators';
+import { SseHealthRoutes } from './health/sse-health.routes';
+import { SseMetrics } from './metrics/sse-metrics';
+import { ConfigurableSseModule, SSE_RAW_OPTIONS } from './config/module-definition';
+import { SSE_MODULE_OPTIONS } from './config/tokens';
+import { resolveSseModuleOptions } from './config/validate-options';
+import type { SseModuleOptions } from './config/sse-module-options';
+import {
+  RemoteAddressClientKeyResolver,
+  SSE_CLIENT_KEY_RESOLVER,
+} from './sse/sse-client-key-resolver';
+import { SseConnectionRegistry } from './sse/sse-connection-registry';
+import { JsonSseEventSerializer, SSE_EVENT_SERIALIZER } from './sse/sse-event-serializer';
+import { SseHub } from './sse/sse-hub';
+import { SseInterceptor } from './sse/sse.interceptor';
+import { SseStreamer } from './sse/sse-streamer';
+import { OutboxRelay } from './outbox/outbox-relay';
+import { OutboxService } from './outbox/outbox.service';
+import { OutboxRetention } from './outbox/outbox-retention';
+import { PostgresConnection } from './outbox/postgres-connection';
+import {
+  IDEMPOTENCY_FINGERPRINT_STRATEGY,
+  Sha256FingerprintStrategy,
+} from './idempotency/fingerprint';
+import {
+  IDEMPOTENCY_SCOPE_RESOLVER,
+  UserIdempotencyScopeResolver,
+} from './idempotency/idempotency-scope';
+import { IDEMPOTENCY_STORE } from './idempotency/idempotency-store';
+import { IdempotencyService } from './idempotency/idempotency.service';
+import { MemoryIdempotencyStore } from './idempotency/memory-idempotency-store';
+import { RedisConnection } from './idempotency/redis-connection';
+import { RedisIdempotencyStore } from './idempotency/redis-idempotency-store';
+import type { ResolvedSseModuleOptions } from './config/sse-module-options';
+
+/**
+ * `SseModule.forRoot(options)` / `SseModule.forRootAsync({ useFactory, inject, imports })`.
+ * Options are validated when the module is instantiated, so a bad config fails bootstrap.
+ */
+@Module({
+  // Terminus' own logging of failed checks is off: /health answers with the details.
+  imports: [TerminusModule.forRoot({ logger: false })],
+  providers: [
+    {
+      provide: SSE_MODULE_OPTIONS,
+      useFactory: (raw: SseModuleOptions) => resolveSseModuleOptions(raw),
+      inject: [SSE_RAW_OPTIONS],
+    },
+    { provide: SSE_EVENT_SERIALIZER, useClass: JsonSseEventSerializer },
+    { provide: SSE_CLIENT_KEY_RESOLVER, useClass: RemoteAddressClientKeyResolver },
+    SseConnectionRegistry,
+    SseHub,
+    SseStreamer,
+    SseInterceptor,
+    PostgresConnection,
+    OutboxService,
+    OutboxRelay,
+    OutboxRetention,
+    RedisConnection,
+    {
+      provide: IDEMPOTENCY_STORE,
+      useFactory: (options: ResolvedSseModuleOptions, redis: RedisConnection) =>
+        redis.client
+          ? new RedisIdempotencyStore(redis.client, options.redis!.commandTimeoutMs)
+          : new MemoryIdempotencyStore(),
+      inject: [SSE_MODULE_OPTIONS, RedisConnection],
+    },
+    { provide: IDEMPOTENCY_FINGERPRINT_STRATEGY, useClass: Sha256FingerprintStrategy },
+    { provide: IDEMPOTENCY_SCOPE_RESOLVER, useClass: UserIdempotencyScopeResolver },
+    IdempotencyService,
+    SseHealthIndicators,
+    SseHealthRoutes,
+    SseMetrics,
+  ],
+  exports: [
+    SseMetrics,
+    SseHealthIndicators,
+    RedisConnection,
+    IDEMPOTENCY_STORE,
+    IDEMPOTENCY_FINGERPRINT_STRATEGY,
+    IDEMPOTENCY_SCOPE_RESOLVER,
+    IdempotencyService,
+    OutboxService,
+    OutboxRelay,
+    PostgresConnection,
+    SSE_MODULE_OPTIONS,
+    SSE_EVENT_SERIALIZER,
+    SSE_CLIENT_KEY_RESOLVER,
+    SseConnectionRegistry,
+    SseHub,
+    SseStreamer,
+    SseInterceptor,
+  ],
+})
+export class SseModule extends ConfigurableSseModule {}

@@ -1,0 +1,164 @@
+import {
+  BeforeApplicationShutdown,
+  Inject,
+  Injectable,
+  Logger,
+  OnApplicationShutdown,
+} from '@nestjs/common';
+import { SSE_MODULE_OPTIONS } from '../config/tokens';
+import type { ResolvedSseModuleOptions } from '../config/sse-module-options';
+import { SseCloseReason, SseConnection } from './sse-connection';
+import { SSE_HEARTBEAT } from './sse-encoder';
+
+export type SseAdmission =
+  | { admitted: true; slot: SseSlot }
+  | {
+      admitted: false;
+      status: 503 | 429;
+      reason: 'instance-full' | 'client-limit' | 'shutting-down';
+    };
+
+/** A reserved place under the connection limits; released exactly once. */
+export interface SseSlot {
+  release(): void;
+}
+
+/**
+ * Every open stream of this instance: connection limits, heartbeats and shutdown.
+ *
+ * Heartbeats use one shared timer for all streams instead of one per stream: it ticks every
+ * heartbeatMs/2 and writes a comment to streams that stayed silent for two ticks, so no stream
+ * is ever silent for longer than heartbeatMs. The timer only exists while streams are open.
+ */
+@Injectable()
+export class SseConnectionRegistry implements BeforeApplicationShutdown, OnApplicationShutdown {
+  private readonly logger = new Logger('SseConnectionRegistry');
+  private readonly connections = new Set<SseConnection>();
+  private readonly perClient = new Map<string, number>();
+  private reserved = 0;
+  private ticker: NodeJS.Timeout | undefined;
+  private shuttingDown = false;
+  private readonly counters = { opened: 0, slowConsumers: 0 };
+  private emptyWaiters: Array<() => void> = [];
+
+  constructor(@Inject(SSE_MODULE_OPTIONS) private readonly options: ResolvedSseModuleOptions) {}
+
+  /** Streams open or being opened right now. */
+  get size(): number {
+    return this.reserved;
+  }
+
+  get isShuttingDown(): boolean {
+    return this.shuttingDown;
+  }
+
+  get stats(): {
+    open: number;
+    max: number;
+    clients: number;
+    opened: number;
+    slowConsumers: number;
+    heartbeatTimer: boolean;
+  } {
+    return {
+      open: this.reserved,
+      max: this.options.sse.maxConnections,
+      clients: this.perClient.size,
+      ...this.counters,
+      heartbeatTimer: this.ticker !== undefined,
+    };
+  }
+
+  /** Resolves once no stream is open or being opened. */
+  whenEmpty(): Promise<void> {
+    if (this.reserved === 0) return Promise.resolve();
+    return new Promise((resolve) => this.emptyWaiters.push(resolve));
+  }
+
+  /** Reserves a place for a stream before its handler runs, so concurrent opens cannot overshoot. */
+  admit(clientKey: string): SseAdmission {
+    const { maxConnections, maxConnectionsPerClient } = this.options.sse;
+    if (this.shuttingDown) return { admitted: false, status: 503, reason: 'shutting-down' };
+    if (this.reserved >= maxConnections)
+      return { admitted: false, status: 503, reason: 'instance-full' };
+    const held = this.perClient.get(clientKey) ?? 0;
+    if (held >= maxConnectionsPerClient)
+      return { admitted: false, status: 429, reason: 'client-limit' };
+
+    this.reserved++;
+    this.perClient.set(clientKey, held + 1);
+    let released = false;
+    return {
+      admitted: true,
+      slot: {
+        release: () => {
+          if (released) return;
+          released = true;
+          this.reserved--;
+          const left = (this.perClient.get(clientKey) ?? 1) - 1;
+          if (left > 0) this.perClient.set(clientKey, left);
+          else this.perClient.delete(clientKey);
+          if (this.reserved === 0) for (const resolve of this.emptyWaiters.splice(0)) resolve();
+        },
+      },
+    };
+  }
+
+  /** Opens a tracked stream on a response whose headers were just written. */
+  open(response: SseConnection['response'], clientKey: string, slot: SseSlot): SseConnection {
+    const connection = new SseConnection(
+      response,
+      clientKey,
+      this.options.sse.maxBufferedBytes,
+      (c, reason) => this.closed(c, reason),
+    );
+    connection.onTeardown(() => slot.release());
+    this.connections.add(connection);
+    this.counters.opened++;
+    if (!this.ticker) this.startTicker();
+    return connection;
+  }
+
+  private closed(connection: SseConnection, reason: SseCloseReason): void {
+    this.connections.delete(connection);
+    if (reason === 'slow-consumer') {
+      this.counters.slowConsumers++;
+      this.logger.warn(
+        `Disconnected a slow SSE client (${connection.clientKey}): over maxBufferedBytes`,
+      );
+    }
+    if (this.connections.size === 0) this.stopTicker();
+  }
+
+  private startTicker(): void {
+    const period = Math.max(5, Math.floor(this.options.sse.heartbeatMs / 2));
+    this.ticker = setInterval(() => {
+      for (const connection of this.connections) {
+        if (++connection.idleTicks >= 2) connection.write(SSE_HEARTBEAT);
+      }
+    }, period);
+    // Heartbeats alone must never keep a process alive.
+    this.ticker.unref();
+  }
+
+  private stopTicker(): void {
+    if (this.ticker) clearInterval(this.ticker);
+    this.ticker = undefined;
+  }
+
+  /** Ends every open stream; clients reconnect (to another instance) and resume by id. */
+  closeAll(): void {
+    for (const connection of [...this.connections]) connection.close('shutdown');
+    this.stopTicker();
+  }
+
+  // Open streams keep the HTTP server's close() waiting forever, so they end before it runs.
+  beforeApplicationShutdown(): void {
+    this.shuttingDown = true;
+    this.closeAll();
+  }
+
+  onApplicationShutdown(): void {
+    this.closeAll();
+  }
+}

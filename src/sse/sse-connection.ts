@@ -1,0 +1,154 @@
+import type { ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { comparePositions, OutboxPosition } from '../outbox/outbox-position';
+import { directSocket, httpChunk, writeCorked } from './http-chunk';
+
+/** Framed events on their way to subscribers: encoded once, written to each. */
+export interface SseBatch {
+  /** Every event of the batch, framed and concatenated. */
+  bytes: Buffer;
+  /** Outbox batches: each event with its position, for streams resuming mid-batch. */
+  events?: ReadonlyArray<{ position: OutboxPosition; bytes: Buffer }>;
+  /** Outbox batches: the position of the last event. */
+  last?: OutboxPosition;
+  /** `bytes` as one HTTP/1.1 chunk, built once for all subscribers on first use. */
+  chunk?: Buffer;
+}
+
+/** Anything the hub can deliver framed events to. */
+export interface SseSubscriber {
+  deliver(batch: SseBatch): void;
+}
+
+export type SseCloseReason = 'client' | 'complete' | 'error' | 'slow-consumer' | 'shutdown';
+
+/**
+ * One open event stream on one HTTP response. Owns everything the stream holds (hub
+ * subscriptions, the handler's subscription, its slot in the registry) and frees all of it on
+ * the first close, whatever caused it.
+ */
+export class SseConnection implements SseSubscriber {
+  /** Heartbeat ticks since the last write; see SseConnectionRegistry. */
+  idleTicks = 0;
+  private closed = false;
+  private readonly cleanups: Array<() => void> = [];
+  /** Live batches held back while a replay is being written. */
+  private pending?: SseBatch[];
+  private pendingBytes = 0;
+  /** Live events at or before this position were already seen by the client. */
+  private seenThrough?: OutboxPosition;
+  /** The socket to write chunks to directly (null: use `response.write()`); found on first write. */
+  private directSocket?: Socket | null;
+
+  constructor(
+    readonly response: ServerResponse,
+    readonly clientKey: string,
+    private readonly maxBufferedBytes: number,
+    private readonly onClose: (connection: SseConnection, reason: SseCloseReason) => void,
+  ) {
+    response.once('close', () => this.close('client'));
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** Registers teardown work to run exactly once when the stream closes. */
+  onTeardown(cleanup: () => void): void {
+    if (this.closed) cleanup();
+    else this.cleanups.push(cleanup);
+  }
+
+  /** Holds live batches back until {@link endReplay}; replayed events are written directly. */
+  beginReplay(): void {
+    this.pending = [];
+    this.pendingBytes = 0;
+  }
+
+  /**
+   * Releases the held batches, then goes live. `seenThrough`: the client already has every
+   * event up to there (it resumed from an instance whose relay was ahead of this one's).
+   */
+  endReplay(seenThrough?: OutboxPosition): void {
+    const pending = this.pending ?? [];
+    this.pending = undefined;
+    this.seenThrough = seenThrough;
+    for (const batch of pending) this.deliver(batch);
+  }
+
+  deliver(batch: SseBatch): void {
+    if (this.closed) return;
+    if (this.pending) {
+      this.pending.push(batch);
+      this.pendingBytes += batch.bytes.length;
+      if (this.pendingBytes > this.maxBufferedBytes) this.close('slow-consumer');
+      return;
+    }
+    const seen = this.seenThrough;
+    if (seen && batch.last && batch.events) {
+      if (comparePositions(batch.last, seen) <= 0) return;
+      this.seenThrough = undefined;
+      const fresh = batch.events.filter((event) => comparePositions(event.position, seen) > 0);
+      this.write(
+        fresh.length === batch.events.length
+          ? batch.bytes
+          : Buffer.concat(fresh.map((e) => e.bytes)),
+      );
+      return;
+    }
+    this.write(batch.bytes);
+  }
+
+  /** Writes SSE bytes (frames, comments) to the stream. */
+  write(data: Buffer | string): void {
+    if (this.closed) return;
+    const socket = this.socket();
+    if (socket)
+      return this.writeChunk(
+        socket,
+        httpChunk(typeof data === 'string' ? Buffer.from(data) : data),
+      );
+    this.response.write(data);
+    this.afterWrite();
+  }
+
+  private socket(): Socket | undefined {
+    if (this.directSocket === undefined) this.directSocket = directSocket(this.response) ?? null;
+    return this.directSocket ?? undefined;
+  }
+
+  private writeChunk(socket: Socket, chunk: Buffer): void {
+    if (this.closed) return;
+    writeCorked(socket, chunk);
+    this.afterWrite();
+  }
+
+  private afterWrite(): void {
+    this.idleTicks = 0;
+    // writableLength counts what neither the response nor the socket could hand to the kernel:
+    // a client that stopped reading. Cutting it frees that memory at once; it resumes by id.
+    if (this.response.writableLength > this.maxBufferedBytes) {
+      this.close('slow-consumer');
+    }
+  }
+
+  close(reason: SseCloseReason): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.pending = undefined;
+    for (const cleanup of this.cleanups.splice(0)) {
+      try {
+        cleanup();
+      } catch {
+        // teardown must reach every resource even if one throws
+      }
+    }
+    if (reason === 'slow-consumer') {
+      // end() would queue behind the unsent backlog; destroy frees it now.
+      this.response.destroy();
+    } else if (!this.response.writableEnded) {
+      this.response.end();
+    }
+    this.onClose(this, reason);
+  }
+}

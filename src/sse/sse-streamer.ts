@@ -1,0 +1,164 @@
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import type { ServerResponse } from 'node:http';
+import type { Observable } from 'rxjs';
+import { SSE_MODULE_OPTIONS } from '../config/tokens';
+import type { ResolvedSseModuleOptions, SseRejectMode } from '../config/sse-module-options';
+import { SseConnection } from './sse-connection';
+import { SseAdmission, SseConnectionRegistry, SseSlot } from './sse-connection-registry';
+import { SSE_CLIENT_KEY_RESOLVER, SseClientKeyResolver } from './sse-client-key-resolver';
+import { encodeComment, encodeRetry } from './sse-encoder';
+import { OutboxRelay, resetFrame } from '../outbox/outbox-relay';
+import { SseEvent } from './sse-event';
+import { assertTopic, SseHub } from './sse-hub';
+import { readLastEventId, SseRequest, SseRouteOptions, SseTopics } from './sse-route-options';
+
+export const SSE_RESPONSE_HEADERS: Readonly<Record<string, string>> = Object.freeze({
+  'Content-Type': 'text/event-stream',
+  'Cache-Control': 'no-cache, no-transform',
+  // nginx buffers proxied responses unless told not to
+  'X-Accel-Buffering': 'no',
+});
+
+/** What a stream is fed from once it is open. */
+export type SseSource =
+  { kind: 'observable'; events: Observable<unknown> } | { kind: 'topics'; topics: string[] };
+
+/** Opens event streams on HTTP responses and feeds them; also writes refusals. */
+@Injectable()
+export class SseStreamer {
+  private readonly logger = new Logger('Sse');
+
+  constructor(
+    @Inject(SSE_MODULE_OPTIONS) private readonly options: ResolvedSseModuleOptions,
+    private readonly registry: SseConnectionRegistry,
+    private readonly hub: SseHub,
+    @Inject(SSE_CLIENT_KEY_RESOLVER) private readonly clientKeys: SseClientKeyResolver,
+    private readonly relay: OutboxRelay,
+  ) {}
+
+  /** Resolves the client key and reserves a slot under the connection limits. */
+  async admit(request: SseRequest): Promise<{ clientKey: string; admission: SseAdmission }> {
+    const clientKey = String(await this.clientKeys.resolve(request));
+    return { clientKey, admission: this.registry.admit(clientKey) };
+  }
+
+  rejectModeOf(route: SseRouteOptions): SseRejectMode {
+    return route.rejectMode ?? this.options.sse.rejectMode;
+  }
+
+  /**
+   * Writes the headers and `retry:` preamble, then connects the source. Returns undefined when
+   * the client left while the handler was running (the slot is released).
+   */
+  open(
+    request: SseRequest,
+    response: ServerResponse,
+    clientKey: string,
+    slot: SseSlot,
+    source: SseSource,
+  ) {
+    if (response.destroyed || response.writableEnded) {
+      slot.release();
+      return undefined;
+    }
+    if (request.method === 'HEAD') {
+      // Express routes HEAD to GET handlers; a stream without a body would only hold a slot.
+      response.writeHead(200, SSE_RESPONSE_HEADERS);
+      response.end();
+      slot.release();
+      return undefined;
+    }
+    request.socket.setTimeout(0);
+    request.socket.setNoDelay(true);
+    response.writeHead(200, SSE_RESPONSE_HEADERS);
+    // Sent at once so clients see the stream open before the first event. Flushing the head on
+    // its own also lets V8 flatten the header string, which otherwise stays a rope of ~25
+    // pieces (~800 bytes) for the life of every connection.
+    response.flushHeaders();
+    response.write(encodeRetry(this.options.sse.retryMs));
+
+    const connection = this.registry.open(response, clientKey, slot);
+    if (source.kind === 'topics')
+      this.connectTopics(connection, source.topics, readLastEventId(request));
+    else this.connectObservable(connection, source.events);
+    return connection;
+  }
+
+  /** Resolves and validates a route's topics. Returns a message for invalid client-derived input. */
+  async resolveTopics(
+    topic: SseTopics | ((request: SseRequest) => SseTopics | Promise<SseTopics>),
+    request: SseRequest,
+  ): Promise<string[]> {
+    const value = typeof topic === 'function' ? await topic(request) : topic;
+    const list = typeof value === 'string' ? [value] : [...(value ?? [])];
+    if (list.length === 0) throw new TypeError('@Sse topic resolved to no topic');
+    list.forEach((t) => assertTopic(t));
+    return [...new Set(list)];
+  }
+
+  /**
+   * Refuses a stream. `'status'` answers 503/429 through Nest's exception layer (the caller
+   * throws); `'retry'` answers 200 with a jittered `retry:` and closes, since browsers'
+   * EventSource gives up for good on any non-200 response.
+   */
+  refuse(response: ServerResponse, reason: string, mode: SseRejectMode): void {
+    const backoffMs = this.jitteredBackoffMs();
+    if (mode === 'status') {
+      response.setHeader('Retry-After', String(Math.ceil(backoffMs / 1000)));
+      return;
+    }
+    response.writeHead(200, SSE_RESPONSE_HEADERS);
+    response.end(encodeRetry(backoffMs) + encodeComment(`rejected: ${reason}`));
+  }
+
+  private jitteredBackoffMs(): number {
+    const base = this.options.sse.rejectRetryMs;
+    return base + Math.floor(Math.random() * base);
+  }
+
+  private connectTopics(
+    connection: SseConnection,
+    topics: string[],
+    lastEventId: string | undefined,
+  ): void {
+    if (this.relay.enabled) return this.relay.attach(connection, topics, lastEventId);
+    // Without the outbox the hub keeps no history: a client that asks to resume has missed
+    // events nobody can replay, so it is told to resync (DESIGN §3) and continues live.
+    if (lastEventId !== undefined) connection.write(resetFrame('replay-unavailable', lastEventId));
+    connection.onTeardown(this.hub.subscribe(topics, connection));
+  }
+
+  private connectObservable(connection: SseConnection, events: Observable<unknown>): void {
+    const subscription = events.subscribe({
+      next: (value) => {
+        const event = toSseEvent(value);
+        let frame: string;
+        try {
+          frame = this.hub.encode(event);
+        } catch (error) {
+          // The stream is open: a bad event is a server bug, not a reason to cut the client.
+          this.logger.error(
+            `Dropped an SSE event that cannot be framed: ${(error as Error).message}`,
+          );
+          return;
+        }
+        connection.write(frame);
+      },
+      error: (error) => {
+        this.logger.error(
+          `SSE stream source failed: ${(error as Error)?.message ?? error}`,
+          (error as Error)?.stack,
+        );
+        connection.close('error');
+      },
+      complete: () => connection.close('complete'),
+    });
+    connection.onTeardown(() => subscription.unsubscribe());
+  }
+}
+
+/** Handlers emit Nest-style `MessageEvent`s; a bare value is taken as the event's data. */
+function toSseEvent(value: unknown): SseEvent {
+  if (value !== null && typeof value === 'object' && 'data' in value) return value as SseEvent;
+  return { data: value };
+}

@@ -1,0 +1,186 @@
+import { Controller } from '@nestjs/common';
+import { Client } from 'pg';
+import { OutboxRelay, Sse, SseEventError } from '../../src';
+import { RecordingEventSource } from '../support/event-source';
+import { TestApp } from '../support/http';
+import { useTwoInstances } from '../support/outbox';
+import { databaseUrl } from '../support/postgres';
+
+@Controller()
+class OrdersController {
+  @Sse('orders', { topic: 'orders' })
+  orders() {}
+
+  @Sse('all', { topic: ['orders', 'other'] })
+  all() {}
+}
+
+const ids = (client: RecordingEventSource) => client.events.map((e) => e.lastEventId);
+// Strings are sent as they are, anything else as JSON (the default serializer).
+const payloads = (client: RecordingEventSource) =>
+  client.events.map((e) => {
+    try {
+      return JSON.parse(e.data);
+    } catch {
+      return e.data;
+    }
+  });
+
+describe('outbox delivery (real PostgreSQL)', () => {
+  const env = useTwoInstances([OrdersController], 'delivery');
+  const connect = (app: TestApp, path = 'orders', headers: Record<string, string> = {}) =>
+    env.track(new RecordingEventSource(`${app.url}/${path}`, ['order.created', 'reset'], headers));
+
+  it('delivers a committed event once to every subscriber on every instance; a rolled back one never', async () => {
+    const subscribers = [connect(env.a), connect(env.a), connect(env.b)];
+    await Promise.all(subscribers.map((c) => c.opened()));
+
+    await expect(
+      env.outbox.transaction(async (tx) => {
+        await env.outbox.publish(tx, {
+          topic: 'orders',
+          type: 'order.created',
+          data: { n: 'rolled back' },
+        });
+        throw new Error('business failure');
+      }),
+    ).rejects.toThrow('business failure');
+    const [id] = await env.outbox.transaction((tx) =>
+      env.outbox.publish(tx, { topic: 'orders', type: 'order.created', data: { n: 1 } }),
+    );
+    expect(id).toMatch(/^\d+-\d+$/);
+
+    await Promise.all(subscribers.map((c) => c.received(1)));
+    for (const client of subscribers) {
+      expect(client.events).toEqual([{ type: 'order.created', data: '{"n":1}', lastEventId: id }]);
+    }
+  });
+
+  it('publishes inside a transaction the caller opened on its own client', async () => {
+    const subscriber = connect(env.a);
+    await subscriber.opened();
+    const client = new Client({ connectionString: databaseUrl() });
+    await client.connect();
+    try {
+      await client.query('BEGIN');
+      const [id] = await env.outbox.publish(client, [{ topic: 'orders', data: 'mine' }]);
+      await client.query('COMMIT');
+      await subscriber.received(1);
+      expect(subscriber.events).toEqual([{ type: 'message', data: 'mine', lastEventId: id }]);
+    } finally {
+      await client.end();
+    }
+  });
+
+  it('delivers in commit-safe order: an id taken before a later one commits after it is never skipped', async () => {
+    const onA = connect(env.a);
+    const onB = connect(env.b);
+    await Promise.all([onA.opened(), onB.opened()]);
+    const t1 = new Client({ connectionString: databaseUrl() });
+    const t2 = new Client({ connectionString: databaseUrl() });
+    await Promise.all([t1.connect(), t2.connect()]);
+    try {
+      await t1.query('BEGIN');
+      const [first] = await env.outbox.publish(t1, { topic: 'orders', data: 't1' });
+      await t2.query('BEGIN');
+      const [second] = await env.outbox.publish(t2, { topic: 'orders', data: 't2' });
+      await t2.query('COMMIT');
+      // T2 is committed but T1 can still commit an earlier position: nothing may be read past T1.
+      env.a.app.get(OutboxRelay).wake();
+      await t1.query('COMMIT');
+
+      await Promise.all([onA.received(2), onB.received(2)]);
+      expect(ids(onA)).toEqual([first, second]);
+      expect(ids(onB)).toEqual([first, second]);
+      expect(payloads(onA)).toEqual(['t1', 't2']);
+
+      // Resuming from either id misses nothing.
+      const fromFirst = connect(env.b, 'orders', { 'last-event-id': first });
+      await fromFirst.received(1);
+      expect(ids(fromFirst)).toEqual([second]);
+      const fromSecond = connect(env.a, 'orders', { 'last-event-id': second });
+      await fromSecond.opened();
+      const [third] = await env.outbox.transaction((tx) =>
+        env.outbox.publish(tx, { topic: 'orders', data: 't3' }),
+      );
+      await fromSecond.received(1);
+      expect(ids(fromSecond)).toEqual([third]);
+    } finally {
+      await Promise.all([t1.end(), t2.end()]);
+    }
+  });
+
+  it('stores one event for a dedupe key published in two transactions', async () => {
+    const subscriber = connect(env.a);
+    await subscriber.opened();
+    const first = await env.outbox.transaction((tx) =>
+      env.outbox.publish(tx, { topic: 'orders', data: 1, key: 'ord-1' }),
+    );
+    const again = await env.outbox.transaction((tx) =>
+      env.outbox.publish(tx, { topic: 'orders', data: 2, key: 'ord-1' }),
+    );
+    const sameKeyOtherTopic = await env.outbox.transaction((tx) =>
+      env.outbox.publish(tx, { topic: 'other', data: 3, key: 'ord-1' }),
+    );
+    expect(first).toHaveLength(1);
+    expect(again).toEqual([]);
+    expect(sameKeyOtherTopic).toHaveLength(1);
+    const marker = await env.outbox.transaction((tx) =>
+      env.outbox.publish(tx, { topic: 'orders', data: 'marker' }),
+    );
+    await subscriber.until(() => ids(subscriber).includes(marker[0]), 'the marker');
+    expect(payloads(subscriber)).toEqual([1, 'marker']);
+  });
+
+  it('carries payloads far larger than NOTIFY allows (8000 bytes)', async () => {
+    const subscriber = connect(env.a);
+    await subscriber.opened();
+    const big = {
+      text: 'é'.repeat(50_000),
+      nested: { list: Array.from({ length: 1000 }, (_, i) => i) },
+    };
+    await env.outbox.transaction((tx) => env.outbox.publish(tx, { topic: 'orders', data: big }));
+    await subscriber.received(1);
+    expect(payloads(subscriber)[0]).toEqual(big);
+  });
+
+  it('rejects an event that cannot be framed before writing anything', async () => {
+    const subscriber = connect(env.a);
+    await subscriber.opened();
+    await expect(
+      env.outbox.transaction((tx) =>
+        env.outbox.publish(tx, [
+          { topic: 'orders', data: 'ok' },
+          { topic: 'orders', type: 'a\nevent: forged', data: 'x' },
+        ]),
+      ),
+    ).rejects.toThrow(SseEventError);
+    await expect(
+      env.outbox.transaction((tx) => env.outbox.publish(tx, { topic: '', data: 1 })),
+    ).rejects.toThrow(SseEventError);
+    await expect(
+      env.outbox.transaction((tx) => env.outbox.publish(tx, { topic: 'x', data: undefined })),
+    ).rejects.toThrow(/JSON-serializable/);
+    const [marker] = await env.outbox.transaction((tx) =>
+      env.outbox.publish(tx, { topic: 'orders', data: 'marker' }),
+    );
+    await subscriber.received(1);
+    expect(ids(subscriber)).toEqual([marker]);
+  });
+
+  it('sends each topic stream only its topics, in one order across topics', async () => {
+    const both = connect(env.a, 'all');
+    const ordersOnly = connect(env.a, 'orders');
+    await Promise.all([both.opened(), ordersOnly.opened()]);
+    const stored = await env.outbox.transaction((tx) =>
+      env.outbox.publish(tx, [
+        { topic: 'other', data: 'o1' },
+        { topic: 'orders', data: 'r1' },
+        { topic: 'other', data: 'o2' },
+      ]),
+    );
+    await Promise.all([both.received(3), ordersOnly.received(1)]);
+    expect(ids(both)).toEqual(stored);
+    expect(payloads(ordersOnly)).toEqual(['r1']);
+  });
+});

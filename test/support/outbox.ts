@@ -1,0 +1,59 @@
+import { Type } from '@nestjs/common';
+import { OutboxService, SseModuleOptions } from '../../src';
+import { RecordingEventSource } from './event-source';
+import { startApp, TestApp } from './http';
+import { databaseUrl, dropSchema, uniqueSchema } from './postgres';
+
+/** Outbox options on the test database, in `schema`; polling far apart unless a test wants it. */
+export function outboxOptions(schema: string, extra: SseModuleOptions = {}): SseModuleOptions {
+  return {
+    sse: { heartbeatMs: 60_000, ...extra.sse },
+    postgres: { connectionString: databaseUrl(), schema, ...extra.postgres },
+    outbox: { pollIntervalMs: 5_000, ...extra.outbox },
+  };
+}
+
+export interface TwoInstances {
+  schema: string;
+  a: TestApp;
+  b: TestApp;
+  /** OutboxService of instance A. */
+  outbox: OutboxService;
+  /** Registers a client to be closed after the current test. */
+  track(client: RecordingEventSource): RecordingEventSource;
+}
+
+/**
+ * Two app instances sharing one outbox in a fresh schema, for the enclosing `describe`: started
+ * before its tests, stopped (and the schema dropped) after; clients are closed after each test.
+ */
+export function useTwoInstances(
+  controllers: Type<unknown>[],
+  schemaPrefix: string,
+  extra: SseModuleOptions = {},
+): TwoInstances {
+  const clients: RecordingEventSource[] = [];
+  const instances = {
+    schema: uniqueSchema(schemaPrefix),
+    track: (client: RecordingEventSource) => {
+      clients.push(client);
+      return client;
+    },
+  } as TwoInstances;
+
+  beforeAll(async () => {
+    instances.a = await startApp(controllers, outboxOptions(instances.schema, extra));
+    instances.b = await startApp(
+      controllers,
+      outboxOptions(instances.schema, { ...extra, outbox: { ...extra.outbox, migrate: false } }),
+    );
+    instances.outbox = instances.a.app.get(OutboxService);
+  });
+  afterEach(() => clients.splice(0).forEach((c) => c.close()));
+  afterAll(async () => {
+    await instances.a?.close();
+    await instances.b?.close();
+    await dropSchema(instances.schema);
+  });
+  return instances;
+}

@@ -1,0 +1,140 @@
+'use strict';
+/**
+ * `npm test`: builds the package, checks lint, runs the Jest suite (unit + integration against real
+ * PostgreSQL/Redis, NestJS 11), then the NestJS 12 smoke test of the packed build, and ends with
+ * one summary line. Extra arguments go to Jest (e.g. `npm test -- test/sse`).
+ */
+const { spawn } = require('node:child_process');
+const { ensureServices } = require('./services');
+const fs = require('node:fs');
+const path = require('node:path');
+
+const root = path.resolve(__dirname, '..', '..');
+const tmp = path.join(root, '.tmp');
+fs.mkdirSync(tmp, { recursive: true });
+const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
+const minutes = (n) => n * 60_000;
+
+/**
+ * Runs one step and resolves with its exit status. A step that outlives `timeoutMs`, or that has
+ * written `doneFile` (its results) and still has not exited `exitGraceMs` later, is killed and
+ * counts as failed: a leaked handle must fail the run loudly, not hold CI until its own limit.
+ */
+function step(
+  name,
+  cmd,
+  args,
+  { env = {}, timeoutMs = minutes(10), doneFile, exitGraceMs = 15_000 } = {},
+) {
+  process.stdout.write(`\n=== ${name}\n`);
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, {
+      cwd: root,
+      stdio: 'inherit',
+      env: { ...process.env, ...env },
+      detached: process.platform !== 'win32',
+    });
+    const timers = [];
+    const kill = (why) => {
+      console.error(`\n${name}: ${why}; killing it`);
+      try {
+        process.kill(process.platform === 'win32' ? child.pid : -child.pid, 'SIGKILL');
+      } catch {
+        child.kill('SIGKILL');
+      }
+    };
+    timers.push(setTimeout(() => kill(`still running after ${timeoutMs / 1000} s`), timeoutMs));
+    if (doneFile) {
+      const watch = setInterval(() => {
+        if (!fs.existsSync(doneFile)) return;
+        clearInterval(watch);
+        timers.push(
+          setTimeout(
+            () =>
+              kill(
+                `wrote its results but did not exit within ${exitGraceMs / 1000} s (open handles)`,
+              ),
+            exitGraceMs,
+          ),
+        );
+      }, 500);
+      timers.push(watch);
+    }
+    child.on('exit', (code, signal) => {
+      timers.forEach(clearTimeout);
+      resolve(signal ? 1 : (code ?? 1));
+    });
+  });
+}
+
+let passed = 0;
+let failed = 0;
+
+async function main() {
+  // Provisioned once here so Jest and the NestJS 12 smoke test share the same servers (Jest's own
+  // global setup then finds them reachable and starts nothing).
+  const stopServices = await ensureServices();
+  try {
+    if ((await step('build', npm, ['run', '--silent', 'build'])) !== 0) {
+      throw new Error('build failed');
+    }
+
+    if (
+      process.argv.length <= 2 &&
+      (await step('lint (ESLint + Prettier)', npm, ['run', '--silent', 'lint'])) !== 0
+    ) {
+      console.error('lint failed');
+      failed++;
+    }
+
+    const jestJson = path.join(tmp, 'jest-results.json');
+    fs.rmSync(jestJson, { force: true });
+    const jestStatus = await step(
+      'jest (NestJS 11, real PostgreSQL and Redis)',
+      process.execPath,
+      [
+        require.resolve('jest/bin/jest'),
+        '--json',
+        `--outputFile=${jestJson}`,
+        ...process.argv.slice(2),
+      ],
+      { doneFile: jestJson },
+    );
+    if (fs.existsSync(jestJson)) {
+      const results = JSON.parse(fs.readFileSync(jestJson, 'utf8'));
+      passed += results.numPassedTests;
+      failed += results.numFailedTests + results.numRuntimeErrorTestSuites;
+      if (results.numTotalTests === 0) failed++;
+    } else {
+      failed++;
+    }
+    if (jestStatus !== 0 && failed === 0) failed++;
+
+    if (process.argv.length <= 2) {
+      const tap = path.join(tmp, 'nest12.tap');
+      fs.rmSync(tap, { force: true });
+      const status = await step(
+        'NestJS 12 smoke test of the packed build',
+        process.execPath,
+        [path.join(root, 'test/compat/run-nest12.js')],
+        { env: { NEST12_TAP_FILE: tap } },
+      );
+      const text = fs.existsSync(tap) ? fs.readFileSync(tap, 'utf8') : '';
+      const count = (name) =>
+        Number((new RegExp(`^# ${name} (\\d+)$`, 'm').exec(text) ?? [])[1] ?? 0);
+      passed += count('pass');
+      failed += count('fail');
+      if (status !== 0 && count('fail') === 0) failed++;
+    }
+  } finally {
+    await stopServices();
+  }
+  console.log(`\ntests: ${passed} passed, ${failed} failed`);
+  process.exit(failed === 0 ? 0 : 1);
+}
+
+main().catch((error) => {
+  console.error(error.message);
+  console.log('\ntests: 0 passed, 1 failed');
+  process.exit(1);
+});
