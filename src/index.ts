@@ -63,6 +63,8 @@ export { OutboxRelay, resetFrame } from './outbox/outbox-relay';
 export type { OutboxResetReason } from './outbox/outbox-relay';
 export { OutboxRetention } from './outbox/outbox-retention';
 export { PostgresConnection, PostgresPoolExhaustedError } from './outbox/postgres-connection';
+export { pglitePostgres } from './outbox/embedded/pglite-postgres';
+export type { PgliteLike, PglitePostgresOptions } from './outbox/embedded/pglite-postgres';
 export { formatEventId, parseEventId, comparePositions } from './outbox/outbox-position';
 export type { OutboxPosition } from './outbox/outbox-position';
 

@@ -73,7 +73,10 @@ export class PostgresPoolOptionsSchema implements PostgresPoolOptions {
   @IsOptional() @IsInt() @Min(1) connectionTimeoutMs?: number;
 }
 
-export class PostgresOptionsSchema implements Omit<PostgresOptions, 'existingPool'> {
+export class PostgresOptionsSchema implements Omit<
+  PostgresOptions,
+  'existingPool' | 'listenerClientFactory'
+> {
   @IsOptional() @IsString() @MinLength(1) connectionString?: string;
   @OptionGroup(() => PostgresPoolOptionsSchema)
   pool?: PostgresPoolOptionsSchema;

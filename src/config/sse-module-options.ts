@@ -1,5 +1,5 @@
 import type { Provider } from '@nestjs/common';
-import type { Pool } from 'pg';
+import type { Client, Pool } from 'pg';
 import type { Cluster, Redis } from 'ioredis';
 
 /** How a stream that cannot be admitted (instance full, client over its limit, shutting down) is refused. */
@@ -47,6 +47,13 @@ export interface PostgresOptions {
   connectionString?: string;
   /** A `pg.Pool` you already have; the module uses it and never ends it. */
   existingPool?: Pool;
+  /**
+   * Creates the relay's dedicated LISTEN connection (not yet connected). Default: a new
+   * `pg.Client` with the pool's connection settings. Give one when the pool's route cannot
+   * LISTEN (PgBouncer in transaction mode: connect this one straight to PostgreSQL) or for
+   * the embedded adapter ({@link pglitePostgres}).
+   */
+  listenerClientFactory?: () => Client;
   pool?: PostgresPoolOptions;
   /** `statement_timeout` for the module's pool (ms, 0 = none). Default 30000. */
   statementTimeoutMs?: number;
@@ -166,6 +173,7 @@ export interface ResolvedSseStreamOptions {
 export interface ResolvedPostgresOptions {
   connectionString?: string;
   existingPool?: Pool;
+  listenerClientFactory?: () => Client;
   pool: Required<PostgresPoolOptions>;
   statementTimeoutMs: number;
   schema: string;

@@ -1,7 +1,7 @@
 import { plainToInstance } from 'class-transformer';
 import { ValidationError, validateSync } from 'class-validator';
 import { SseModuleOptionsSchema } from './options.schema';
-import type { Pool } from 'pg';
+import type { Client, Pool } from 'pg';
 import {
   HEALTH_DEFAULTS,
   METRICS_DEFAULTS,
@@ -67,8 +67,9 @@ export function resolveSseModuleOptions(
   const existingPool = raw?.postgres?.existingPool;
   const existingClient = raw?.redis?.existingClient;
   const plain: SseModuleOptions = { ...(raw ?? {}) };
-  if (raw?.postgres && typeof raw.postgres === 'object' && 'existingPool' in raw.postgres) {
-    plain.postgres = omit(raw.postgres, 'existingPool');
+  const listenerClientFactory = raw?.postgres?.listenerClientFactory;
+  if (raw?.postgres && typeof raw.postgres === 'object') {
+    plain.postgres = omit(omit(raw.postgres, 'existingPool'), 'listenerClientFactory');
   }
   if (raw?.redis && typeof raw.redis === 'object' && 'existingClient' in raw.redis) {
     plain.redis = omit(raw.redis, 'existingClient');
@@ -100,7 +101,9 @@ export function resolveSseModuleOptions(
       message: `must not exceed sse.maxConnections (${sse.maxConnectionsPerClient} > ${sse.maxConnections})`,
     });
   }
-  const postgres = raw?.postgres ? resolvePostgres(raw.postgres, existingPool, issues) : undefined;
+  const postgres = raw?.postgres
+    ? resolvePostgres(raw.postgres, existingPool, listenerClientFactory, issues)
+    : undefined;
   const outbox = { ...OUTBOX_DEFAULTS, ...stripUndefined(raw?.outbox) };
   const redis = raw?.redis ? resolveRedis(raw.redis, existingClient, issues) : undefined;
   const idempotency = { ...IDEMPOTENCY_DEFAULTS, ...stripUndefined(raw?.idempotency) };
@@ -147,9 +150,16 @@ function resolveRedis(
 function resolvePostgres(
   given: PostgresOptions,
   existingPool: Pool | undefined,
+  listenerClientFactory: (() => Client) | undefined,
   issues: SseConfigIssue[],
 ): ResolvedPostgresOptions | undefined {
   if (typeof given !== 'object' || given === null) return undefined;
+  if (listenerClientFactory !== undefined && typeof listenerClientFactory !== 'function') {
+    issues.push({
+      path: 'postgres.listenerClientFactory',
+      message: `must be a function returning a pg.Client (got ${describe(listenerClientFactory)})`,
+    });
+  }
   if (existingPool !== undefined && !isPool(existingPool)) {
     issues.push({
       path: 'postgres.existingPool',
@@ -171,8 +181,9 @@ function resolvePostgres(
   }
   return Object.freeze({
     ...POSTGRES_DEFAULTS,
-    ...stripUndefined(omit(given, 'existingPool')),
+    ...stripUndefined(omit(omit(given, 'existingPool'), 'listenerClientFactory')),
     existingPool,
+    listenerClientFactory,
     pool: Object.freeze(pool),
   });
 }

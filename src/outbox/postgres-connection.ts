@@ -50,8 +50,10 @@ export class PostgresConnection implements OnApplicationShutdown {
     return this.pool;
   }
 
-  /** A new, unpooled client with the pool's settings (for LISTEN). */
+  /** A new, unpooled client with the pool's settings (for LISTEN), or the configured factory's. */
   createClient(): Client {
+    const factory = this.options.postgres?.listenerClientFactory;
+    if (factory) return factory();
     const options = (this.requirePool() as Pool & { options: ClientConfig }).options;
     const { connectionString, host, port, user, password, database, ssl } = options;
     return new Client({

@@ -91,6 +91,7 @@ describe('option validation (pure)', () => {
       outbox: { table: 'events', pollIntervalMs: 250 },
     });
     expect(resolved.postgres?.existingPool).toBe(pool);
+    expect(resolved.postgres?.listenerClientFactory).toBeUndefined();
     expect(resolved.postgres?.pool).toEqual({ ...POSTGRES_DEFAULTS.pool, max: 3 });
     expect(resolved.postgres?.schema).toBe('public');
     expect(resolved.outbox).toEqual({ ...OUTBOX_DEFAULTS, table: 'events', pollIntervalMs: 250 });
@@ -122,6 +123,19 @@ describe('option validation (pure)', () => {
     expect(
       issuesOf(() => resolveSseModuleOptions({ postgres: { existingPool: {} as never } })),
     ).toEqual(['postgres.existingPool']);
+    expect(
+      issuesOf(() =>
+        resolveSseModuleOptions({
+          postgres: { connectionString: 'postgres://x', listenerClientFactory: 'pg' as never },
+        }),
+      ),
+    ).toEqual(['postgres.listenerClientFactory']);
+    const factory = () => ({}) as never;
+    expect(
+      resolveSseModuleOptions({
+        postgres: { connectionString: 'postgres://x', listenerClientFactory: factory },
+      }).postgres?.listenerClientFactory,
+    ).toBe(factory);
   });
 
   it('rejects bad redis and idempotency options, naming each', () => {

@@ -93,6 +93,10 @@ async function main() {
       'jest (NestJS 11, real PostgreSQL and Redis)',
       process.execPath,
       [
+        // PGlite (the embedded-mode tests) loads node builtins with import(), which Jest's CommonJS
+        // runtime only supports with VM modules on.
+        '--experimental-vm-modules',
+        '--disable-warning=ExperimentalWarning',
         require.resolve('jest/bin/jest'),
         '--json',
         `--outputFile=${jestJson}`,

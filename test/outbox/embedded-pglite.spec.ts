@@ -1,0 +1,122 @@
+import { Controller } from '@nestjs/common';
+import { PGlite } from '@electric-sql/pglite';
+import { OutboxRelay, OutboxService, pglitePostgres, SseModuleOptions } from '../../src';
+import { Sse } from '../../src';
+import { RecordingEventSource } from '../support/event-source';
+import { startApp, TestApp } from '../support/http';
+
+@Controller()
+class FeedController {
+  @Sse('feed', { topic: 'feed' })
+  feed() {}
+}
+
+const options = (db: PGlite): SseModuleOptions => ({
+  sse: { heartbeatMs: 60_000 },
+  postgres: pglitePostgres(db),
+  // Far apart, so delivery within a test proves the NOTIFY path.
+  outbox: { pollIntervalMs: 60_000 },
+});
+
+/**
+ * The embedded adapter runs the production outbox code (migrations, commit-safe reads,
+ * LISTEN/NOTIFY wake-ups, replay) on PGlite, a real PostgreSQL in WASM, in this process.
+ */
+describe('outbox on embedded PostgreSQL (PGlite)', () => {
+  let db: PGlite;
+  let t: TestApp;
+  const clients: RecordingEventSource[] = [];
+  const connect = (headers: Record<string, string> = {}) => {
+    const client = new RecordingEventSource(`${t.url}/feed`, ['reset'], headers);
+    clients.push(client);
+    return client;
+  };
+
+  beforeAll(async () => {
+    db = await PGlite.create();
+    t = await startApp([FeedController], options(db));
+  });
+  afterEach(() => clients.splice(0).forEach((c) => c.close()));
+  afterAll(async () => {
+    await t?.close();
+    await db?.close();
+  });
+
+  it('migrates the schema and delivers a committed event through NOTIFY; a rolled back one never', async () => {
+    const client = connect();
+    await client.opened();
+    const outbox = t.app.get(OutboxService);
+    await expect(
+      outbox.transaction(async (tx) => {
+        await outbox.publish(tx, { topic: 'feed', data: 'rolled back' });
+        throw new Error('business failure');
+      }),
+    ).rejects.toThrow('business failure');
+    const [id] = await outbox.transaction((tx) =>
+      outbox.publish(tx, [
+        { topic: 'feed', data: { n: 1 } },
+        { topic: 'feed', data: { n: 2 } },
+      ]),
+    );
+    expect(id).toMatch(/^\d+-\d+$/);
+    await client.received(2);
+    expect(client.events.map((e) => e.data)).toEqual(['{"n":1}', '{"n":2}']);
+    expect(client.events[0].lastEventId).toBe(id);
+    expect(t.app.get(OutboxRelay).listenerStats!.notifications).toBeGreaterThan(0);
+  });
+
+  it('replays what a client missed after Last-Event-ID, then goes live without a gap', async () => {
+    const outbox = t.app.get(OutboxService);
+    const ids = await outbox.transaction((tx) =>
+      outbox.publish(
+        tx,
+        ['a', 'b', 'c'].map((data) => ({ topic: 'feed', data })),
+      ),
+    );
+    const client = connect({ 'Last-Event-ID': ids[0] });
+    await client.received(2);
+    const [live] = await outbox.transaction((tx) =>
+      outbox.publish(tx, { topic: 'feed', data: 'd' }),
+    );
+    await client.received(3);
+    expect(client.events.map((e) => [e.data, e.lastEventId])).toEqual([
+      ['b', ids[1]],
+      ['c', ids[2]],
+      ['d', live],
+    ]);
+  });
+
+  it('a transaction holds the one session: concurrent transactions queue and all commit', async () => {
+    const outbox = t.app.get(OutboxService);
+    const client = connect();
+    await client.opened();
+    const results = await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        outbox.transaction(async (tx) => {
+          await tx.query('SELECT pg_sleep(0.001)');
+          return outbox.publish(tx, { topic: 'feed', data: `tx${i}` });
+        }),
+      ),
+    );
+    await client.received(20);
+    expect(client.events.map((e) => e.lastEventId).sort()).toEqual(results.flat().sort());
+  });
+
+  it('returns int8 and numeric as strings, like pg', async () => {
+    const { rows } = await t.app
+      .get(OutboxService)
+      .transaction((tx) =>
+        tx.query('SELECT 9007199254740993::int8 AS big, 1.50::numeric AS n', []),
+      );
+    expect(rows[0]).toEqual({ big: '9007199254740993', n: '1.50' });
+  });
+
+  it('answers /health with the postgres and listener indicators up', async () => {
+    const response = await fetch(`${t.url}/health`);
+    const body = (await response.json()) as { status: string; info: Record<string, unknown> };
+    expect(response.status).toBe(200);
+    expect(Object.keys(body.info)).toEqual(
+      expect.arrayContaining(['postgres', 'outbox_listener', 'outbox_lag']),
+    );
+  });
+});
