@@ -1,0 +1,46 @@
+import { INestApplication, LogLevel, Logger } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import type { Backends } from './backends';
+import { OrdersModule, ordersSseOptions } from './orders.module';
+
+export interface OrdersApp {
+  app: INestApplication;
+  /** Closes the app (streams end, relay stops, pools close), then the embedded database. */
+  close(): Promise<void>;
+}
+
+/** Builds the example app on the chosen backends (not listening yet). */
+export async function createOrdersApp(
+  backends: Backends,
+  options: { logger?: LogLevel[] | false; schema?: string } = {},
+): Promise<OrdersApp> {
+  let embedded: { close(): Promise<void> } | undefined;
+  let pglite;
+  if (backends.postgres.kind === 'embedded') {
+    // Loaded only when chosen: the production path never touches PGlite.
+    const { PGlite } = await import('@electric-sql/pglite');
+    pglite = await PGlite.create(backends.postgres.dataDir);
+    embedded = pglite;
+  }
+  try {
+    const app = await NestFactory.create(
+      OrdersModule.register(ordersSseOptions(backends, pglite, options.schema)),
+      {
+        logger: options.logger ?? ['log', 'warn', 'error'],
+      },
+    );
+    new Logger('OrdersExample').log(backends.summary);
+    let closing: Promise<void> | undefined;
+    return {
+      app,
+      close: () =>
+        (closing ??= (async () => {
+          await app.close();
+          await embedded?.close();
+        })()),
+    };
+  } catch (error) {
+    await embedded?.close();
+    throw error;
+  }
+}

@@ -1,0 +1,109 @@
+import { Redis } from 'ioredis';
+import { Client } from 'pg';
+
+/**
+ * Where the example keeps its data. `npm start` must work on a laptop with nothing installed,
+ * and use the real servers when they are there:
+ * - `DATABASE_URL` / `REDIS_URL` set: use them (and fail loudly if they do not answer: a
+ *   variable someone set is a decision, not a hint);
+ * - else the default local server, if it answers within a second;
+ * - else embedded PostgreSQL (PGlite) and the in-memory idempotency store.
+ */
+export interface Backends {
+  postgres: { kind: 'server'; url: string } | { kind: 'embedded'; dataDir?: string };
+  redis: { kind: 'server'; url: string } | { kind: 'memory' };
+  /** One line for the log: what was chosen and why. */
+  summary: string;
+}
+
+export interface BackendProbe {
+  env?: NodeJS.ProcessEnv;
+  defaultPostgresUrl?: string;
+  defaultRedisUrl?: string;
+  /** PGlite data directory for the embedded mode (default: in memory). */
+  embeddedDataDir?: string;
+  timeoutMs?: number;
+}
+
+export const DEFAULT_POSTGRES_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
+export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
+
+export async function resolveBackends(probe: BackendProbe = {}): Promise<Backends> {
+  const env = probe.env ?? process.env;
+  const timeoutMs = probe.timeoutMs ?? 1_000;
+  const pgDefault = probe.defaultPostgresUrl ?? DEFAULT_POSTGRES_URL;
+  const redisDefault = probe.defaultRedisUrl ?? DEFAULT_REDIS_URL;
+
+  let postgres: Backends['postgres'];
+  let pgWhy: string;
+  if (env.DATABASE_URL) {
+    postgres = { kind: 'server', url: env.DATABASE_URL };
+    pgWhy = `PostgreSQL at ${redact(env.DATABASE_URL)} (DATABASE_URL)`;
+  } else if (await postgresAnswers(pgDefault, timeoutMs)) {
+    postgres = { kind: 'server', url: pgDefault };
+    pgWhy = `PostgreSQL at ${redact(pgDefault)} (found running; set DATABASE_URL to choose)`;
+  } else {
+    postgres = { kind: 'embedded', dataDir: probe.embeddedDataDir };
+    pgWhy =
+      `embedded PostgreSQL (PGlite, ${probe.embeddedDataDir ? `data in ${probe.embeddedDataDir}` : 'in memory'}): ` +
+      `no DATABASE_URL and nothing answering at ${redact(pgDefault)}`;
+  }
+
+  let redis: Backends['redis'];
+  let redisWhy: string;
+  if (env.REDIS_URL) {
+    redis = { kind: 'server', url: env.REDIS_URL };
+    redisWhy = `Redis at ${redact(env.REDIS_URL)} (REDIS_URL)`;
+  } else if (await redisAnswers(redisDefault, timeoutMs)) {
+    redis = { kind: 'server', url: redisDefault };
+    redisWhy = `Redis at ${redact(redisDefault)} (found running; set REDIS_URL to choose)`;
+  } else {
+    redis = { kind: 'memory' };
+    redisWhy = `the in-memory idempotency store: no REDIS_URL and nothing answering at ${redact(redisDefault)}`;
+  }
+  return { postgres, redis, summary: `Using ${pgWhy}; ${redisWhy}.` };
+}
+
+async function postgresAnswers(url: string, timeoutMs: number): Promise<boolean> {
+  const client = new Client({ connectionString: url, connectionTimeoutMillis: timeoutMs });
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    await client.query('SELECT 1');
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+async function redisAnswers(url: string, timeoutMs: number): Promise<boolean> {
+  const redis = new Redis(url, {
+    lazyConnect: true,
+    connectTimeout: timeoutMs,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+    enableOfflineQueue: false,
+  });
+  redis.on('error', () => undefined);
+  try {
+    await redis.connect();
+    return (await redis.ping()) === 'PONG';
+  } catch {
+    return false;
+  } finally {
+    redis.disconnect();
+  }
+}
+
+/** Passwords do not belong in logs. */
+function redact(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return '(unparsable URL)';
+  }
+}
