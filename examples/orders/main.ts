@@ -13,6 +13,11 @@ async function main() {
     embeddedDataDir: process.env.PGLITE_DATA_DIR ?? join(process.cwd(), '.tmp', 'orders-pglite'),
   });
   const { app, close } = await createOrdersApp(backends);
+  // Behind a proxy (docker/nginx.conf), Express must trust X-Forwarded-For, or every client has
+  // the proxy's address and the per-client stream limit counts them all as one.
+  if (process.env.TRUST_PROXY) {
+    app.getHttpAdapter().getInstance().set('trust proxy', parseTrustProxy(process.env.TRUST_PROXY));
+  }
   const port = Number(process.env.PORT ?? 3000);
   await app.listen(port, process.env.HOST ?? '0.0.0.0');
   const logger = new Logger('OrdersExample');
@@ -29,6 +34,13 @@ async function main() {
       );
     });
   }
+}
+
+/** Express' `trust proxy`: a hop count, true/false, or addresses/subnet names. */
+function parseTrustProxy(value: string): number | boolean | string {
+  if (/^\d+$/.test(value)) return Number(value);
+  if (value === 'true' || value === 'false') return value === 'true';
+  return value;
 }
 
 main().catch((error) => {

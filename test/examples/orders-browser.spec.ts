@@ -1,3 +1,5 @@
+/// <reference lib="dom" />
+// Page functions below run in the browser.
 import { existsSync, mkdirSync } from 'node:fs';
 import { AddressInfo } from 'node:net';
 import { join } from 'node:path';
