@@ -1,0 +1,57 @@
+import { getMetadataStorage } from 'class-validator';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  HealthOptionsSchema,
+  IdempotencyOptionsSchema,
+  MetricsOptionsSchema,
+  OutboxOptionsSchema,
+  PostgresOptionsSchema,
+  PostgresPoolOptionsSchema,
+  RedisOptionsSchema,
+  SseStreamOptionsSchema,
+} from '../../src/config/options.schema';
+
+const reference = readFileSync(join(__dirname, '..', '..', 'docs', 'configuration.md'), 'utf8');
+
+/** The options a schema class validates, as class-validator registered them. */
+function validated(schema: new () => object): string[] {
+  const metadata = getMetadataStorage().getTargetValidationMetadatas(schema, '', true, false);
+  return [...new Set(metadata.map((m) => m.propertyName))];
+}
+
+/** The `## \`group\`` section of docs/configuration.md. */
+function section(group: string): string {
+  const start = reference.indexOf(`## \`${group}\``);
+  if (start < 0) throw new Error(`docs/configuration.md has no section for \`${group}\``);
+  const end = reference.indexOf('\n## ', start + 1);
+  return reference.slice(start, end < 0 ? undefined : end);
+}
+
+describe('docs/configuration.md', () => {
+  const groups: [string, string[]][] = [
+    ['sse', validated(SseStreamOptionsSchema)],
+    [
+      'postgres',
+      [
+        ...validated(PostgresOptionsSchema).filter((k) => k !== 'pool'),
+        ...validated(PostgresPoolOptionsSchema).map((k) => `pool.${k}`),
+        // Instances and functions bypass class-validator (they must reach the module untouched).
+        'existingPool',
+        'listenerClientFactory',
+      ],
+    ],
+    ['outbox', validated(OutboxOptionsSchema)],
+    ['redis', [...validated(RedisOptionsSchema), 'existingClient']],
+    ['idempotency', validated(IdempotencyOptionsSchema)],
+    ['health', validated(HealthOptionsSchema)],
+    ['metrics', validated(MetricsOptionsSchema)],
+  ];
+
+  it.each(groups)('documents every `%s` option in its table', (group, options) => {
+    expect(options.length).toBeGreaterThan(1);
+    const text = section(group);
+    const undocumented = options.filter((option) => !text.includes(`| \`${option}\``));
+    expect(undocumented).toEqual([]);
+  });
+});
