@@ -1,6 +1,6 @@
 import { getMetadataStorage } from 'class-validator';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import {
   HealthOptionsSchema,
   IdempotencyOptionsSchema,
@@ -53,5 +53,24 @@ describe('docs/configuration.md', () => {
     const text = section(group);
     const undocumented = options.filter((option) => !text.includes(`| \`${option}\``));
     expect(undocumented).toEqual([]);
+  });
+});
+
+describe('README.md and docs/ links', () => {
+  const root = join(__dirname, '..', '..');
+  const pages = [
+    'README.md',
+    ...readdirSync(join(root, 'docs'))
+      .filter((f) => f.endsWith('.md'))
+      .map((f) => `docs/${f}`),
+  ];
+
+  it.each(pages)('%s links only to files that exist', (page) => {
+    const text = readFileSync(join(root, page), 'utf8');
+    const targets = [...text.matchAll(/\]\(([^)\s]+)\)/g)]
+      .map((m) => m[1].split('#')[0])
+      .filter((t) => t !== '' && !/^[a-z]+:/.test(t));
+    const broken = targets.filter((t) => !existsSync(join(root, dirname(page), t)));
+    expect(broken).toEqual([]);
   });
 });
