@@ -8,6 +8,7 @@ import { Client } from 'pg';
  *   variable someone set is a decision, not a hint);
  * - else the default local server, if it answers within a second;
  * - else embedded PostgreSQL (PGlite) and the in-memory idempotency store.
+ * `ORDERS_EMBEDDED=1` chooses the embedded pair whatever is running.
  */
 export interface Backends {
   postgres: { kind: 'server'; url: string } | { kind: 'embedded'; dataDir?: string };
@@ -34,6 +35,16 @@ export async function resolveBackends(probe: BackendProbe = {}): Promise<Backend
   const pgDefault = probe.defaultPostgresUrl ?? DEFAULT_POSTGRES_URL;
   const redisDefault = probe.defaultRedisUrl ?? DEFAULT_REDIS_URL;
 
+  if (env.ORDERS_EMBEDDED === '1') {
+    return {
+      postgres: { kind: 'embedded', dataDir: probe.embeddedDataDir },
+      redis: { kind: 'memory' },
+      summary:
+        `Using embedded PostgreSQL (PGlite, ${where(probe.embeddedDataDir)}) and the in-memory ` +
+        'idempotency store: ORDERS_EMBEDDED=1.',
+    };
+  }
+
   let postgres: Backends['postgres'];
   let pgWhy: string;
   if (env.DATABASE_URL) {
@@ -45,7 +56,7 @@ export async function resolveBackends(probe: BackendProbe = {}): Promise<Backend
   } else {
     postgres = { kind: 'embedded', dataDir: probe.embeddedDataDir };
     pgWhy =
-      `embedded PostgreSQL (PGlite, ${probe.embeddedDataDir ? `data in ${probe.embeddedDataDir}` : 'in memory'}): ` +
+      `embedded PostgreSQL (PGlite, ${where(probe.embeddedDataDir)}): ` +
       `no DATABASE_URL and nothing answering at ${redact(pgDefault)}`;
   }
 
@@ -96,6 +107,8 @@ async function redisAnswers(url: string, timeoutMs: number): Promise<boolean> {
     redis.disconnect();
   }
 }
+
+const where = (dataDir: string | undefined) => (dataDir ? `data in ${dataDir}` : 'in memory');
 
 /** Passwords do not belong in logs. */
 function redact(url: string): string {

@@ -4,6 +4,7 @@
  */
 import 'reflect-metadata';
 import { Logger } from '@nestjs/common';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { createOrdersApp } from './app';
 import { resolveBackends } from './backends';
@@ -12,7 +13,7 @@ async function main() {
   const backends = await resolveBackends({
     embeddedDataDir: process.env.PGLITE_DATA_DIR ?? join(process.cwd(), '.tmp', 'orders-pglite'),
   });
-  const { app, close } = await createOrdersApp(backends);
+  const { app, close } = await createOrdersApp(backends, { schema: process.env.ORDERS_SCHEMA });
   // Behind a proxy (docker/nginx.conf), Express must trust X-Forwarded-For, or every client has
   // the proxy's address and the per-client stream limit counts them all as one.
   if (process.env.TRUST_PROXY) {
@@ -21,7 +22,8 @@ async function main() {
   const port = Number(process.env.PORT ?? 3000);
   await app.listen(port, process.env.HOST ?? '0.0.0.0');
   const logger = new Logger('OrdersExample');
-  logger.log(`Open http://localhost:${port} (Ctrl+C to stop)`);
+  const { port: listening } = app.getHttpServer().address() as AddressInfo;
+  logger.log(`Open http://localhost:${listening} (Ctrl+C to stop)`);
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.once(signal, () => {
       logger.log(`${signal}: closing streams and connections`);
