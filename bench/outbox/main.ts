@@ -4,7 +4,7 @@
  * events per transaction, the wake-up sent by the trigger inside the transaction vs by the
  * publisher after commit, and a bare LISTEN/NOTIFY round trip as the floor.
  *
- *   npm run bench -- outbox [--subscribers 1000] [--rate 1000] [--seconds 10] [--throughput-seconds 5]
+ *   npm run bench -- outbox [--subscribers 1000] [--rates 100,1000,5000] [--seconds 10] [--throughput-seconds 5]
  *
  * Uses DATABASE_URL (default postgres://postgres@127.0.0.1:5432/test) in a schema of its own.
  */
@@ -17,7 +17,17 @@ import { ask, numericOption, spawnChild, stopChild as stop, writeReport } from '
 import { now, openStream, round, summarize } from '../shared/sse-client';
 
 const SUBSCRIBERS = numericOption('subscribers', 1000);
-const RATE = numericOption('rate', 1000);
+/** `--rates 100,1000,5000` (or a single `--rate N`): one latency phase per rate. */
+const RATES = (() => {
+  const args = process.argv.slice(2);
+  const i = args.indexOf('--rates');
+  if (i >= 0) return args[i + 1].split(',').map(Number);
+  const single = numericOption('rate', 0);
+  return single > 0 ? [single] : [100, 1000, 5000];
+})();
+/** Deliveries one latency phase may produce: a rate the machine cannot keep up with would
+ * otherwise take minutes to drain; its phase is shortened instead (and says so). */
+const MAX_DELIVERIES_PER_PHASE = numericOption('max-deliveries', 10_000_000);
 const SECONDS = numericOption('seconds', 10);
 const THROUGHPUT_SECONDS = numericOption('throughput-seconds', 5);
 const LATENCY_SAMPLERS = Math.min(SUBSCRIBERS, 50);
@@ -75,9 +85,9 @@ async function main() {
       'trigger',
     ]);
 
-    // 1. Latency at RATE events/s, one event per transaction, SUBSCRIBERS streams.
+    // 1. Latency at each rate, one event per transaction, SUBSCRIBERS streams.
     let delivered = 0;
-    const latencies: number[] = [];
+    let latencies: number[] = [];
     const streams: http.ClientRequest[] = [];
     for (let i = 0; i < SUBSCRIBERS; i += 100) {
       const batch = Array.from({ length: Math.min(100, SUBSCRIBERS - i) }, (_, k) =>
@@ -90,21 +100,40 @@ async function main() {
       );
       streams.push(...(await Promise.all(batch)));
     }
-    const run = await ask(
-      publisher,
-      { cmd: 'run', perTx: 1, rate: RATE, seconds: SECONDS, concurrency: 0 },
-      'done',
-    );
-    const expected = run.committed * SUBSCRIBERS;
-    await waitFor(() => delivered, expected, 30_000);
-    report.latency = {
-      subscribers: SUBSCRIBERS,
-      targetRate: RATE,
-      committedPerSecond: Math.round(run.committed / (run.elapsedMs / 1000)),
-      deliveries: delivered,
-      lost: expected - delivered,
-      txStartToReceiptMs: summarize(latencies),
-    };
+    report.latency = [];
+    for (const rate of RATES) {
+      const seconds = Math.max(
+        1,
+        Math.min(SECONDS, MAX_DELIVERIES_PER_PHASE / (rate * SUBSCRIBERS)),
+      );
+      const before = delivered;
+      latencies = [];
+      await ask(server, { cmd: 'probe-start' }, 'probe-started');
+      const run = await ask(
+        publisher,
+        { cmd: 'run', perTx: 1, rate, seconds, concurrency: 0 },
+        'done',
+      );
+      const expected = run.committed * SUBSCRIBERS;
+      await waitFor(() => delivered - before, expected, 60_000);
+      const txStartToReceiptMs = summarize(latencies);
+      const probe = await ask(server, { cmd: 'probe-stop' }, 'probe');
+      (report.latency as unknown[]).push({
+        subscribers: SUBSCRIBERS,
+        targetRate: rate,
+        seconds: round(seconds),
+        committedPerSecond: Math.round(run.committed / (run.elapsedMs / 1000)),
+        deliveries: delivered - before,
+        lost: expected - (delivered - before),
+        txStartToReceiptMs,
+        // Inside the server: when the relay handed the event to the hub, and when every
+        // subscriber's socket had been written. The rest is the load generator reading
+        // SUBSCRIBERS sockets on the same cores.
+        serverTxStartToRelayMs: probe.txStartToRelayMs,
+        serverTxStartToAllWrittenMs: probe.txStartToAllWrittenMs,
+        p99VsFloor: round(txStartToReceiptMs.p99 / (report.listenNotifyFloorMs as any).p99),
+      });
+    }
     streams.slice(1).forEach((s) => s.destroy());
 
     // 2. Sustained throughput, one subscriber, 1/10/100 events per transaction.
@@ -149,26 +178,32 @@ async function main() {
     await admin.end();
   }
 
-  const latency = report.latency as any;
   const floor = report.listenNotifyFloorMs as any;
   console.log(
-    `\noutbox: ${SUBSCRIBERS} subscribers, ${RATE} events/s for ${SECONDS}s; PostgreSQL ${report.postgres}, node ${process.version}\n`,
+    `\noutbox: ${SUBSCRIBERS} subscribers, rates ${RATES.join('/')} events/s; PostgreSQL ${report.postgres}, node ${process.version}\n`,
   );
-  console.table({
+  const latencyRows: Record<string, unknown> = {
     'bare LISTEN/NOTIFY round trip': {
       'p50 ms': floor.p50,
       'p99 ms': floor.p99,
       'max ms': floor.max,
     },
-    [`tx start → SSE receipt @ ${latency.committedPerSecond} ev/s`]: {
-      'p50 ms': latency.txStartToReceiptMs.p50,
-      'p99 ms': latency.txStartToReceiptMs.p99,
-      'max ms': latency.txStartToReceiptMs.max,
-    },
-  });
-  console.log(
-    `deliveries ${latency.deliveries}, lost ${latency.lost}; p99 ÷ floor p99 = ×${round(latency.txStartToReceiptMs.p99 / floor.p99)}`,
-  );
+  };
+  for (const l of report.latency as any[]) {
+    latencyRows[
+      `tx start → SSE receipt, target ${l.targetRate} ev/s (${l.committedPerSecond} committed/s, ${l.seconds}s)`
+    ] = {
+      'p50 ms': l.txStartToReceiptMs.p50,
+      'p99 ms': l.txStartToReceiptMs.p99,
+      'max ms': l.txStartToReceiptMs.max,
+      'p99 ÷ floor': l.p99VsFloor,
+      'relay p50/p99': `${l.serverTxStartToRelayMs.p50} / ${l.serverTxStartToRelayMs.p99}`,
+      'all written p50/p99': `${l.serverTxStartToAllWrittenMs.p50} / ${l.serverTxStartToAllWrittenMs.p99}`,
+      deliveries: l.deliveries,
+      lost: l.lost,
+    };
+  }
+  console.table(latencyRows);
   const rows: Record<string, unknown> = {};
   for (const [label, list] of [
     ['NOTIFY by trigger (in tx)', report.throughputTrigger],

@@ -3,7 +3,8 @@ import 'reflect-metadata';
 import { Controller, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { AddressInfo } from 'node:net';
-import { OutboxRelay, Sse, SseModule } from '../../src';
+import { OutboxRelay, Sse, SseBatch, SseHub, SseModule } from '../../src';
+import { now, summarize } from '../shared/sse-client';
 
 const [databaseUrl, schema, replayLimit = '1000'] = process.argv.slice(2);
 
@@ -35,8 +36,37 @@ async function main() {
   const app = await NestFactory.create(BenchModule, { logger: ['error', 'warn'] });
   await app.listen(0, '127.0.0.1');
   const relay = app.get(OutboxRelay);
+  const hub = app.get(SseHub);
+  // Server-side probes on the bench topic: `relay` subscribes before any stream, so the hub calls
+  // it first (when the relay hands an event over); `written` subscribes after the streams (on
+  // command), so it runs once every socket of the batch was written. Both read the publish time
+  // from the payload; together with the clients' receipt they split where the time goes.
+  const probes = { relay: [] as number[], written: [] as number[] };
+  const probe = (into: number[]) => ({
+    deliver(batch: SseBatch) {
+      const at = now();
+      for (const match of batch.bytes.toString().matchAll(/"t":([\d.]+)/g))
+        into.push(at - Number(match[1]));
+    },
+  });
+  hub.subscribe('bench', probe(probes.relay));
+  let unsubscribeWritten: (() => void) | undefined;
   process.on('message', async (message: { cmd: string }) => {
     if (message.cmd === 'stats') process.send!({ cmd: 'stats', stats: relay.stats });
+    if (message.cmd === 'probe-start') {
+      probes.relay.length = probes.written.length = 0;
+      unsubscribeWritten ??= hub.subscribe('bench', probe(probes.written));
+      process.send!({ cmd: 'probe-started' });
+    }
+    if (message.cmd === 'probe-stop') {
+      unsubscribeWritten?.();
+      unsubscribeWritten = undefined;
+      process.send!({
+        cmd: 'probe',
+        txStartToRelayMs: summarize(probes.relay),
+        txStartToAllWrittenMs: summarize(probes.written),
+      });
+    }
     if (message.cmd === 'exit') {
       await app.close();
       process.exit(0);
