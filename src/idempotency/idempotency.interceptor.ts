@@ -17,11 +17,12 @@ import { Reflector } from '@nestjs/core';
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
-import { from, Observable, of, switchMap } from 'rxjs';
+import { Observable, of, Subscription } from 'rxjs';
 import { parseIdempotencyKey } from './idempotency-key';
 import { IdempotencyProblem } from './idempotency-problem';
 import { AcquireResult, StoredResponse } from './idempotency-store';
 import { IdempotencyService } from './idempotency.service';
+import { LeaseRenewer } from './lease-renewer';
 import { HANDLER_ENTERED, IDEMPOTENT_METADATA, IdempotentOptions } from './idempotent.options';
 
 type IdempotentRequest = IncomingMessage & Record<string | symbol, any>;
@@ -39,12 +40,26 @@ const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 /** Default `storeIf`: a 5xx (or a crash) means nothing happened, so the key is released. */
 const storeBelow500 = (status: number) => status < 500;
 
+/** What a route's metadata resolves to; computed once per handler, not per request. */
+interface Route {
+  options: IdempotentOptions;
+  required: boolean;
+  leaseMs: number;
+  ttlMs: number;
+  storeIf: (status: number, error?: unknown) => boolean;
+  /** Lower-cased response headers to store (defaults + module + route, minus the never-stored). */
+  storedHeaders: string[];
+  guarded: boolean;
+  /** `@Res()` / `@Next()` without passthrough: the handler writes the response, Nest does not. */
+  writesOwnResponse: boolean;
+}
+
 interface Execution {
   recordKey: string;
   owner: string;
   /** The lease taken at acquire, renewed while the handler runs. */
   leaseMs: number;
-  route: IdempotentOptions;
+  route: Route;
   request: IdempotentRequest;
   response: ServerResponse;
   context: ExecutionContext;
@@ -58,11 +73,22 @@ interface Execution {
 @Injectable()
 export class IdempotencyInterceptor implements NestInterceptor, OnModuleInit {
   private readonly warned = new WeakSet<object>();
+  /** Per controller class, then per handler: a base-class handler may serve several classes. */
+  private readonly routes = new WeakMap<object, Map<object, Route | null>>();
+  private readonly renewer: LeaseRenewer;
 
   constructor(
     private readonly reflector: Reflector,
     private readonly service: IdempotencyService,
-  ) {}
+  ) {
+    this.renewer = new LeaseRenewer(
+      (recordKey, owner, leaseMs) => this.service.store.extend(recordKey, owner, leaseMs),
+      (recordKey) =>
+        this.service.logger.warn(
+          `Lost the idempotency lease of ${recordKey}: another request may run`,
+        ),
+    );
+  }
 
   onModuleInit(): void {
     this.service.assertUsable();
@@ -70,25 +96,83 @@ export class IdempotencyInterceptor implements NestInterceptor, OnModuleInit {
 
   intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
     if (context.getType() !== 'http') return next.handle();
-    const route = this.reflector.getAllAndOverride<IdempotentOptions | undefined>(
-      IDEMPOTENT_METADATA,
-      [context.getHandler(), context.getClass()],
-    );
     const request = context.switchToHttp().getRequest<IdempotentRequest>();
-    if (!route || SAFE_METHODS.has(request.method ?? 'GET')) return next.handle();
+    if (SAFE_METHODS.has(request.method ?? 'GET')) return next.handle();
+    const route = this.routeOf(context);
+    if (!route) return next.handle();
     const response = context.switchToHttp().getResponse<ServerResponse>();
-    return from(this.begin(context, route, request, response)).pipe(
-      switchMap((plan) => {
-        if (plan.kind === 'bypass') return next.handle();
-        if (plan.kind === 'replay') return this.replay(plan.stored, response);
-        return this.execute(plan.execution, next);
-      }),
+    // Written out rather than from(promise).pipe(switchMap(…)): this runs on every idempotent
+    // request, and the operator chain cost more than the rest of the interceptor's own work.
+    return new Observable<unknown>((subscriber) => {
+      let inner: Subscription | undefined;
+      this.begin(context, route, request, response).then(
+        (plan) => {
+          if (subscriber.closed) {
+            // The client is gone before the handler ran: free the key at once.
+            if (plan.kind === 'execute') void this.release(plan.execution);
+            return;
+          }
+          let source: Observable<unknown>;
+          try {
+            source =
+              plan.kind === 'bypass'
+                ? next.handle()
+                : plan.kind === 'replay'
+                  ? this.replay(plan.stored, response)
+                  : this.execute(plan.execution, next);
+          } catch (error) {
+            subscriber.error(error);
+            return;
+          }
+          inner = source.subscribe(subscriber);
+        },
+        (error) => subscriber.error(error),
+      );
+      return () => inner?.unsubscribe();
+    });
+  }
+
+  private routeOf(context: ExecutionContext): Route | undefined {
+    const type = context.getClass();
+    const handler = context.getHandler();
+    let byHandler = this.routes.get(type);
+    if (!byHandler) this.routes.set(type, (byHandler = new Map()));
+    let route = byHandler.get(handler);
+    if (route === undefined) {
+      const options = this.reflector.getAllAndOverride<IdempotentOptions | undefined>(
+        IDEMPOTENT_METADATA,
+        [handler, type],
+      );
+      route = options ? this.resolveRoute(context, options) : null;
+      byHandler.set(handler, route);
+    }
+    return route ?? undefined;
+  }
+
+  private resolveRoute(context: ExecutionContext, options: IdempotentOptions): Route {
+    const { idempotency } = this.service.options;
+    const names = new Set(
+      [
+        ...DEFAULT_STORED_HEADERS,
+        ...idempotency.storedHeaders,
+        ...(options.storedHeaders ?? []),
+      ].map((h) => h.toLowerCase()),
     );
+    return {
+      options,
+      required: options.required ?? idempotency.required,
+      leaseMs: 1000 * (options.inFlightTtlSeconds ?? idempotency.inFlightTtlSeconds),
+      ttlMs: 1000 * (options.ttlSeconds ?? idempotency.ttlSeconds),
+      storeIf: options.storeIf ?? storeBelow500,
+      storedHeaders: [...names].filter((name) => !NEVER_STORED.has(name)),
+      guarded: this.isGuarded(context),
+      writesOwnResponse: this.writesOwnResponse(context),
+    };
   }
 
   private async begin(
     context: ExecutionContext,
-    route: IdempotentOptions,
+    route: Route,
     request: IdempotentRequest,
     response: ServerResponse,
   ): Promise<
@@ -103,7 +187,7 @@ export class IdempotencyInterceptor implements NestInterceptor, OnModuleInit {
     );
     if (!parsed.ok) {
       if (parsed.reason === 'missing') {
-        if (!(route.required ?? idempotency.required)) return { kind: 'bypass' };
+        if (!route.required) return { kind: 'bypass' };
         throw new IdempotencyProblem(
           'key-required',
           `This operation requires an ${idempotency.header} header.`,
@@ -117,7 +201,9 @@ export class IdempotencyInterceptor implements NestInterceptor, OnModuleInit {
     }
 
     const scope = await this.scopeOf(context, route, request);
-    const body = route.fingerprint ? route.fingerprint(request.body, request) : request.body;
+    const body = route.options.fingerprint
+      ? route.options.fingerprint(request.body, request)
+      : request.body;
     const fingerprint = await this.service.fingerprints.fingerprint({
       scope,
       method: request.method ?? '',
@@ -128,7 +214,7 @@ export class IdempotencyInterceptor implements NestInterceptor, OnModuleInit {
     // record to another Redis Cluster slot (the braces are the hash tag).
     const recordKey = `idem:{${encodeURIComponent(scope)}:${encodeURIComponent(parsed.key)}}`;
     const owner = randomUUID();
-    const leaseMs = 1000 * (route.inFlightTtlSeconds ?? idempotency.inFlightTtlSeconds);
+    const { leaseMs } = route;
 
     let acquired: AcquireResult;
     try {
@@ -189,12 +275,13 @@ export class IdempotencyInterceptor implements NestInterceptor, OnModuleInit {
 
   private async scopeOf(
     context: ExecutionContext,
-    route: IdempotentOptions,
+    route: Route,
     request: IdempotentRequest,
   ): Promise<string> {
-    if (route.scope === false) return '';
-    const scope = await (route.scope ? route.scope(request) : this.service.scopes.resolve(request));
-    if (scope === undefined && this.isGuarded(context) && !this.warned.has(context.getHandler())) {
+    const option = route.options.scope;
+    if (option === false) return '';
+    const scope = await (option ? option(request) : this.service.scopes.resolve(request));
+    if (scope === undefined && route.guarded && !this.warned.has(context.getHandler())) {
       this.warned.add(context.getHandler());
       this.service.logger.warn(
         `${context.getClass().name}.${context.getHandler().name} is guarded but its idempotency keys ` +
@@ -222,16 +309,20 @@ export class IdempotencyInterceptor implements NestInterceptor, OnModuleInit {
 
   private execute(execution: Execution, next: CallHandler): Observable<unknown> {
     return new Observable<unknown>((subscriber) => {
-      const renewal = this.renew(execution);
+      const stopRenewing = this.renewer.hold(
+        execution.recordKey,
+        execution.owner,
+        execution.leaseMs,
+      );
       let result: { value: unknown } | undefined;
       const inner = next.handle().subscribe({
         next: (value) => (result = { value }),
         error: (error) => {
-          renewal.stop();
+          stopRenewing();
           this.recordError(execution, error).finally(() => subscriber.error(error));
         },
         complete: () => {
-          renewal.stop();
+          stopRenewing();
           this.recordResult(execution, result?.value).finally(() => {
             if (result) subscriber.next(result.value);
             subscriber.complete();
@@ -242,44 +333,17 @@ export class IdempotencyInterceptor implements NestInterceptor, OnModuleInit {
     });
   }
 
-  /** Keeps the lease alive while the handler runs, so a slow handler is not run twice. */
-  private renew({ recordKey, owner, leaseMs }: Execution): { stop(): void } {
-    let lost = false;
-    const timer = setInterval(
-      () => {
-        this.service.store.extend(recordKey, owner, leaseMs).then(
-          (extended) => {
-            if (!extended && !lost) {
-              lost = true;
-              this.service.logger.warn(
-                `Lost the idempotency lease of ${recordKey}: another request may run`,
-              );
-            }
-          },
-          () => undefined,
-        );
-      },
-      Math.max(100, Math.floor(leaseMs / 3)),
-    );
-    timer.unref();
-    return { stop: () => clearInterval(timer) };
-  }
-
   private async recordResult(execution: Execution, value: unknown): Promise<void> {
     const { response, context, route } = execution;
     const status = response.statusCode;
-    if (
-      this.writesOwnResponse(context) ||
-      value instanceof StreamableFile ||
-      value instanceof Readable
-    ) {
+    if (route.writesOwnResponse || value instanceof StreamableFile || value instanceof Readable) {
       this.warnOnce(
         context,
         'its response is streamed or written with @Res(), so it cannot be stored; the key was released',
       );
       return this.release(execution);
     }
-    if (!(route.storeIf ?? storeBelow500)(status)) return this.release(execution);
+    if (!route.storeIf(status)) return this.release(execution);
     const body = value === undefined ? '' : JSON.stringify(value);
     await this.complete(execution, {
       status,
@@ -295,7 +359,7 @@ export class IdempotencyInterceptor implements NestInterceptor, OnModuleInit {
     if (!request[HANDLER_ENTERED] || !(error instanceof HttpException))
       return this.release(execution);
     const status = error.getStatus();
-    if (!(route.storeIf ?? storeBelow500)(status, error)) return this.release(execution);
+    if (!route.storeIf(status, error)) return this.release(execution);
     const errorBody = error.getResponse();
     const body = JSON.stringify(errorBody);
     await this.complete(execution, {
@@ -317,8 +381,7 @@ export class IdempotencyInterceptor implements NestInterceptor, OnModuleInit {
       return this.release(execution);
     }
     try {
-      const ttlMs = 1000 * (route.ttlSeconds ?? idempotency.ttlSeconds);
-      const stored_ = await this.service.store.complete(recordKey, owner, stored, ttlMs);
+      const stored_ = await this.service.store.complete(recordKey, owner, stored, route.ttlMs);
       if (!stored_)
         this.service.logger.warn(
           `Could not store the response of ${recordKey}: its lease had expired`,
@@ -342,16 +405,8 @@ export class IdempotencyInterceptor implements NestInterceptor, OnModuleInit {
   }
 
   private storedHeaders({ response, route }: Execution): Record<string, string> {
-    const names = new Set(
-      [
-        ...DEFAULT_STORED_HEADERS,
-        ...this.service.options.idempotency.storedHeaders,
-        ...(route.storedHeaders ?? []),
-      ].map((h) => h.toLowerCase()),
-    );
     const headers: Record<string, string> = {};
-    for (const name of names) {
-      if (NEVER_STORED.has(name)) continue;
+    for (const name of route.storedHeaders) {
       const value = response.getHeader(name);
       if (value !== undefined)
         headers[name] = Array.isArray(value) ? value.join(', ') : String(value);

@@ -6,7 +6,6 @@ import {
   StoredResponse,
 } from './idempotency-store';
 import { ACQUIRE_SCRIPT, COMPLETE_SCRIPT, EXTEND_SCRIPT, RELEASE_SCRIPT } from './idempotency.lua';
-import { raceTimeout } from '../common/timeout';
 
 type ScriptClient = (Redis | Cluster) & {
   sseIdemAcquire(
@@ -87,14 +86,26 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     return (await this.bounded(this.client.sseIdemExtend(key, owner, leaseMs))) === 1;
   }
 
-  private async bounded<T>(call: Promise<T>): Promise<T> {
-    try {
-      return await raceTimeout(call, this.timeoutMs, () => {
-        throw new IdempotencyStoreError(`Redis did not answer within ${this.timeoutMs} ms`);
-      });
-    } catch (error) {
-      if (error instanceof IdempotencyStoreError) throw error;
-      throw new IdempotencyStoreError(`Redis call failed: ${(error as Error).message}`);
-    }
+  /**
+   * `call`, or an IdempotencyStoreError after `timeoutMs`. One promise and one timer per call
+   * (this is on every idempotent request's path; a Promise.race would add two more promises).
+   */
+  private bounded<T>(call: Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new IdempotencyStoreError(`Redis did not answer within ${this.timeoutMs} ms`)),
+        this.timeoutMs,
+      );
+      call.then(
+        (value) => {
+          clearTimeout(timer);
+          resolve(value);
+        },
+        (error: Error) => {
+          clearTimeout(timer);
+          reject(new IdempotencyStoreError(`Redis call failed: ${error.message}`));
+        },
+      );
+    });
   }
 }
