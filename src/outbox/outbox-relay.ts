@@ -22,6 +22,7 @@ import {
 } from './outbox-position';
 import { OutboxService } from './outbox.service';
 import { PostgresConnection } from './postgres-connection';
+import { Semaphore } from '../common/semaphore';
 import { raceTimeout } from '../common/timeout';
 
 interface OutboxRow {
@@ -43,6 +44,14 @@ export type OutboxResetReason =
 @Injectable()
 export class OutboxRelay implements OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly logger = new Logger('SseOutboxRelay');
+  /**
+   * Replays share the pool with the relay's live reads and with publishers. After a deploy or an
+   * outage every client reconnects at once; unbounded, their replays would take every pooled
+   * connection, starve the live path and time out as `replay-failed` resets — a reload storm on
+   * top of a reconnect storm. So at most half the pool replays at a time; the rest wait their
+   * turn (their live events are held meanwhile, as during any replay).
+   */
+  private readonly replays: Semaphore;
   private listener?: OutboxListener;
   private pollTimer?: NodeJS.Timeout;
   private reading?: Promise<void>;
@@ -69,7 +78,15 @@ export class OutboxRelay implements OnApplicationBootstrap, BeforeApplicationShu
     private readonly outbox: OutboxService,
     private readonly hub: SseHub,
     @Inject(SSE_EVENT_SERIALIZER) private readonly serializer: SseEventSerializer,
-  ) {}
+  ) {
+    // A pool passed in carries its own size; the configured one applies to the module's pool.
+    const poolSize =
+      (this.options.postgres?.existingPool as { options?: { max?: number } } | undefined)?.options
+        ?.max ??
+      this.options.postgres?.pool.max ??
+      1;
+    this.replays = new Semaphore(Math.max(1, Math.floor(poolSize / 2)));
+  }
 
   get enabled(): boolean {
     return this.postgres.enabled;
@@ -229,10 +246,17 @@ export class OutboxRelay implements OnApplicationBootstrap, BeforeApplicationShu
     connection.onTeardown(this.hub.subscribe(topics, connection));
     const after = parseEventId(lastEventId);
     if (!after) return this.reset(connection, 'malformed', lastEventId);
-    this.replay(connection, topics, after, upTo, lastEventId).catch((error) => {
-      this.logger.warn(`Replay failed: ${(error as Error).message}`);
-      this.reset(connection, 'replay-failed', lastEventId);
-    });
+    this.replays
+      .run(() =>
+        // A client that left while queued needs nothing read for it.
+        connection.isClosed
+          ? Promise.resolve()
+          : this.replay(connection, topics, after, upTo, lastEventId),
+      )
+      .catch((error) => {
+        this.logger.warn(`Replay failed: ${(error as Error).message}`);
+        this.reset(connection, 'replay-failed', lastEventId);
+      });
   }
 
   private async replay(

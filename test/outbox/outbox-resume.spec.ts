@@ -140,6 +140,43 @@ describe('resuming topic streams from the outbox', () => {
     }
   });
 
+  it('replays to 40 clients resuming at once through a pool of 2, without exhausting it', async () => {
+    // A reconnect storm after a deploy. With every replay taking pooled connections at once, most
+    // would wait past connectionTimeoutMs and end as `replay-failed` resets.
+    const small = await startApp(
+      [FeedController],
+      outboxOptions(env.schema, {
+        sse: { replayLimit: 10_000 },
+        postgres: { pool: { max: 2, connectionTimeoutMs: 50 } },
+        outbox: { migrate: false },
+      }),
+    );
+    try {
+      const observer = env.track(new RecordingEventSource(`${small.url}/feed`));
+      await observer.opened();
+      const stored = await publishMany(env.outbox, 3_000, 500, 'storm');
+      await observer.received(3_000);
+      const clients = Array.from({ length: 40 }, () =>
+        env.track(
+          new RecordingEventSource(`${small.url}/feed`, ['reset'], { 'last-event-id': stored[0] }),
+        ),
+      );
+      // Each ends with every event, or with a reset (which fails below without waiting longer).
+      await Promise.all(
+        clients.map((c) =>
+          c.until(
+            () => ids(c).length >= 2_999 || c.events.some((e) => e.type === 'reset'),
+            'its replay or a reset',
+          ),
+        ),
+      );
+      expect(clients.flatMap((c) => c.events).filter((e) => e.type === 'reset')).toEqual([]);
+      for (const client of clients) expect(ids(client)).toEqual(stored.slice(1));
+    } finally {
+      await small.close();
+    }
+  });
+
   it('skips what a client already saw when it resumes on an instance whose relay is behind', async () => {
     // This instance is never notified (it listens on another channel) and polls rarely: its
     // relay stays behind until it is woken by hand.
