@@ -152,7 +152,10 @@ async function main() {
       await outbox.transaction((tx) => outbox.publish(tx, events));
     }
     const published = now();
-    const timeout = new Promise<void>((resolve) => setTimeout(resolve, 180_000).unref());
+    // Generous for the machine: at least 3 minutes, or 20 µs per delivery (100 M deliveries
+    // need several minutes on 2 cores); a run that does not finish in time counts as lost.
+    const waitMs = Math.max(180_000, (CLIENTS * EVENTS) / 50);
+    const timeout = new Promise<void>((resolve) => setTimeout(resolve, waitMs).unref());
     await Promise.race([allDone, timeout]);
     const caughtUp = now();
     clients.forEach((c) => c.close());
