@@ -3,7 +3,7 @@
  * random moments and reconnects with Last-Event-ID. Every client must end with every event exactly
  * once: lost and duplicated must both be 0. Also reports how long catching up took.
  *
- *   npm run bench -- resume [--clients 1000] [--events 10000] [--cuts 2]
+ *   npm run bench -- resume [--clients 1000] [--events 100000] [--cuts 2]
  *
  * Uses DATABASE_URL (default postgres://postgres@127.0.0.1:5432/test) in a schema of its own.
  */
@@ -16,7 +16,7 @@ import { numericOption, spawnChild, stopChild, writeReport } from '../shared/chi
 import { now, round } from '../shared/sse-client';
 
 const CLIENTS = numericOption('clients', 1000);
-const EVENTS = numericOption('events', 10_000);
+const EVENTS = numericOption('events', 100_000);
 const CUTS = numericOption('cuts', 2);
 const PER_TX = 100;
 const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
