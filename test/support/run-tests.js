@@ -15,6 +15,24 @@ fs.mkdirSync(tmp, { recursive: true });
 const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
 const minutes = (n) => n * 60_000;
 
+// Steps run in their own process group (so a hung one can be killed whole); Ctrl+C therefore
+// no longer reaches them from the terminal, and is passed on here. The run then stops after the
+// current step, still stopping the servers it started.
+let current;
+let interrupted = false;
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.on(signal, () => {
+    interrupted = true;
+    if (current) {
+      try {
+        process.kill(process.platform === 'win32' ? current.pid : -current.pid, signal);
+      } catch {
+        current.kill(signal);
+      }
+    }
+  });
+}
+
 /**
  * Runs one step and resolves with its exit status. A step that outlives `timeoutMs`, or that has
  * written `doneFile` (its results) and still has not exited `exitGraceMs` later, is killed and
@@ -26,14 +44,15 @@ function step(
   args,
   { env = {}, timeoutMs = minutes(10), doneFile, exitGraceMs = 15_000 } = {},
 ) {
+  if (interrupted) return Promise.reject(new Error('interrupted'));
   process.stdout.write(`\n=== ${name}\n`);
   return new Promise((resolve) => {
-    const child = spawn(cmd, args, {
+    const child = (current = spawn(cmd, args, {
       cwd: root,
       stdio: 'inherit',
       env: { ...process.env, ...env },
       detached: process.platform !== 'win32',
-    });
+    }));
     const timers = [];
     const kill = (why) => {
       console.error(`\n${name}: ${why}; killing it`);
@@ -61,6 +80,7 @@ function step(
       timers.push(watch);
     }
     child.on('exit', (code, signal) => {
+      current = undefined;
       timers.forEach(clearTimeout);
       resolve(signal ? 1 : (code ?? 1));
     });
