@@ -12,7 +12,7 @@ export interface OrdersApp {
 /** Builds the example app on the chosen backends (not listening yet). */
 export async function createOrdersApp(
   backends: Backends,
-  options: { logger?: LogLevel[] | false; schema?: string } = {},
+  options: { logger?: LogLevel[] | false; schema?: string; redisKeyPrefix?: string } = {},
 ): Promise<OrdersApp> {
   let embedded: { close(): Promise<void> } | undefined;
   let pglite;
@@ -24,7 +24,9 @@ export async function createOrdersApp(
   }
   try {
     const app = await NestFactory.create(
-      OrdersModule.register(ordersSseOptions(backends, pglite, options.schema)),
+      OrdersModule.register(
+        ordersSseOptions(backends, pglite, options.schema, options.redisKeyPrefix),
+      ),
       {
         logger: options.logger ?? ['log', 'warn', 'error'],
       },

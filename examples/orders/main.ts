@@ -13,7 +13,10 @@ async function main() {
   const backends = await resolveBackends({
     embeddedDataDir: process.env.PGLITE_DATA_DIR ?? join(process.cwd(), '.tmp', 'orders-pglite'),
   });
-  const { app, close } = await createOrdersApp(backends, { schema: process.env.ORDERS_SCHEMA });
+  const { app, close } = await createOrdersApp(backends, {
+    schema: process.env.ORDERS_SCHEMA,
+    redisKeyPrefix: process.env.ORDERS_REDIS_PREFIX,
+  });
   // Behind a proxy (docker/nginx.conf), Express must trust X-Forwarded-For, or every client has
   // the proxy's address and the per-client stream limit counts them all as one.
   if (process.env.TRUST_PROXY) {

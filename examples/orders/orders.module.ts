@@ -10,6 +10,7 @@ export function ordersSseOptions(
   backends: Backends,
   embedded?: PgliteLike,
   schema = ORDERS_SCHEMA,
+  redisKeyPrefix = 'orders-demo:',
 ): SseModuleOptions {
   const postgres =
     backends.postgres.kind === 'server'
@@ -27,7 +28,7 @@ export function ordersSseOptions(
     postgres: { ...postgres, schema },
     outbox: { pollIntervalMs: 1_000 },
     ...(backends.redis.kind === 'server'
-      ? { redis: { url: backends.redis.url, keyPrefix: 'orders-demo:' } }
+      ? { redis: { url: backends.redis.url, keyPrefix: redisKeyPrefix } }
       : {}),
     idempotency: { ttlSeconds: 24 * 3600 },
     metrics: { path: 'metrics' },

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RecordingEventSource } from '../support/event-source';
 import { databaseUrl, dropSchema, uniqueSchema } from '../support/postgres';
-import { redisUrl } from '../support/redis';
+import { deletePrefix, redisUrl } from '../support/redis';
 
 const root = join(__dirname, '..', '..');
 const MAIN = join(root, '.tmp', 'build', 'examples', 'orders', 'main.js');
@@ -85,6 +85,7 @@ describe('npm start (examples/orders/main.ts as a process)', () => {
       DATABASE_URL: databaseUrl(),
       REDIS_URL: redisUrl(),
       ORDERS_SCHEMA: schema,
+      ORDERS_REDIS_PREFIX: `${schema}:`,
     });
     try {
       expect(app.output()).toMatch(
@@ -98,6 +99,7 @@ describe('npm start (examples/orders/main.ts as a process)', () => {
     } finally {
       app.child.kill('SIGKILL');
       await dropSchema(schema);
+      await deletePrefix(redisUrl(), `${schema}:`);
     }
   });
 

@@ -8,7 +8,7 @@ import { createOrdersApp, OrdersApp } from '../../examples/orders/app';
 import type { Backends } from '../../examples/orders/backends';
 import { OrdersRepository } from '../../examples/orders/orders.repository';
 import { databaseUrl, dropSchema, uniqueSchema } from '../support/postgres';
-import { redisUrl } from '../support/redis';
+import { deletePrefix, redisUrl } from '../support/redis';
 
 /** Debian's Chromium; never a browser download. `.ci/run` installs it when missing. */
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -43,7 +43,11 @@ describe('orders page in Chromium (real PostgreSQL and Redis)', () => {
   let port = 0;
 
   const startServer = async () => {
-    server = await createOrdersApp(backends, { logger: ['error'], schema });
+    server = await createOrdersApp(backends, {
+      logger: ['error'],
+      schema,
+      redisKeyPrefix: `${schema}:`,
+    });
     await server.app.listen(port, '127.0.0.1');
     port = (server.app.getHttpServer().address() as AddressInfo).port;
   };
@@ -83,6 +87,7 @@ describe('orders page in Chromium (real PostgreSQL and Redis)', () => {
     await browser?.close();
     await server?.close();
     await dropSchema(schema);
+    await deletePrefix(redisUrl(), `${schema}:`);
   });
 
   it('shows live orders, reconnects after a restart and receives what it missed exactly once', async () => {
@@ -104,7 +109,11 @@ describe('orders page in Chromium (real PostgreSQL and Redis)', () => {
     // Restart: this instance goes away (its streams end), another one keeps taking orders.
     await server!.close();
     await page.waitForFunction(() => document.getElementById('state')?.textContent !== 'open');
-    const other = await createOrdersApp(backends, { logger: ['error'], schema });
+    const other = await createOrdersApp(backends, {
+      logger: ['error'],
+      schema,
+      redisKeyPrefix: `${schema}:`,
+    });
     await other.app.init();
     const repository = other.app.get(OrdersRepository);
     const missed: string[] = [];

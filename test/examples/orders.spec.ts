@@ -4,7 +4,7 @@ import { createOrdersApp, OrdersApp } from '../../examples/orders/app';
 import { Backends, resolveBackends } from '../../examples/orders/backends';
 import { RecordingEventSource } from '../support/event-source';
 import { databaseUrl, dropSchema, uniqueSchema } from '../support/postgres';
-import { redisUrl } from '../support/redis';
+import { deletePrefix, redisUrl } from '../support/redis';
 
 /** A loopback port with nothing listening on it. */
 async function closedPort(): Promise<number> {
@@ -84,7 +84,11 @@ describe.each([
     });
 
   beforeAll(async () => {
-    orders = await createOrdersApp(backends(), { logger: ['error'], schema });
+    orders = await createOrdersApp(backends(), {
+      logger: ['error'],
+      schema,
+      redisKeyPrefix: `${schema}:`,
+    });
     await orders.app.listen(0, '127.0.0.1');
     url = `http://127.0.0.1:${(orders.app.getHttpServer().address() as AddressInfo).port}`;
   });
@@ -92,6 +96,7 @@ describe.each([
   afterAll(async () => {
     await orders?.close();
     if (backends().postgres.kind === 'server') await dropSchema(schema);
+    if (backends().redis.kind === 'server') await deletePrefix(redisUrl(), `${schema}:`);
   });
 
   it('serves the page that subscribes with EventSource', async () => {

@@ -19,3 +19,13 @@ export async function withRedis<T>(url: string, fn: (redis: Redis) => Promise<T>
     redis.disconnect();
   }
 }
+
+/** Deletes every key under `prefix` (what a suite's app wrote), so nothing waits out its TTL. */
+export function deletePrefix(url: string, prefix: string): Promise<void> {
+  return withRedis(url, async (redis) => {
+    const keys: string[] = [];
+    for await (const batch of redis.scanStream({ match: `${prefix}*`, count: 1000 }))
+      keys.push(...(batch as string[]));
+    for (let i = 0; i < keys.length; i += 500) await redis.del(...keys.slice(i, i + 500));
+  });
+}
