@@ -43,6 +43,22 @@ async function runMode(mode: Mode): Promise<Result> {
     ['--expose-gc'],
   );
   const port: number = ready.port;
+  // Warm-up: open and close as many streams first, so one-time costs (lazily compiled code,
+  // heap spaces grown by the first burst of request garbage) are not counted per connection.
+  const warmUp: http.ClientRequest[] = [];
+  for (let i = 0; i < CONNECTIONS; i += 100) {
+    warmUp.push(
+      ...(await Promise.all(
+        Array.from({ length: Math.min(100, CONNECTIONS - i) }, () =>
+          openStream(port, '/stream', () => undefined),
+        ),
+      )),
+    );
+  }
+  warmUp.forEach((request) => request.destroy());
+  while ((await ask(child, { cmd: 'connections' }, 'connections')).count > 0) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
   const before = await ask(child, { cmd: 'memory' }, 'memory');
 
   const latencies: number[] = [];

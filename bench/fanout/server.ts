@@ -5,6 +5,7 @@
  * - `better-sse`: better-sse sessions in one channel on plain node:http, its usual setting;
  * - `bare`: plain node:http writing one pre-encoded chunk to every response — the physical limit.
  */
+import { writeHeapSnapshot } from 'node:v8';
 import 'reflect-metadata';
 import { Controller, MessageEvent, Module, Sse as NestSse } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
@@ -56,6 +57,8 @@ async function start(): Promise<{
   port: number;
   publish: (seq: number) => void;
   close: () => Promise<void>;
+  /** Open TCP connections, as the HTTP server counts them. */
+  connections: () => Promise<number>;
 }> {
   const event = (seq: number) => ({ id: String(seq), data: { seq, t: now() } });
   if (mode === 'durable' || mode === 'nest') {
@@ -66,6 +69,7 @@ async function start(): Promise<{
       port: (app.getHttpServer().address() as AddressInfo).port,
       publish: (seq) => (hub ? hub.publish('bench', event(seq)) : subject.next(event(seq))),
       close: () => app.close(),
+      connections: () => countConnections(app.getHttpServer()),
     };
   }
   let onRequest: http.RequestListener;
@@ -96,6 +100,7 @@ async function start(): Promise<{
   }
   const server = http.createServer(onRequest);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const connections = () => countConnections(server);
   return {
     port: (server.address() as AddressInfo).port,
     publish,
@@ -104,13 +109,19 @@ async function start(): Promise<{
         server.closeAllConnections();
         server.close(() => resolve());
       }),
+    connections,
   };
 }
+
+const countConnections = (server: http.Server) =>
+  new Promise<number>((resolve, reject) =>
+    server.getConnections((error, count) => (error ? reject(error) : resolve(count))),
+  );
 
 const loopDelay = monitorEventLoopDelay({ resolution: 10 });
 
 async function main() {
-  const { port, publish, close } = await start();
+  const { port, publish, close, connections } = await start();
   loopDelay.enable();
 
   process.on('message', async (message: { cmd: string; events?: number; batch?: number }) => {
@@ -136,6 +147,12 @@ async function main() {
         p99Ms: loopDelay.percentile(99) / 1e6,
         maxMs: loopDelay.max / 1e6,
       });
+    } else if (message.cmd === 'connections') {
+      send({ cmd: 'connections', count: await connections() });
+    } else if (message.cmd === 'snapshot') {
+      // For memory investigations: a heap snapshot of the server holding its idle streams.
+      for (let i = 0; i < 3; i++) global.gc?.();
+      send({ cmd: 'snapshot', file: writeHeapSnapshot((message as { file?: string }).file) });
     } else if (message.cmd === 'exit') {
       await close();
       process.exit(0);

@@ -81,6 +81,7 @@ export class SseStreamer {
     if (source.kind === 'topics')
       this.connectTopics(connection, source.topics, readLastEventId(request));
     else this.connectObservable(connection, source.events);
+    releaseRequestState(request);
     return connection;
   }
 
@@ -161,4 +162,16 @@ export class SseStreamer {
 function toSseEvent(value: unknown): SseEvent {
   if (value !== null && typeof value === 'object' && 'data' in value) return value as SseEvent;
   return { data: value };
+}
+
+/**
+ * The request object lives as long as its stream (the socket holds it). Express leaves the
+ * router's per-request state on it — `req.next` keeps the router's closure chain and its contexts
+ * alive — plus the parsed URL and the matched route; none of it is used once the stream is open.
+ * Set to undefined rather than deleted, so the object keeps its shape.
+ */
+function releaseRequestState(request: SseRequest): void {
+  for (const key of ['next', '_parsedUrl', '_parsedOriginalUrl', 'route'] as const) {
+    if (request[key] !== undefined) request[key] = undefined;
+  }
 }
