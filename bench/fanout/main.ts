@@ -40,7 +40,13 @@ async function runMode(mode: Mode): Promise<Result> {
   const { child, ready } = await spawnChild(
     path.join(__dirname, 'server.js'),
     [mode],
-    ['--expose-gc'],
+    // BENCH_CPU_PROF=<dir> writes a CPU profile of each server (open it in Chrome DevTools).
+    [
+      '--expose-gc',
+      ...(process.env.BENCH_CPU_PROF
+        ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`]
+        : []),
+    ],
   );
   const port: number = ready.port;
   // Warm-up: open and close as many streams first, so one-time costs (lazily compiled code,

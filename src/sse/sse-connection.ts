@@ -120,14 +120,16 @@ export class SseConnection implements SseSubscriber {
   private writeChunk(socket: Socket, chunk: Buffer): void {
     if (this.closed) return;
     writeCorked(socket, chunk);
-    this.afterWrite();
+    // Everything goes straight to the socket, so its backlog is the whole backlog; reading it
+    // there skips the response's getter, slow on Express responses (their swapped prototype).
+    this.afterWrite(socket);
   }
 
-  private afterWrite(): void {
+  private afterWrite(socket?: Socket): void {
     this.idleTicks = 0;
     // writableLength counts what neither the response nor the socket could hand to the kernel:
     // a client that stopped reading. Cutting it frees that memory at once; it resumes by id.
-    if (this.response.writableLength > this.maxBufferedBytes) {
+    if ((socket ?? this.response).writableLength > this.maxBufferedBytes) {
       this.close('slow-consumer');
     }
   }
