@@ -45,34 +45,48 @@ export async function resolveBackends(probe: BackendProbe = {}): Promise<Backend
     };
   }
 
-  let postgres: Backends['postgres'];
-  let pgWhy: string;
-  if (env.DATABASE_URL) {
-    postgres = { kind: 'server', url: env.DATABASE_URL };
-    pgWhy = `PostgreSQL at ${redact(env.DATABASE_URL)} (DATABASE_URL)`;
-  } else if (await postgresAnswers(pgDefault, timeoutMs)) {
-    postgres = { kind: 'server', url: pgDefault };
-    pgWhy = `PostgreSQL at ${redact(pgDefault)} (found running; set DATABASE_URL to choose)`;
-  } else {
-    postgres = { kind: 'embedded', dataDir: probe.embeddedDataDir };
-    pgWhy =
-      `embedded PostgreSQL (PGlite, ${where(probe.embeddedDataDir)}): ` +
-      `no DATABASE_URL and nothing answering at ${redact(pgDefault)}`;
-  }
-
-  let redis: Backends['redis'];
-  let redisWhy: string;
-  if (env.REDIS_URL) {
-    redis = { kind: 'server', url: env.REDIS_URL };
-    redisWhy = `Redis at ${redact(env.REDIS_URL)} (REDIS_URL)`;
-  } else if (await redisAnswers(redisDefault, timeoutMs)) {
-    redis = { kind: 'server', url: redisDefault };
-    redisWhy = `Redis at ${redact(redisDefault)} (found running; set REDIS_URL to choose)`;
-  } else {
-    redis = { kind: 'memory' };
-    redisWhy = `the in-memory idempotency store: no REDIS_URL and nothing answering at ${redact(redisDefault)}`;
-  }
+  // Both probes at once: each may wait its full timeout when nothing is there.
+  const [pg, redisServer] = await Promise.all([
+    chooseServer('PostgreSQL', 'DATABASE_URL', env, pgDefault, (url) =>
+      postgresAnswers(url, timeoutMs),
+    ),
+    chooseServer('Redis', 'REDIS_URL', env, redisDefault, (url) => redisAnswers(url, timeoutMs)),
+  ]);
+  const postgres: Backends['postgres'] = pg.url
+    ? { kind: 'server', url: pg.url }
+    : { kind: 'embedded', dataDir: probe.embeddedDataDir };
+  const pgWhy = pg.url
+    ? pg.why
+    : `embedded PostgreSQL (PGlite, ${where(probe.embeddedDataDir)}): ${pg.why}`;
+  const redis: Backends['redis'] = redisServer.url
+    ? { kind: 'server', url: redisServer.url }
+    : { kind: 'memory' };
+  const redisWhy = redisServer.url
+    ? redisServer.why
+    : `the in-memory idempotency store: ${redisServer.why}`;
   return { postgres, redis, summary: `Using ${pgWhy}; ${redisWhy}.` };
+}
+
+/**
+ * The server `variable` names (taken as given), else the default one if it answers, else none;
+ * with the reason, for the log line.
+ */
+async function chooseServer(
+  label: string,
+  variable: string,
+  env: NodeJS.ProcessEnv,
+  defaultUrl: string,
+  answers: (url: string) => Promise<boolean>,
+): Promise<{ url?: string; why: string }> {
+  const given = env[variable];
+  if (given) return { url: given, why: `${label} at ${redact(given)} (${variable})` };
+  if (await answers(defaultUrl)) {
+    return {
+      url: defaultUrl,
+      why: `${label} at ${redact(defaultUrl)} (found running; set ${variable} to choose)`,
+    };
+  }
+  return { why: `no ${variable} and nothing answering at ${redact(defaultUrl)}` };
 }
 
 async function postgresAnswers(url: string, timeoutMs: number): Promise<boolean> {
