@@ -31,6 +31,25 @@ describe('Semaphore', () => {
     expect([semaphore.running, semaphore.queued]).toEqual([0, 0]);
   });
 
+  it('holds a slot from acquire() until its release, and a second release frees nothing more', async () => {
+    const semaphore = new Semaphore(1);
+    const release = await semaphore.acquire();
+    let second = false;
+    const waiting = semaphore.acquire().then((r) => ((second = true), r));
+    await Promise.resolve();
+    expect([semaphore.running, semaphore.queued, second]).toEqual([1, 1, false]);
+    release();
+    const releaseSecond = await waiting;
+    release();
+    let third = false;
+    const thirdWaiting = semaphore.acquire().then((r) => ((third = true), r));
+    await Promise.resolve();
+    expect([semaphore.running, semaphore.queued, third]).toEqual([1, 1, false]);
+    releaseSecond();
+    (await thirdWaiting)();
+    expect([semaphore.running, semaphore.queued]).toEqual([0, 0]);
+  });
+
   it('refuses a limit below one', () => {
     expect(() => new Semaphore(0)).toThrow(RangeError);
   });

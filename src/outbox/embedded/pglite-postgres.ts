@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { Client, Pool } from 'pg';
+import { Semaphore } from '../../common/semaphore';
 
 /**
  * The part of `@electric-sql/pglite`'s `PGlite` this adapter uses. Structural, so the package
@@ -67,29 +68,28 @@ export function pglitePostgres(db: PgliteLike): PglitePostgresOptions {
   };
 }
 
-/** Serializes access to the single session: one holder at a time, first come first served. */
+/** The single session: one holder at a time, first come first served. */
 class PgliteSession {
-  private tail: Promise<void> = Promise.resolve();
-  waiting = 0;
-  held = false;
+  private readonly lock = new Semaphore(1);
 
   constructor(readonly db: PgliteLike) {}
 
-  async acquire(): Promise<() => void> {
-    this.waiting++;
-    let release!: () => void;
-    const previous = this.tail;
-    this.tail = new Promise<void>((resolve) => (release = resolve));
-    await previous;
-    this.waiting--;
-    this.held = true;
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      this.held = false;
-      release();
-    };
+  get held(): boolean {
+    return this.lock.running > 0;
+  }
+
+  get waiting(): number {
+    return this.lock.queued;
+  }
+
+  /** Holds the session until the returned function is called (a pool checkout). */
+  acquire(): Promise<() => void> {
+    return this.lock.acquire();
+  }
+
+  /** One statement, holding the session just for it. */
+  exclusive(textOrConfig: string | QueryConfig, values?: unknown[]): Promise<QueryResult> {
+    return this.lock.run(() => this.run(textOrConfig, values));
   }
 
   /** One statement as `pg` would run it, for a caller that already holds the session. */
@@ -147,13 +147,8 @@ class PglitePool extends EventEmitter {
     return new PglitePoolClient(this.session, await this.session.acquire());
   }
 
-  async query(textOrConfig: string | QueryConfig, values?: unknown[]): Promise<QueryResult> {
-    const release = await this.session.acquire();
-    try {
-      return await this.session.run(textOrConfig, values);
-    } finally {
-      release();
-    }
+  query(textOrConfig: string | QueryConfig, values?: unknown[]): Promise<QueryResult> {
+    return this.session.exclusive(textOrConfig, values);
   }
 
   async end(): Promise<void> {}
@@ -182,16 +177,11 @@ class PgliteListenerClient extends EventEmitter {
   }
 
   async query(textOrConfig: string | QueryConfig, values?: unknown[]): Promise<QueryResult> {
-    const release = await this.session.acquire();
-    try {
-      const result = await this.session.run(textOrConfig, values);
-      const text = typeof textOrConfig === 'string' ? textOrConfig : textOrConfig.text;
-      const listen = LISTEN.exec(text);
-      if (listen) this.channels.add(listen[1]);
-      return result;
-    } finally {
-      release();
-    }
+    const result = await this.session.exclusive(textOrConfig, values);
+    const text = typeof textOrConfig === 'string' ? textOrConfig : textOrConfig.text;
+    const listen = LISTEN.exec(text);
+    if (listen) this.channels.add(listen[1]);
+    return result;
   }
 
   async end(): Promise<void> {
@@ -200,14 +190,8 @@ class PgliteListenerClient extends EventEmitter {
     const channels = [...this.channels];
     this.channels.clear();
     for (const channel of channels) {
-      const release = await this.session.acquire();
-      try {
-        await this.session.run(`UNLISTEN ${channel}`);
-      } catch {
-        // The database may already be closed; nothing is left to unlisten then.
-      } finally {
-        release();
-      }
+      // The database may already be closed; nothing is left to unlisten then.
+      await this.session.exclusive(`UNLISTEN ${channel}`).catch(() => undefined);
     }
     this.emit('end');
   }
