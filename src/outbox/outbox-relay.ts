@@ -79,13 +79,7 @@ export class OutboxRelay implements OnApplicationBootstrap, BeforeApplicationShu
     private readonly hub: SseHub,
     @Inject(SSE_EVENT_SERIALIZER) private readonly serializer: SseEventSerializer,
   ) {
-    // A pool passed in carries its own size; the configured one applies to the module's pool.
-    const poolSize =
-      (this.options.postgres?.existingPool as { options?: { max?: number } } | undefined)?.options
-        ?.max ??
-      this.options.postgres?.pool.max ??
-      1;
-    this.replays = new Semaphore(Math.max(1, Math.floor(poolSize / 2)));
+    this.replays = new Semaphore(Math.max(1, Math.floor(this.postgres.poolSize / 2)));
   }
 
   get enabled(): boolean {

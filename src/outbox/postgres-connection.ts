@@ -41,6 +41,11 @@ export class PostgresConnection implements OnApplicationShutdown {
     return this.pool !== undefined;
   }
 
+  /** The pool's size, read from the pool itself (the module's, the user's or the embedded one). */
+  get poolSize(): number {
+    return (this.pool as (Pool & { options?: { max?: number } }) | undefined)?.options?.max ?? 1;
+  }
+
   requirePool(): Pool {
     if (!this.pool) {
       throw new Error(
