@@ -1,5 +1,4 @@
-import * as crypto from 'node:crypto';
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 
 /** What a request is made of, for deciding whether a retry is "the same request". */
 export interface FingerprintInput {
@@ -47,18 +46,10 @@ function sortKeys(value: unknown): unknown {
 export function sha256Parts(...parts: string[]): string {
   let input = '';
   for (const part of parts) input += `${Buffer.byteLength(part, 'utf8')}:${part}`;
-  // One-shot hashing (Node ≥ 20.12) skips the Hash object and its per-update copies: it is on
-  // every idempotent request's path. Same bytes, same digest as the streaming form.
-  return oneShotHash
-    ? oneShotHash('sha256', input, 'base64url')
-    : createHash('sha256').update(input, 'utf8').digest('base64url');
+  // One-shot hashing skips the Hash object and its per-update copies: this is on every
+  // idempotent request's path. Same bytes, same digest as the streaming form.
+  return hash('sha256', input, 'base64url');
 }
-
-const oneShotHash = (
-  crypto as {
-    hash?: (algorithm: string, data: string, encoding: 'base64url') => string;
-  }
-).hash;
 
 export class Sha256FingerprintStrategy implements FingerprintStrategy {
   fingerprint({ scope, method, url, body }: FingerprintInput): string {

@@ -44,6 +44,7 @@ const storeBelow500 = (status: number) => status < 500;
 interface Route {
   options: IdempotentOptions;
   required: boolean;
+  /** The lease taken at acquire, renewed while the handler runs. */
   leaseMs: number;
   ttlMs: number;
   storeIf: (status: number, error?: unknown) => boolean;
@@ -57,8 +58,6 @@ interface Route {
 interface Execution {
   recordKey: string;
   owner: string;
-  /** The lease taken at acquire, renewed while the handler runs. */
-  leaseMs: number;
   route: Route;
   request: IdempotentRequest;
   response: ServerResponse;
@@ -214,11 +213,10 @@ export class IdempotencyInterceptor implements NestInterceptor, OnModuleInit {
     // record to another Redis Cluster slot (the braces are the hash tag).
     const recordKey = `idem:{${encodeURIComponent(scope)}:${encodeURIComponent(parsed.key)}}`;
     const owner = randomUUID();
-    const { leaseMs } = route;
 
     let acquired: AcquireResult;
     try {
-      acquired = await this.service.store.acquire(recordKey, fingerprint, owner, leaseMs);
+      acquired = await this.service.store.acquire(recordKey, fingerprint, owner, route.leaseMs);
     } catch (error) {
       // The lock may have been taken before the reply was lost; it is owner-checked, so
       // releasing it is safe and spares a retry the wait for the lease.
@@ -230,7 +228,7 @@ export class IdempotencyInterceptor implements NestInterceptor, OnModuleInit {
         this.service.count('first');
         return {
           kind: 'execute',
-          execution: { recordKey, owner, leaseMs, route, request, response, context },
+          execution: { recordKey, owner, route, request, response, context },
         };
       case 'mismatch':
         this.service.count('mismatch');
@@ -312,7 +310,7 @@ export class IdempotencyInterceptor implements NestInterceptor, OnModuleInit {
       const stopRenewing = this.renewer.hold(
         execution.recordKey,
         execution.owner,
-        execution.leaseMs,
+        execution.route.leaseMs,
       );
       let result: { value: unknown } | undefined;
       const inner = next.handle().subscribe({

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import {
   canonicalJson,
   parseIdempotencyKey,
@@ -48,6 +49,16 @@ describe('fingerprints', () => {
   it('length-prefixes parts so moving a separator changes the hash', () => {
     expect(sha256Parts('a:b', 'c')).not.toBe(sha256Parts('a', 'b:c'));
     expect(sha256Parts('ab', '')).not.toBe(sha256Parts('a', 'b'));
+  });
+
+  it('hashes `<byte length>:<utf-8 bytes>` of each part, so stored fingerprints stay valid', () => {
+    const parts = ['tenant-ä', 'POST', '/orders?x=1', '{"item":"☕"}'];
+    const reference = createHash('sha256');
+    for (const part of parts) {
+      const bytes = Buffer.from(part, 'utf8');
+      reference.update(`${bytes.length}:`).update(bytes);
+    }
+    expect(sha256Parts(...parts)).toBe(reference.digest('base64url'));
   });
 
   it('hashes scope, method, URL and canonical body', () => {
