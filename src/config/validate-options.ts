@@ -69,7 +69,7 @@ export function resolveSseModuleOptions(
   const plain: SseModuleOptions = { ...(raw ?? {}) };
   const listenerClientFactory = raw?.postgres?.listenerClientFactory;
   if (raw?.postgres && typeof raw.postgres === 'object') {
-    plain.postgres = omit(omit(raw.postgres, 'existingPool'), 'listenerClientFactory');
+    plain.postgres = omit(raw.postgres, 'existingPool', 'listenerClientFactory');
   }
   if (raw?.redis && typeof raw.redis === 'object' && 'existingClient' in raw.redis) {
     plain.redis = omit(raw.redis, 'existingClient');
@@ -181,7 +181,7 @@ function resolvePostgres(
   }
   return Object.freeze({
     ...POSTGRES_DEFAULTS,
-    ...stripUndefined(omit(omit(given, 'existingPool'), 'listenerClientFactory')),
+    ...stripUndefined(omit(given, 'existingPool', 'listenerClientFactory')),
     existingPool,
     listenerClientFactory,
     pool: Object.freeze(pool),
@@ -197,9 +197,9 @@ function isPool(value: unknown): value is Pool {
   );
 }
 
-function omit<T extends object, K extends keyof T>(value: T, key: K): Omit<T, K> {
+function omit<T extends object, K extends keyof T>(value: T, ...keys: K[]): Omit<T, K> {
   const copy = { ...value };
-  delete copy[key];
+  for (const key of keys) delete copy[key];
   return copy;
 }
 
