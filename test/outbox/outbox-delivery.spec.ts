@@ -2,8 +2,8 @@ import { Controller } from '@nestjs/common';
 import { Client } from 'pg';
 import { OutboxRelay, Sse, SseEventError } from '../../src';
 import { RecordingEventSource } from '../support/event-source';
-import { TestApp } from '../support/http';
-import { useTwoInstances } from '../support/outbox';
+import { startApp, TestApp } from '../support/http';
+import { outboxOptions, useTwoInstances } from '../support/outbox';
 import { databaseUrl } from '../support/postgres';
 
 @Controller()
@@ -69,6 +69,42 @@ describe('outbox delivery (real PostgreSQL)', () => {
       expect(subscriber.events).toEqual([{ type: 'message', data: 'mine', lastEventId: id }]);
     } finally {
       await client.end();
+    }
+  });
+
+  it('takes its LISTEN connection from postgres.listenerClientFactory when given', async () => {
+    // As behind PgBouncer in transaction mode: the pool goes one way, LISTEN straight to the server.
+    const applicationName = `listener-factory-${env.schema}`;
+    const custom = await startApp(
+      [OrdersController],
+      outboxOptions(env.schema, {
+        postgres: {
+          listenerClientFactory: () =>
+            new Client({ connectionString: databaseUrl(), application_name: applicationName }),
+        },
+        // Far apart: delivery within the test must come through that connection's NOTIFY.
+        outbox: { migrate: false, pollIntervalMs: 60_000 },
+      }),
+    );
+    try {
+      const { rows } = await env.outbox.transaction((tx) =>
+        tx.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1`, [
+          applicationName,
+        ]),
+      );
+      expect(rows[0].n).toBe(1);
+      const subscriber = env.track(
+        new RecordingEventSource(`${custom.url}/orders`, ['order.created']),
+      );
+      await subscriber.opened();
+      const [id] = await env.outbox.transaction((tx) =>
+        env.outbox.publish(tx, { topic: 'orders', data: 'via factory' }),
+      );
+      await subscriber.received(1);
+      expect(subscriber.events[0]).toMatchObject({ data: 'via factory', lastEventId: id });
+      expect(custom.app.get(OutboxRelay).listenerStats!.notifications).toBeGreaterThan(0);
+    } finally {
+      await custom.close();
     }
   });
 

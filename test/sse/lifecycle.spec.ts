@@ -116,6 +116,29 @@ describe('handshake edge cases', () => {
     expect(t.app.get(SseHub).subscriberCount('slow')).toBe(0);
   });
 
+  it("clears Express's router state from the request once the stream is open", async () => {
+    const inHandler = new Promise<IncomingMessage>((resolve) => (entered = resolve));
+    // The response (and so openRaw) comes only once the handler has returned.
+    const opening = openRaw(`${t.url}/slow`);
+    const request = (await inHandler) as IncomingMessage & Record<string, unknown>;
+    // While the handler runs, Express's per-request state is there; the stream holds the
+    // request for its whole life, so this is what would stay alive with it.
+    expect(typeof request.next).toBe('function');
+    expect(request.route).toBeDefined();
+    release();
+    const stream = await opening;
+    try {
+      await stream.until((text) => text.startsWith('retry:'), 'the stream to open');
+      expect([request.next, request._parsedUrl, request.route]).toEqual([
+        undefined,
+        undefined,
+        undefined,
+      ]);
+    } finally {
+      stream.close();
+    }
+  });
+
   it('answers HEAD with the stream headers and no open stream', async () => {
     const response = await fetch(`${t.url}/topic`, { method: 'HEAD' });
     expect(response.status).toBe(200);
