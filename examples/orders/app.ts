@@ -1,5 +1,6 @@
 import { INestApplication, LogLevel, Logger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
+import type { PGlite } from '@electric-sql/pglite';
 import type { Backends } from './backends';
 import { OrdersModule, ordersSseOptions } from './orders.module';
 
@@ -14,13 +15,11 @@ export async function createOrdersApp(
   backends: Backends,
   options: { logger?: LogLevel[] | false; schema?: string; redisKeyPrefix?: string } = {},
 ): Promise<OrdersApp> {
-  let embedded: { close(): Promise<void> } | undefined;
-  let pglite;
+  let pglite: PGlite | undefined;
   if (backends.postgres.kind === 'embedded') {
     // Loaded only when chosen: the production path never touches PGlite.
     const { PGlite } = await import('@electric-sql/pglite');
     pglite = await PGlite.create(backends.postgres.dataDir);
-    embedded = pglite;
   }
   try {
     const app = await NestFactory.create(
@@ -38,11 +37,11 @@ export async function createOrdersApp(
       close: () =>
         (closing ??= (async () => {
           await app.close();
-          await embedded?.close();
+          await pglite?.close();
         })()),
     };
   } catch (error) {
-    await embedded?.close();
+    await pglite?.close();
     throw error;
   }
 }
