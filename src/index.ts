@@ -70,7 +70,7 @@ export type { OutboxPosition } from './outbox/outbox-position';
 
 export { Idempotent } from './idempotency/idempotent.decorator';
 export type { IdempotentOptions } from './idempotency/idempotent.options';
-export { IdempotencyInterceptor } from './idempotency/idempotency.interceptor';
+export { IdempotentReplay } from './idempotency/idempotency-replay';
 export { IdempotencyService } from './idempotency/idempotency.service';
 export type { IdempotencyOutcome } from './idempotency/idempotency.service';
 export { IdempotencyProblem } from './idempotency/idempotency-problem';

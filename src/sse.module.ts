@@ -1,4 +1,4 @@
-import { Module } from '@nestjs/common';
+import { MiddlewareConsumer, Module, NestModule } from '@nestjs/common';
 import { TerminusModule } from '@nestjs/terminus';
 import { SseHealthIndicators } from './health/sse-health.indicators';
 import { SseHealthRoutes } from './health/sse-health.routes';
@@ -30,6 +30,10 @@ import {
 } from './idempotency/idempotency-scope';
 import { IDEMPOTENCY_STORE } from './idempotency/idempotency-store';
 import { IdempotencyService } from './idempotency/idempotency.service';
+import {
+  IdempotencyExecutor,
+  moveIdempotencyFiltersLast,
+} from './idempotency/idempotency-executor';
 import { MemoryIdempotencyStore } from './idempotency/memory-idempotency-store';
 import { RedisConnection } from './idempotency/redis-connection';
 import { RedisIdempotencyStore } from './idempotency/redis-idempotency-store';
@@ -70,6 +74,7 @@ import type { ResolvedSseModuleOptions } from './config/sse-module-options';
     { provide: IDEMPOTENCY_FINGERPRINT_STRATEGY, useClass: Sha256FingerprintStrategy },
     { provide: IDEMPOTENCY_SCOPE_RESOLVER, useClass: UserIdempotencyScopeResolver },
     IdempotencyService,
+    IdempotencyExecutor,
     SseHealthIndicators,
     SseHealthRoutes,
     SseMetrics,
@@ -94,4 +99,9 @@ import type { ResolvedSseModuleOptions } from './config/sse-module-options';
     SseInterceptor,
   ],
 })
-export class SseModule extends ConfigurableSseModule {}
+export class SseModule extends ConfigurableSseModule implements NestModule {
+  /** Runs before Nest builds the routes, so it can still order their exception filters. */
+  configure(_consumer: MiddlewareConsumer): void {
+    moveIdempotencyFiltersLast();
+  }
+}

@@ -3,19 +3,20 @@ import { ROUTE_ARGS_METADATA } from '@nestjs/common/constants';
 /**
  * Wraps a route handler so it receives one extra, hidden argument (injected by a Nest parameter
  * decorator such as `Req()` or `Res()`), which `around` sees and the user's method never does.
- * Metadata set on the original function by decorators applied earlier is carried over.
+ * `around` runs with the controller instance as `this`. Metadata set on the original function by
+ * decorators applied earlier is carried over.
  */
 export function wrapWithHiddenArgument(
   target: object,
   key: string | symbol,
   descriptor: PropertyDescriptor,
   inject: ParameterDecorator,
-  around: (hidden: any, call: () => unknown) => unknown,
+  around: (this: any, hidden: any, call: () => unknown) => unknown,
 ): void {
   const original = descriptor.value as (...args: unknown[]) => unknown;
   const index = hiddenArgumentIndex(target, key, original);
   const handler = function (this: unknown, ...args: unknown[]) {
-    return around(args[index], () => original.apply(this, args.slice(0, index)));
+    return around.call(this, args[index], () => original.apply(this, args.slice(0, index)));
   };
   Object.defineProperty(handler, 'name', { value: original.name });
   for (const metadataKey of Reflect.getOwnMetadataKeys(original)) {

@@ -1,5 +1,6 @@
 import { ArgumentsHost, Catch, ExceptionFilter, HttpException } from '@nestjs/common';
 import type { ServerResponse } from 'node:http';
+import { IdempotentReplay, writeReplay } from './idempotency-replay';
 
 export type IdempotencyProblemCode =
   'key-required' | 'key-invalid' | 'key-reused' | 'in-progress' | 'store-unavailable';
@@ -31,17 +32,19 @@ export class IdempotencyProblem extends HttpException {
 }
 
 /**
- * Writes idempotency problems itself: Nest's Express adapter resets any non-JSON content type of
- * an error body to `application/json`. Attached by `@Idempotent()`, so it only sees its routes.
+ * Writes replays (the stored bytes) and idempotency problems itself: Nest's Express adapter
+ * resets any non-JSON content type of an error body to `application/json`. Attached by
+ * `@Idempotent()`, so it only sees its routes.
  */
-@Catch(IdempotencyProblem)
+@Catch(IdempotencyProblem, IdempotentReplay)
 export class IdempotencyProblemFilter implements ExceptionFilter {
-  catch(problem: IdempotencyProblem, host: ArgumentsHost): void {
+  catch(problem: IdempotencyProblem | IdempotentReplay, host: ArgumentsHost): void {
     const response = host.switchToHttp().getResponse<ServerResponse>();
     if (response.headersSent) {
       response.end();
       return;
     }
+    if (problem instanceof IdempotentReplay) return writeReplay(response, problem.stored);
     response.statusCode = problem.getStatus();
     response.setHeader('Content-Type', 'application/problem+json');
     response.end(JSON.stringify(problem.getResponse()));

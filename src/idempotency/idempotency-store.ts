@@ -1,11 +1,10 @@
-/** A response as it is stored and replayed. */
+/** A response as it went out the first time: stored, then replayed byte for byte. */
 export interface StoredResponse {
   status: number;
-  /** Allow-listed response headers, lower-case names. */
+  /** `Content-Type` and the allow-listed response headers, lower-case names. */
   headers: Record<string, string>;
-  /** `value`: the handler's result (sent by Nest as on the first request); `error`: an HTTP error body. */
-  kind: 'value' | 'error';
-  /** The JSON text of the result or error body. */
+  /** How `body` holds the bytes: as text (they were valid UTF-8) or as base64. */
+  kind: 'utf8' | 'base64';
   body: string;
 }
 

@@ -1,23 +1,27 @@
-import { applyDecorators, Req, SetMetadata, UseFilters, UseInterceptors } from '@nestjs/common';
-import { IdempotencyProblemFilter } from './idempotency-problem';
+import { Req, SetMetadata, UseFilters } from '@nestjs/common';
 import { METHOD_METADATA } from '@nestjs/common/constants';
 import { wrapWithHiddenArgument } from '../common/hidden-argument';
-import { IdempotencyInterceptor } from './idempotency.interceptor';
-import { HANDLER_ENTERED, IDEMPOTENT_METADATA, IdempotentOptions } from './idempotent.options';
+import {
+  IdempotencyExecutor,
+  IdempotentRequest,
+  registerIdempotentHandler,
+} from './idempotency-executor';
+import { IdempotencyProblemFilter } from './idempotency-problem';
+import { IDEMPOTENT_METADATA, IdempotentOptions } from './idempotent.options';
 
 /**
  * Makes a route (or every non-GET route of a controller) idempotent by `Idempotency-Key`.
  * GET, HEAD and OPTIONS always pass through. Options override the module's `idempotency` ones.
+ *
+ * It wraps the handler itself (no interceptor): the key is taken after guards, interceptors and
+ * pipes accepted the request, and a replay is answered by the route's exception filter with the
+ * bytes sent the first time. See docs/idempotency.md.
  */
 export function Idempotent(options: IdempotentOptions = {}): MethodDecorator & ClassDecorator {
   return ((target: object, key?: string | symbol, descriptor?: PropertyDescriptor) => {
     if (descriptor && key !== undefined) {
-      markHandlerEntry(target, key, descriptor);
-      applyDecorators(
-        SetMetadata(IDEMPOTENT_METADATA, options),
-        UseInterceptors(IdempotencyInterceptor),
-        UseFilters(IdempotencyProblemFilter),
-      )(target, key, descriptor);
+      wrapHandler(target, key, descriptor);
+      SetMetadata(IDEMPOTENT_METADATA, options)(target, key, descriptor);
       return descriptor;
     }
     const prototype = (target as { prototype: object }).prototype;
@@ -27,31 +31,34 @@ export function Idempotent(options: IdempotentOptions = {}): MethodDecorator & C
       // Only route handlers, and only those without their own @Idempotent().
       if (Reflect.getMetadata(METHOD_METADATA, method.value) === undefined) continue;
       if (Reflect.getMetadata(IDEMPOTENT_METADATA, method.value) !== undefined) continue;
-      markHandlerEntry(prototype, name, method);
+      wrapHandler(prototype, name, method);
       Object.defineProperty(prototype, name, method);
     }
-    applyDecorators(
-      SetMetadata(IDEMPOTENT_METADATA, options),
-      UseInterceptors(IdempotencyInterceptor),
-      UseFilters(IdempotencyProblemFilter),
-    )(target as new (...args: never[]) => unknown);
+    SetMetadata(IDEMPOTENT_METADATA, options)(target as new (...args: never[]) => unknown);
   }) as MethodDecorator & ClassDecorator;
 }
 
-/** Pipes run before the handler's body: a request they reject must leave no record. */
-function markHandlerEntry(
-  target: object,
-  key: string | symbol,
-  descriptor: PropertyDescriptor,
-): void {
+function wrapHandler(target: object, key: string | symbol, descriptor: PropertyDescriptor): void {
+  // The wrapper itself (set below): what Nest registers, and what the route's metadata is read from.
+  const wrapped: { handler?: object } = {};
   wrapWithHiddenArgument(
     target,
     key,
     descriptor,
     Req(),
-    (request: Record<symbol, unknown>, call) => {
-      request[HANDLER_ENTERED] = true;
-      return call();
+    function (this: object, request: IdempotentRequest | undefined, call: () => unknown) {
+      if (!request?.app) return call(); // not an HTTP request (e.g. a microservice context)
+      const executor = IdempotencyExecutor.of(request);
+      if (!executor) {
+        throw new Error(
+          `@Idempotent() on ${this.constructor.name}.${String(key)} needs SseModule.forRoot() in ` +
+            'this application, on the Express adapter',
+        );
+      }
+      return executor.run(request, this, wrapped.handler!, call);
     },
   );
+  wrapped.handler = descriptor.value as object;
+  UseFilters(IdempotencyProblemFilter)(target, key, descriptor);
+  registerIdempotentHandler(wrapped.handler);
 }

@@ -23,5 +23,3 @@ export interface IdempotentOptions {
 }
 
 export const IDEMPOTENT_METADATA = 'nestjs-durable-sse:idempotent';
-/** Set on the request when the handler's body starts, i.e. after its pipes accepted the input. */
-export const HANDLER_ENTERED = Symbol('nestjs-durable-sse:handler-entered');

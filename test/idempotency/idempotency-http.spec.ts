@@ -363,13 +363,16 @@ function idempotencySuite(label: string, setup: () => Promise<Backend>) {
       expect(runs.cookie).toBe(1);
     });
 
-    it('does not store a response written with @Res(): the key is released and a retry runs', async () => {
+    it('stores a response written with @Res() too, and replays it byte for byte', async () => {
       const key = freshKey();
       const first = await post(a, '/raw', {}, { 'idempotency-key': key });
-      const again = await post(a, '/raw', {}, { 'idempotency-key': key });
+      const again = await post(b, '/raw', {}, { 'idempotency-key': key });
       expect(first.status).toBe(201);
-      expect(JSON.parse(again.text)).toEqual({ raw: 2 });
-      expect(again.headers.get('idempotent-replayed')).toBeNull();
+      expect(JSON.parse(first.text)).toEqual({ raw: 1 });
+      expect(again.status).toBe(201);
+      expect(again.text).toBe(first.text);
+      expect(again.headers.get('idempotent-replayed')).toBe('true');
+      expect(runs.raw).toBe(1);
     });
 
     it('scopes keys by principal: two users with one key and body run twice, never replay each other', async () => {

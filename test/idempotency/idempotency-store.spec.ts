@@ -10,7 +10,7 @@ import { redisUrl, uniquePrefix } from '../support/redis';
 const response = (body: string): StoredResponse => ({
   status: 201,
   headers: {},
-  kind: 'value',
+  kind: 'utf8',
   body,
 });
 

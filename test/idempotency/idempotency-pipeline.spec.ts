@@ -1,0 +1,172 @@
+import {
+  ArgumentsHost,
+  CallHandler,
+  Catch,
+  ClassSerializerInterceptor,
+  ConflictException,
+  Controller,
+  ExceptionFilter,
+  ExecutionContext,
+  HttpException,
+  Injectable,
+  NestInterceptor,
+  Post,
+  Res,
+  UseFilters,
+  UseInterceptors,
+} from '@nestjs/common';
+import { APP_INTERCEPTOR } from '@nestjs/core';
+import { Exclude } from 'class-transformer';
+import type { Response } from 'express';
+import { map, Observable, tap } from 'rxjs';
+import { Idempotent, IdempotentReplay } from '../../src';
+import { startApp, TestApp } from '../support/http';
+import { deletePrefix, redisUrl, uniquePrefix } from '../support/redis';
+
+// What is replayed is what went out the first time — after interceptors, serializers and exception
+// filters — not the handler's value sent through them again.
+
+const runs: Record<string, number> = {};
+const ran = (name: string) => (runs[name] = (runs[name] ?? 0) + 1);
+const seenErrors: unknown[] = [];
+
+class User {
+  id!: number;
+  name!: string;
+  @Exclude() password!: string;
+  constructor(fields: User) {
+    Object.assign(this, fields);
+  }
+}
+
+/** Wraps every result in an envelope, and records what errors pass through it. */
+@Injectable()
+class Envelope implements NestInterceptor {
+  intercept(_context: ExecutionContext, next: CallHandler): Observable<unknown> {
+    return next.handle().pipe(
+      map((data) => ({ data, servedBy: 'envelope' })),
+      tap({ error: (error) => seenErrors.push(error) }),
+    );
+  }
+}
+
+@Catch(HttpException)
+class HttpErrorFilter implements ExceptionFilter {
+  catch(error: HttpException, host: ArgumentsHost): void {
+    host
+      .switchToHttp()
+      .getResponse<Response>()
+      .status(error.getStatus())
+      .json({ failed: error.message, by: 'HttpErrorFilter' });
+  }
+}
+
+@Controller()
+@UseInterceptors(Envelope)
+class AccountsController {
+  @Post('users')
+  @Idempotent()
+  create() {
+    return new User({ id: ran('users'), name: 'ada', password: 'hunter2' });
+  }
+
+  // Declared above @Idempotent(): Nest would ask this filter first.
+  @UseFilters(HttpErrorFilter)
+  @Post('sold-out')
+  @Idempotent()
+  soldOut() {
+    throw new ConflictException(`sold out #${ran('sold-out')}`);
+  }
+
+  @Post('binary')
+  @Idempotent()
+  binary(@Res() response: Response) {
+    response.type('application/octet-stream').send(Buffer.from([0xff, 0x00, 0xfe, ran('binary')]));
+  }
+
+  @Post('streamed')
+  @Idempotent()
+  streamed(@Res() response: Response) {
+    response.write(`part ${ran('streamed')};`);
+    response.end('end');
+  }
+}
+
+describe('@Idempotent() replays what was sent, whatever interceptors and filters did', () => {
+  const keyPrefix = uniquePrefix('idem-pipeline');
+  let app: TestApp;
+  let key = 0;
+  const post = async (path: string, idempotencyKey: string) => {
+    const response = await fetch(`${app.url}${path}`, {
+      method: 'POST',
+      headers: { 'idempotency-key': idempotencyKey },
+    });
+    return {
+      status: response.status,
+      headers: response.headers,
+      bytes: Buffer.from(await response.arrayBuffer()),
+    };
+  };
+
+  beforeAll(async () => {
+    app = await startApp(
+      [AccountsController],
+      { redis: { url: redisUrl(), keyPrefix } },
+      { providers: [{ provide: APP_INTERCEPTOR, useClass: ClassSerializerInterceptor }] },
+    );
+  });
+  afterAll(async () => {
+    await app?.close();
+    await deletePrefix(redisUrl(), keyPrefix);
+  });
+
+  it('replays the serialized response: an @Exclude()d field stays out, the envelope is not doubled', async () => {
+    const k = `users-${++key}`;
+    const first = await post('/users', k);
+    const replay = await post('/users', k);
+    expect(JSON.parse(first.bytes.toString())).toEqual({
+      data: { id: 1, name: 'ada' },
+      servedBy: 'envelope',
+    });
+    expect(replay.status).toBe(201);
+    expect(replay.bytes.equals(first.bytes)).toBe(true);
+    expect(replay.headers.get('content-type')).toBe(first.headers.get('content-type'));
+    expect(replay.headers.get('idempotent-replayed')).toBe('true');
+    expect(runs.users).toBe(1);
+    // Interceptors see the replay as an error they can tell apart.
+    expect(seenErrors.some((error) => error instanceof IdempotentReplay)).toBe(true);
+  });
+
+  it("replays an error as the route's own filter wrote it, even with that filter declared above @Idempotent()", async () => {
+    const k = `sold-out-${++key}`;
+    const first = await post('/sold-out', k);
+    const replay = await post('/sold-out', k);
+    expect(first.status).toBe(409);
+    expect(JSON.parse(first.bytes.toString())).toEqual({
+      failed: 'sold out #1',
+      by: 'HttpErrorFilter',
+    });
+    expect(replay.status).toBe(409);
+    expect(replay.bytes.equals(first.bytes)).toBe(true);
+    expect(replay.headers.get('idempotent-replayed')).toBe('true');
+    expect(runs['sold-out']).toBe(1);
+  });
+
+  it('replays a binary body byte for byte', async () => {
+    const k = `binary-${++key}`;
+    const first = await post('/binary', k);
+    const replay = await post('/binary', k);
+    expect([...first.bytes]).toEqual([0xff, 0x00, 0xfe, 1]);
+    expect(replay.bytes.equals(first.bytes)).toBe(true);
+    expect(replay.headers.get('content-type')).toBe('application/octet-stream');
+    expect(runs.binary).toBe(1);
+  });
+
+  it('does not store a response written in parts: the key is released and a retry runs', async () => {
+    const k = `streamed-${++key}`;
+    expect((await post('/streamed', k)).bytes.toString()).toBe('part 1;end');
+    const again = await post('/streamed', k);
+    expect(again.bytes.toString()).toBe('part 2;end');
+    expect(again.headers.get('idempotent-replayed')).toBeNull();
+  });
+});
