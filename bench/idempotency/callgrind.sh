@@ -4,15 +4,30 @@
 # idempotency does, or: npx tsc -p tsconfig.dev.json).
 #
 #   bench/idempotency/callgrind.sh plain none | durable fresh | durable fixed | competitor fresh
+#   bench/idempotency/callgrind.sh all     # the bare route, first-time and replay, and their ratios
 #
 # Starts the server under valgrind, sends 1,500 requests (warm-up), zeroes the counters, sends
 # 2,000 more (10 at a time, keep-alive), dumps, and prints the server's instructions per request.
 set -euo pipefail
+if [ "${1:-}" = all ]; then
+  # Instruction counts do not depend on load, so two runs may share the cores.
+  out=$(mktemp -d)
+  bash "$0" plain none > "$out/plain" &
+  bash "$0" durable fresh > "$out/fresh"
+  wait $!
+  bash "$0" durable fixed > "$out/fixed"
+  cat "$out/plain" "$out/fresh" "$out/fixed"
+  awk '{ n[FNR == 1 ? ++i : i] = $3 } END {
+    printf "requests per instruction vs the bare route: first-time x%.2f, replay x%.2f\n", n[1] / n[2], n[1] / n[3] }' \
+    "$out/plain" "$out/fresh" "$out/fixed"
+  rm -rf "$out"
+  exit 0
+fi
 MODE=${1:-durable}
 KEYS=${2:-fresh}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 OUT=$(mktemp -d)
-trap 'kill "$VPID" 2>/dev/null; wait "$VPID" 2>/dev/null; rm -rf "$OUT"' EXIT
+trap 'kill "$VPID" 2>/dev/null || true; wait "$VPID" 2>/dev/null || true; rm -rf "$OUT"' EXIT
 cat > "$OUT/server.js" <<JS
 process.send = (m) => { if (m.cmd === 'ready') require('fs').writeFileSync('$OUT/port', String(m.port)); };
 process.argv.push('$MODE', process.env.REDIS_URL || 'redis://127.0.0.1:6379', 'callgrind-$$:');

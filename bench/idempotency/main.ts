@@ -2,7 +2,11 @@
  * Idempotency: requests/s and p99 of a POST with @Idempotent() (first-time keys and replays) vs the
  * same route without it vs @node-idempotency/nestjs, on the same Redis, with autocannon.
  *
- *   npm run bench -- idempotency [--seconds 10] [--connections 50]
+ *   npm run bench -- idempotency [--seconds 5] [--rounds 3] [--connections 50]
+ *
+ * The three servers run side by side (idle but one); each round loads the five cases in turn, and
+ * the ratios are the medians of the per-round ratios, so a machine that slows down during the run
+ * (shared cores, thermal) does not favour whichever case ran first.
  *
  * Uses REDIS_URL (default redis://127.0.0.1:6379). The compared library and autocannon come from
  * bench/tools (installed by bench/run.js).
@@ -10,11 +14,11 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import Redis from 'ioredis';
 import * as path from 'node:path';
-import { numericOption, spawnChild, stopChild, writeReport } from '../shared/child';
-import { round } from '../shared/sse-client';
+import { ask, numericOption, spawnChild, stopChild, writeReport } from '../shared/child';
 import { toolRequire } from '../shared/tools';
 
-const SECONDS = numericOption('seconds', 10);
+const SECONDS = numericOption('seconds', 5);
+const ROUNDS = numericOption('rounds', 3);
 const CONNECTIONS = numericOption('connections', 50);
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 interface Run {
@@ -24,13 +28,20 @@ interface Run {
   p99Ms: number;
   non2xx: number;
   errors: number;
+  /** Server CPU time (user + system) per request, µs: steadier than req/s on a shared machine. */
+  cpuUsPerRequest: number;
 }
 
-async function load(port: number, label: string, key: 'none' | 'fresh' | 'fixed'): Promise<Run> {
+async function load(
+  server: Server,
+  label: string,
+  key: 'none' | 'fresh' | 'fixed',
+  seconds = SECONDS,
+): Promise<Run> {
   const autocannon = toolRequire('autocannon');
   const fixedKey = randomUUID();
   const body = JSON.stringify({ item: 'book', quantity: 1 });
-  const url = `http://127.0.0.1:${port}/orders`;
+  const url = `http://127.0.0.1:${server.port}/orders`;
   if (key === 'fixed') {
     // The first request stores the response; everything after it is a replay.
     await fetch(url, {
@@ -39,10 +50,11 @@ async function load(port: number, label: string, key: 'none' | 'fresh' | 'fixed'
       body,
     });
   }
+  const before = await server.cpu();
   const result = await autocannon({
     url,
     connections: CONNECTIONS,
-    duration: SECONDS,
+    duration: seconds,
     requests: [
       {
         method: 'POST',
@@ -56,8 +68,11 @@ async function load(port: number, label: string, key: 'none' | 'fresh' | 'fixed'
       },
     ],
   });
+  const after = await server.cpu();
+  const cpuUs = after.user - before.user + after.system - before.system;
   return {
     label,
+    cpuUsPerRequest: Math.round((cpuUs / result.requests.total) * 10) / 10,
     requestsPerSecond: Math.round(result.requests.average),
     p50Ms: result.latency.p50,
     p99Ms: result.latency.p99,
@@ -66,71 +81,139 @@ async function load(port: number, label: string, key: 'none' | 'fresh' | 'fixed'
   };
 }
 
-async function withServer<T>(mode: string, fn: (port: number) => Promise<T>): Promise<T> {
+interface Server {
+  port: number;
+  cpu(): Promise<{ user: number; system: number }>;
+  stop(): Promise<void>;
+}
+
+async function startServer(mode: string): Promise<Server> {
   const keyPrefix = `bench:${randomBytes(4).toString('hex')}:`;
   const { child, ready } = await spawnChild(path.join(__dirname, 'server.js'), [
     mode,
     REDIS_URL,
     keyPrefix,
   ]);
-  try {
-    return await fn(ready.port);
-  } finally {
-    await stopChild(child);
-    // The stored responses would otherwise stay for their 24 h TTL.
-    const redis = new Redis(REDIS_URL);
-    const keys = await redis.keys(`${keyPrefix}*`);
-    for (let i = 0; i < keys.length; i += 1000) await redis.del(...keys.slice(i, i + 1000));
-    redis.disconnect();
-  }
+  return {
+    port: ready.port,
+    cpu: async () => (await ask(child, { cmd: 'cpu' }, 'cpu')).usage,
+    stop: async () => {
+      await stopChild(child);
+      // The stored responses would otherwise stay for their 24 h TTL.
+      const redis = new Redis(REDIS_URL);
+      const keys = await redis.keys(`${keyPrefix}*`);
+      for (let i = 0; i < keys.length; i += 1000) await redis.del(...keys.slice(i, i + 1000));
+      redis.disconnect();
+    },
+  };
 }
 
+const median = (values: number[]): number => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+};
+const ratio = (a: number, b: number) => Math.round((a / b) * 100) / 100;
+
 async function main() {
-  const runs: Run[] = [];
-  runs.push(await withServer('plain', (port) => load(port, 'route without idempotency', 'none')));
-  await withServer('durable', async (port) => {
-    runs.push(await load(port, 'nestjs-durable-sse @Idempotent(), first-time keys', 'fresh'));
-    runs.push(await load(port, 'nestjs-durable-sse @Idempotent(), replays', 'fixed'));
-  });
-  await withServer('competitor', async (port) => {
-    runs.push(await load(port, '@node-idempotency/nestjs, first-time keys', 'fresh'));
-    runs.push(await load(port, '@node-idempotency/nestjs, replays', 'fixed'));
-  });
-  const [plain, first, replay, otherFirst, otherReplay] = runs;
-  const ratios = {
-    firstVsPlain: round(first.requestsPerSecond / plain.requestsPerSecond),
-    replayVsPlain: round(replay.requestsPerSecond / plain.requestsPerSecond),
-    firstVsCompetitor: round(first.requestsPerSecond / otherFirst.requestsPerSecond),
-    replayVsCompetitor: round(replay.requestsPerSecond / otherReplay.requestsPerSecond),
-  };
-  console.log(
-    `\nidempotency: ${CONNECTIONS} connections × ${SECONDS}s per run, Redis ${REDIS_URL}, node ${process.version}\n`,
-  );
-  console.table(
-    Object.fromEntries(
-      runs.map((r) => [
-        r.label,
-        {
-          'req/s': r.requestsPerSecond,
-          'p50 ms': r.p50Ms,
-          'p99 ms': r.p99Ms,
-          non2xx: r.non2xx,
-          errors: r.errors,
-        },
-      ]),
-    ),
-  );
-  console.log(
-    `first-time ÷ plain ×${ratios.firstVsPlain}, replay ÷ plain ×${ratios.replayVsPlain}; ` +
-      `vs @node-idempotency: first ×${ratios.firstVsCompetitor}, replay ×${ratios.replayVsCompetitor}`,
-  );
-  writeReport('idempotency', {
-    benchmark: 'idempotency',
-    date: new Date().toISOString(),
-    node: process.version,
-    runs,
-    ratios,
-  });
+  const servers: Server[] = [];
+  try {
+    const [plainServer, durable, competitor] = await Promise.all(
+      ['plain', 'durable', 'competitor'].map(async (mode) => {
+        const server = await startServer(mode);
+        servers.push(server);
+        return server;
+      }),
+    );
+    const cases: [string, Server, 'none' | 'fresh' | 'fixed'][] = [
+      ['route without idempotency', plainServer, 'none'],
+      ['nestjs-durable-sse @Idempotent(), first-time keys', durable, 'fresh'],
+      ['nestjs-durable-sse @Idempotent(), replays', durable, 'fixed'],
+      ['@node-idempotency/nestjs, first-time keys', competitor, 'fresh'],
+      ['@node-idempotency/nestjs, replays', competitor, 'fixed'],
+    ];
+    // Warm-up: a short load per case, not counted.
+    for (const [label, server, key] of cases) await load(server, label, key, 2);
+    const rounds: Run[][] = [];
+    for (let round = 0; round < ROUNDS; round++) {
+      const runs: Run[] = [];
+      for (const [label, server, key] of cases) runs.push(await load(server, label, key));
+      rounds.push(runs);
+      const [p, f, r] = runs;
+      console.log(
+        `round ${round + 1}/${ROUNDS}: ` +
+          runs.map((run) => run.requestsPerSecond).join(' / ') +
+          ` req/s; first ÷ plain ×${ratio(f.requestsPerSecond, p.requestsPerSecond)}, ` +
+          `replay ÷ plain ×${ratio(r.requestsPerSecond, p.requestsPerSecond)}; server CPU µs/req ` +
+          runs.map((run) => run.cpuUsPerRequest).join(' / '),
+      );
+    }
+    const runs: Run[] = cases.map(([label], i) => ({
+      label,
+      requestsPerSecond: Math.round(median(rounds.map((runs) => runs[i].requestsPerSecond))),
+      p50Ms: median(rounds.map((runs) => runs[i].p50Ms)),
+      p99Ms: median(rounds.map((runs) => runs[i].p99Ms)),
+      cpuUsPerRequest: median(rounds.map((runs) => runs[i].cpuUsPerRequest)),
+      non2xx: rounds.reduce((sum, runs) => sum + runs[i].non2xx, 0),
+      errors: rounds.reduce((sum, runs) => sum + runs[i].errors, 0),
+    }));
+    const perRound = (a: number, b: number) =>
+      median(rounds.map((runs) => ratio(runs[a].requestsPerSecond, runs[b].requestsPerSecond)));
+    const ratios = {
+      firstVsPlain: perRound(1, 0),
+      replayVsPlain: perRound(2, 0),
+      firstVsCompetitor: perRound(1, 3),
+      replayVsCompetitor: perRound(2, 4),
+    };
+    // The same ratios from server CPU per request (requests one core would serve, relative).
+    const cpuRatio = (a: number, b: number) =>
+      ratio(runs[b].cpuUsPerRequest, runs[a].cpuUsPerRequest);
+    const cpuRatios = {
+      firstVsPlain: cpuRatio(1, 0),
+      replayVsPlain: cpuRatio(2, 0),
+      firstVsCompetitor: cpuRatio(1, 3),
+      replayVsCompetitor: cpuRatio(2, 4),
+    };
+    console.log(
+      `\nidempotency: ${CONNECTIONS} connections × ${SECONDS}s per case × ${ROUNDS} rounds (medians), ` +
+        `Redis ${REDIS_URL}, node ${process.version}\n`,
+    );
+    console.table(
+      Object.fromEntries(
+        runs.map((r) => [
+          r.label,
+          {
+            'req/s': r.requestsPerSecond,
+            'p50 ms': r.p50Ms,
+            'p99 ms': r.p99Ms,
+            non2xx: r.non2xx,
+            errors: r.errors,
+          },
+        ]),
+      ),
+    );
+    console.log(
+      `first-time ÷ plain ×${ratios.firstVsPlain}, replay ÷ plain ×${ratios.replayVsPlain}; ` +
+        `vs @node-idempotency: first ×${ratios.firstVsCompetitor}, replay ×${ratios.replayVsCompetitor}\n` +
+        `by server CPU per request: first-time ÷ plain ×${cpuRatios.firstVsPlain}, replay ÷ plain ` +
+        `×${cpuRatios.replayVsPlain}; vs @node-idempotency: first ×${cpuRatios.firstVsCompetitor}, ` +
+        `replay ×${cpuRatios.replayVsCompetitor}`,
+    );
+    writeReport('idempotency', {
+      benchmark: 'idempotency',
+      date: new Date().toISOString(),
+      node: process.version,
+      seconds: SECONDS,
+      rounds: rounds.length,
+      connections: CONNECTIONS,
+      runs,
+      ratios,
+      cpuRatios,
+      perRound: rounds,
+    });
+  } finally {
+    await Promise.all(servers.map((server) => server.stop()));
+  }
   process.exit(0);
 }
 

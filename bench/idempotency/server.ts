@@ -66,6 +66,8 @@ async function main() {
   const app = await NestFactory.create(BenchModule, { logger: ['error'] });
   await app.listen(0, '127.0.0.1');
   process.on('message', async (message: { cmd: string }) => {
+    // CPU time (user + system) this process has used: the load generator samples it around a run.
+    if (message.cmd === 'cpu') process.send!({ cmd: 'cpu', usage: process.cpuUsage() });
     if (message.cmd === 'exit') {
       await app.close();
       process.exit(0);
