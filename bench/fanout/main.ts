@@ -27,13 +27,14 @@ interface Result {
   heapPerConnectionBytes: number;
 }
 
-type Mode = 'durable' | 'nest' | 'better-sse' | 'bare';
+type Mode = 'durable' | 'nest' | 'better-sse' | 'bare' | 'bare-express';
 
 const LABELS: Record<Mode, string> = {
   durable: 'nestjs-durable-sse @Sse + SseHub',
   nest: 'Nest built-in @Sse + Subject',
   'better-sse': 'better-sse channel (node:http)',
   bare: 'bare node:http, pre-encoded',
+  'bare-express': 'bare Express 5, pre-encoded',
 };
 
 async function runMode(mode: Mode): Promise<Result> {
@@ -114,15 +115,21 @@ async function runMode(mode: Mode): Promise<Result> {
 
 async function main() {
   const results: Result[] = [];
-  for (const mode of ['durable', 'nest', 'better-sse', 'bare'] as const)
+  for (const mode of ['durable', 'nest', 'better-sse', 'bare', 'bare-express'] as const)
     results.push(await runMode(mode));
-  const [durable, nest, betterSse, bare] = results;
+  const [durable, nest, betterSse, bare, bareExpress] = results;
   const ratio = (other: Result) => ({
     deliveriesPerSecond: round(durable.deliveriesPerSecond / other.deliveriesPerSecond),
     rssPerConnection: round(durable.rssPerConnectionBytes / other.rssPerConnectionBytes),
     heapPerConnection: round(durable.heapPerConnectionBytes / other.heapPerConnectionBytes),
   });
-  const ratios = { vsNest: ratio(nest), vsBetterSse: ratio(betterSse), vsBare: ratio(bare) };
+  const ratios = {
+    vsNest: ratio(nest),
+    vsBetterSse: ratio(betterSse),
+    vsBare: ratio(bare),
+    // The same bare loop behind Express, which this package runs on: what Express itself costs.
+    vsBareExpress: ratio(bareExpress),
+  };
 
   console.log(
     `\nfanout: ${CONNECTIONS} connections × ${EVENTS} events (batches of ${BATCH}), node ${process.version}\n`,

@@ -3,7 +3,9 @@
  * - `durable`: this package's @Sse topic + SseHub (NestJS, Express);
  * - `nest`: Nest's built-in @Sse with one shared Subject, the usual way to broadcast with it;
  * - `better-sse`: better-sse sessions in one channel on plain node:http, its usual setting;
- * - `bare`: plain node:http writing one pre-encoded chunk to every response — the physical limit.
+ * - `bare`: plain node:http writing one pre-encoded chunk to every response — the physical limit;
+ * - `bare-express`: the same loop as an Express 5 route, to tell Express's own cost per stream
+ *   (it re-parents every request and response) from this package's.
  */
 import { writeHeapSnapshot } from 'node:v8';
 import 'reflect-metadata';
@@ -13,10 +15,11 @@ import { AddressInfo } from 'node:net';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { Observable, Subject } from 'rxjs';
 import * as http from 'node:http';
+import express from 'express';
 import { Sse, SseHub, SseModule } from '../../src';
 import { toolRequire } from '../shared/tools';
 
-type Mode = 'durable' | 'nest' | 'better-sse' | 'bare';
+type Mode = 'durable' | 'nest' | 'better-sse' | 'bare' | 'bare-express';
 const mode = process.argv[2] as Mode;
 const subject = new Subject<MessageEvent>();
 
@@ -74,14 +77,20 @@ async function start(): Promise<{
   }
   let onRequest: http.RequestListener;
   let publish: (seq: number) => void;
-  if (mode === 'bare') {
+  if (mode === 'bare' || mode === 'bare-express') {
     const responses = new Set<http.ServerResponse>();
-    onRequest = (_request, response) => {
+    const stream: http.RequestListener = (_request, response) => {
       response.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache' });
       response.write('retry: 3000\n\n');
       responses.add(response);
       response.on('close', () => responses.delete(response));
     };
+    if (mode === 'bare') onRequest = stream;
+    else {
+      const app = express();
+      app.get('/stream', stream);
+      onRequest = app;
+    }
     publish = (seq) => {
       const { id, data } = event(seq);
       const chunk = Buffer.from(`id: ${id}\ndata: ${JSON.stringify(data)}\n\n`);
