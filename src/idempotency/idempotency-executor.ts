@@ -133,8 +133,8 @@ export class IdempotencyExecutor implements OnModuleInit {
 
   /** The executor of the application serving `request`, if `SseModule` is part of it. */
   static of(request: IdempotentRequest): IdempotencyExecutor | undefined {
-    const app: object | undefined = request.app;
-    return app && executors.get(app);
+    const app: unknown = request.app;
+    return typeof app === 'function' ? executors.get(app) : undefined;
   }
 
   /**

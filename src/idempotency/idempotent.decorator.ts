@@ -47,7 +47,7 @@ function wrapHandler(target: object, key: string | symbol, descriptor: PropertyD
     descriptor,
     Req(),
     function (this: object, request: IdempotentRequest | undefined, call: () => unknown) {
-      if (!request?.app) return call(); // not an HTTP request (e.g. a microservice context)
+      if (typeof request?.method !== 'string') return call(); // not HTTP (e.g. a microservice)
       const executor = IdempotencyExecutor.of(request);
       if (!executor) {
         throw new Error(

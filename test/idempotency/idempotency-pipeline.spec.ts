@@ -16,6 +16,8 @@ import {
   UseInterceptors,
 } from '@nestjs/common';
 import { APP_INTERCEPTOR } from '@nestjs/core';
+import { Test } from '@nestjs/testing';
+import { AddressInfo } from 'node:net';
 import { Exclude } from 'class-transformer';
 import type { Response } from 'express';
 import { map, Observable, tap } from 'rxjs';
@@ -168,5 +170,37 @@ describe('@Idempotent() replays what was sent, whatever interceptors and filters
     const again = await post('/streamed', k);
     expect(again.bytes.toString()).toBe('part 2;end');
     expect(again.headers.get('idempotent-replayed')).toBeNull();
+  });
+});
+
+describe('@Idempotent() without SseModule', () => {
+  it('answers 500 and says what is missing, instead of running without idempotency', async () => {
+    const moduleRef = await Test.createTestingModule({
+      controllers: [AccountsController],
+    }).compile();
+    const app = moduleRef.createNestApplication({ logger: false });
+    const errors: unknown[] = [];
+    app.useGlobalFilters({
+      catch: (error: unknown, host: ArgumentsHost) => {
+        errors.push(error);
+        host.switchToHttp().getResponse<Response>().status(500).end();
+      },
+    });
+    await app.listen(0, '127.0.0.1');
+    try {
+      const { port } = app.getHttpServer().address() as AddressInfo;
+      const before = runs.users ?? 0;
+      const response = await fetch(`http://127.0.0.1:${port}/users`, {
+        method: 'POST',
+        headers: { 'idempotency-key': 'k' },
+      });
+      expect(response.status).toBe(500);
+      expect(String(errors[0])).toMatch(
+        /@Idempotent\(\) on AccountsController\.create needs SseModule\.forRoot\(\)/,
+      );
+      expect(runs.users ?? 0).toBe(before);
+    } finally {
+      await app.close();
+    }
   });
 });
