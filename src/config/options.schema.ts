@@ -93,6 +93,7 @@ export class OutboxOptionsSchema implements OutboxOptions {
   @IsOptional() @IsInt() @Min(100) @Max(DAY_MS) retentionIntervalMs?: number;
   @IsOptional() @IsBoolean() migrate?: boolean;
   @IsOptional() @IsInt() @Min(100) @Max(HOUR_MS) listenerCheckMs?: number;
+  @IsOptional() @IsInt() @Min(0) @Max(1024 * 1024 * 1024) replayCacheBytes?: number;
 }
 
 export class RedisOptionsSchema implements Omit<RedisOptions, 'existingClient'> {

@@ -78,6 +78,8 @@ export interface OutboxOptions {
   migrate?: boolean;
   /** How often the LISTEN connection is checked for liveness (ms). Default 10000. */
   listenerCheckMs?: number;
+  /** Memory for the most recent events, framed, to serve resumes without a query (bytes; 0 = off). Default 16 MiB. */
+  replayCacheBytes?: number;
 }
 
 export interface RedisOptions {
@@ -238,6 +240,7 @@ export const OUTBOX_DEFAULTS: Readonly<ResolvedOutboxOptions> = Object.freeze({
   retentionIntervalMs: 60_000,
   migrate: true,
   listenerCheckMs: 10_000,
+  replayCacheBytes: 16 * 1024 * 1024,
 });
 
 export const REDIS_DEFAULTS = Object.freeze({

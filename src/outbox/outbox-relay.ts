@@ -23,6 +23,7 @@ import {
 import { OutboxService } from './outbox.service';
 import { PostgresConnection } from './postgres-connection';
 import { Semaphore } from '../common/semaphore';
+import { RecentEvents } from './recent-events';
 import { raceTimeout } from '../common/timeout';
 
 interface OutboxRow {
@@ -52,6 +53,8 @@ export class OutboxRelay implements OnApplicationBootstrap, BeforeApplicationShu
    * turn (their live events are held meanwhile, as during any replay).
    */
   private readonly replays: Semaphore;
+  /** Recent events, framed, so most resumes are served without a query. */
+  private readonly recent: RecentEvents;
   private listener?: OutboxListener;
   private pollTimer?: NodeJS.Timeout;
   private reading?: Promise<void>;
@@ -69,7 +72,10 @@ export class OutboxRelay implements OnApplicationBootstrap, BeforeApplicationShu
     lastReadAt: 0,
     lastBatchMs: 0,
     resets: 0,
+    /** Events replayed to resuming streams, from the table or from memory. */
     replayed: 0,
+    /** Of those, the ones served from the recent-events cache. */
+    replayedFromMemory: 0,
   };
 
   constructor(
@@ -80,6 +86,7 @@ export class OutboxRelay implements OnApplicationBootstrap, BeforeApplicationShu
     @Inject(SSE_EVENT_SERIALIZER) private readonly serializer: SseEventSerializer,
   ) {
     this.replays = new Semaphore(Math.max(1, Math.floor(this.postgres.poolSize / 2)));
+    this.recent = new RecentEvents(this.options.outbox.replayCacheBytes);
   }
 
   get enabled(): boolean {
@@ -104,6 +111,7 @@ export class OutboxRelay implements OnApplicationBootstrap, BeforeApplicationShu
     const sql = this.outbox.sql;
     const { rows } = await this.postgres.requirePool().query(sql.startPosition);
     this.position = positionOf(rows[0]);
+    this.recent.reset(this.position);
     this.stopped = false;
     this.listener = new OutboxListener({
       channel: this.options.outbox.channel,
@@ -194,12 +202,18 @@ export class OutboxRelay implements OnApplicationBootstrap, BeforeApplicationShu
       topic: string;
       events: Array<{ position: OutboxPosition; bytes: Buffer }>;
     }> = [];
+    const remember = this.recent.enabled;
     for (const row of rows) {
-      if (this.hub.subscriberCount(row.topic) === 0) continue;
+      const live = this.hub.subscriberCount(row.topic) > 0;
+      if (!live && !remember) continue;
       const position = positionOf(row);
+      const bytes = this.frame(row, position);
+      // Every topic, subscribed here or not: a client may resume on one nobody follows right now.
+      if (remember) this.recent.push(row.topic, position, bytes);
+      if (!live) continue;
       let run = runs[runs.length - 1];
       if (run?.topic !== row.topic) runs.push((run = { topic: row.topic, events: [] }));
-      run.events.push({ position, bytes: this.frame(row, position) });
+      run.events.push({ position, bytes });
     }
     // Advanced in the same tick as the hand-over, so a stream that subscribes now knows exactly
     // which events reached it live (after this position) and which it must replay (up to it).
@@ -240,6 +254,9 @@ export class OutboxRelay implements OnApplicationBootstrap, BeforeApplicationShu
     connection.onTeardown(this.hub.subscribe(topics, connection));
     const after = parseEventId(lastEventId);
     if (!after) return this.reset(connection, 'malformed', lastEventId);
+    if (comparePositions(after, upTo) < 0 && this.recent.covers(after)) {
+      return this.replayFromMemory(connection, topics, after, upTo, lastEventId);
+    }
     this.replays
       .run(() =>
         // A client that left while queued needs nothing read for it.
@@ -251,6 +268,27 @@ export class OutboxRelay implements OnApplicationBootstrap, BeforeApplicationShu
         this.logger.warn(`Replay failed: ${(error as Error).message}`);
         this.reset(connection, 'replay-failed', lastEventId);
       });
+  }
+
+  /**
+   * Synchronous, in the tick of the subscription: everything in (`after`, `upTo`] is in memory,
+   * so the replay is written before any live batch can arrive.
+   */
+  private replayFromMemory(
+    connection: SseConnection,
+    topics: string[],
+    after: OutboxPosition,
+    upTo: OutboxPosition,
+    lastEventId: string,
+  ): void {
+    const events = this.recent.collect(topics, after, upTo, this.options.sse.replayLimit);
+    if (!events) return this.reset(connection, 'too-far-behind', lastEventId);
+    if (events.length > 0) {
+      connection.write(events.length === 1 ? events[0] : Buffer.concat(events));
+      this.stats.replayed += events.length;
+      this.stats.replayedFromMemory += events.length;
+    }
+    connection.endReplay();
   }
 
   private async replay(

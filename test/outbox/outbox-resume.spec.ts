@@ -214,7 +214,10 @@ describe('outbox retention', () => {
   it('deletes expired events oldest first and resets clients that resume from before them', async () => {
     t = await startApp(
       [FeedController],
-      outboxOptions(schema, { outbox: { retentionMs: 60_000, retentionIntervalMs: 3_600_000 } }),
+      // No cache of recent events: resumes read the table, where retention deleted the old ones.
+      outboxOptions(schema, {
+        outbox: { retentionMs: 60_000, retentionIntervalMs: 3_600_000, replayCacheBytes: 0 },
+      }),
     );
     const outbox = t.app.get(OutboxService);
     const old = await publishMany(outbox, 5, 5, 'old');
@@ -242,6 +245,56 @@ describe('outbox retention', () => {
     } finally {
       stale.close();
       fromLastDeleted.close();
+    }
+  });
+});
+
+describe('resuming from the cache of recent events', () => {
+  const schema = uniqueSchema('recent');
+  let t: TestApp;
+  afterAll(async () => {
+    await t?.close();
+    await dropSchema(schema);
+  });
+
+  it('serves a recent resume from memory and an older one from the table, both exactly the rest', async () => {
+    // Room for a few dozen of these events (each ~80 bytes framed), not for all 200.
+    t = await startApp(
+      [FeedController],
+      outboxOptions(schema, { outbox: { replayCacheBytes: 3_000 } }),
+    );
+    const outbox = t.app.get(OutboxService);
+    const relay = t.app.get(OutboxRelay);
+    const live = new RecordingEventSource(`${t.url}/feed`, ['reset']);
+    try {
+      await live.opened();
+      const stored = await publishMany(outbox, 200, 20);
+      await live.received(200);
+
+      const fromMemory = relay.stats.replayedFromMemory;
+      const recent = new RecordingEventSource(`${t.url}/feed`, ['reset'], {
+        'last-event-id': stored[189],
+      });
+      await recent.received(10);
+      expect(ids(recent)).toEqual(stored.slice(190));
+      expect(relay.stats.replayedFromMemory - fromMemory).toBe(10);
+      recent.close();
+
+      const replayed = relay.stats.replayed;
+      const older = new RecordingEventSource(`${t.url}/feed`, ['reset'], {
+        'last-event-id': stored[9],
+      });
+      await older.received(190);
+      expect(ids(older)).toEqual(stored.slice(10));
+      expect(relay.stats.replayed - replayed).toBe(190);
+      expect(relay.stats.replayedFromMemory - fromMemory).toBe(10);
+      // And live after the seam, once.
+      const later = await publishMany(outbox, 3, 3, 'later');
+      await older.received(193);
+      expect(ids(older)).toEqual([...stored.slice(10), ...later]);
+      older.close();
+    } finally {
+      live.close();
     }
   });
 });
