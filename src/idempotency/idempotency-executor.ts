@@ -350,9 +350,14 @@ export class IdempotencyExecutor implements OnModuleInit {
       ended = true;
       stopRenewing();
       response.removeListener('close', onClose);
-      void this.record(execution, response, thrown, args).finally(() =>
-        end.apply(response, args as Parameters<ServerResponse['end']>),
-      );
+      void this.record(execution, response, thrown, args)
+        // A throwing storeIf, say: the response still goes out; the key expires with its lease.
+        .catch((error: Error) =>
+          this.service.logger.error(
+            `Could not record the response of ${execution.recordKey}: ${error.message}`,
+          ),
+        )
+        .finally(() => end.apply(response, args as Parameters<ServerResponse['end']>));
       return response;
     }) as ServerResponse['end'];
 

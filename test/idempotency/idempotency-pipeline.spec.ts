@@ -86,6 +86,16 @@ class AccountsController {
     response.type('application/octet-stream').send(Buffer.from([0xff, 0x00, 0xfe, ran('binary')]));
   }
 
+  @Post('picky')
+  @Idempotent({
+    storeIf: () => {
+      throw new Error('storeIf failed');
+    },
+  })
+  picky() {
+    return { picky: ran('picky') };
+  }
+
   @Post('streamed')
   @Idempotent()
   streamed(@Res() response: Response) {
@@ -162,6 +172,15 @@ describe('@Idempotent() replays what was sent, whatever interceptors and filters
     expect(replay.bytes.equals(first.bytes)).toBe(true);
     expect(replay.headers.get('content-type')).toBe('application/octet-stream');
     expect(runs.binary).toBe(1);
+  });
+
+  it('still sends the response when storeIf throws', async () => {
+    const reply = await post('/picky', `picky-${++key}`);
+    expect(reply.status).toBe(201);
+    expect(JSON.parse(reply.bytes.toString())).toEqual({
+      data: { picky: runs.picky },
+      servedBy: 'envelope',
+    });
   });
 
   it('does not store a response written in parts: the key is released and a retry runs', async () => {
