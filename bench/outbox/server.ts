@@ -6,7 +6,7 @@ import { AddressInfo } from 'node:net';
 import { OutboxRelay, Sse, SseBatch, SseHub, SseModule } from '../../src';
 import { now, summarize } from '../shared/sse-client';
 
-const [databaseUrl, schema, replayLimit = '1000'] = process.argv.slice(2);
+const [databaseUrl, schema, replayLimit = '1000', replayCacheBytes] = process.argv.slice(2);
 
 @Controller()
 class BenchController {
@@ -25,7 +25,11 @@ class BenchController {
         replayLimit: Number(replayLimit),
       },
       postgres: { connectionString: databaseUrl, schema, pool: { max: 4 } },
-      outbox: { pollIntervalMs: 1_000, batchSize: 1_000 },
+      outbox: {
+        pollIntervalMs: 1_000,
+        batchSize: 1_000,
+        ...(replayCacheBytes === undefined ? {} : { replayCacheBytes: Number(replayCacheBytes) }),
+      },
     }),
   ],
   controllers: [BenchController],

@@ -3,7 +3,7 @@
  * random moments and reconnects with Last-Event-ID. Every client must end with every event exactly
  * once: lost and duplicated must both be 0. Also reports how long catching up took.
  *
- *   npm run bench -- resume [--clients 1000] [--events 100000] [--cuts 2]
+ *   npm run bench -- resume [--clients 1000] [--events 100000] [--cuts 2] [--replay-cache-bytes N]
  *
  * Uses DATABASE_URL (default postgres://postgres@127.0.0.1:5432/test) in a schema of its own.
  */
@@ -12,12 +12,16 @@ import * as http from 'node:http';
 import * as path from 'node:path';
 import { Client } from 'pg';
 import { OutboxService, PostgresConnection, resolveSseModuleOptions } from '../../src';
-import { numericOption, spawnChild, stopChild, writeReport } from '../shared/child';
+import { ask, numericOption, spawnChild, stopChild, writeReport } from '../shared/child';
 import { now, round } from '../shared/sse-client';
 
 const CLIENTS = numericOption('clients', 1000);
 const EVENTS = numericOption('events', 100_000);
 const CUTS = numericOption('cuts', 2);
+/** `--replay-cache-bytes N`: the app's outbox.replayCacheBytes (default: the module's; 0 = off). */
+const CACHE_BYTES = process.argv.includes('--replay-cache-bytes')
+  ? numericOption('replay-cache-bytes', 0)
+  : undefined;
 const PER_TX = 100;
 const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 const SCHEMA = `bench_${randomBytes(4).toString('hex')}`;
@@ -126,6 +130,7 @@ async function main() {
       DATABASE_URL,
       SCHEMA,
       String(EVENTS + 1),
+      ...(CACHE_BYTES === undefined ? [] : [String(CACHE_BYTES)]),
     ]);
     let complete = 0;
     let finished: () => void = () => undefined;
@@ -159,6 +164,7 @@ async function main() {
     await Promise.race([allDone, timeout]);
     const caughtUp = now();
     clients.forEach((c) => c.close());
+    const { stats } = await ask(server, { cmd: 'stats' }, 'stats');
     await stopChild(server);
 
     let lost = 0;
@@ -177,6 +183,9 @@ async function main() {
       publishSeconds: round((published - started) / 1000),
       catchUpAfterLastPublishMs: round(caughtUp - published),
       totalSeconds: round((caughtUp - started) / 1000),
+      replayCacheBytes: CACHE_BYTES ?? 'default',
+      replayedEvents: stats.replayed,
+      replayedFromMemory: stats.replayedFromMemory,
     };
     console.log(
       `\nresume: ${CLIENTS} clients × ${EVENTS} events, ${CUTS} random cuts per client\n`,
@@ -189,6 +198,8 @@ async function main() {
         resets: report.resets,
         'publish s': report.publishSeconds,
         'catch-up ms': report.catchUpAfterLastPublishMs,
+        replayed: report.replayedEvents,
+        'from memory': report.replayedFromMemory,
       },
     });
     writeReport('resume', report);

@@ -1,5 +1,11 @@
 import { comparePositions, OutboxPosition } from './outbox-position';
 
+/**
+ * What one held event costs beyond its bytes (the entry, its position's two bigints, the Buffer
+ * object), counted against the budget so it bounds the memory actually used.
+ */
+export const ENTRY_OVERHEAD_BYTES = 200;
+
 interface Entry {
   topic: string;
   position: OutboxPosition;
@@ -32,6 +38,7 @@ export class RecentEvents {
     return this.entries.length - this.head;
   }
 
+  /** Bytes counted against the budget (event bytes plus {@link ENTRY_OVERHEAD_BYTES} each). */
   get heldBytes(): number {
     return this.bytes;
   }
@@ -52,10 +59,10 @@ export class RecentEvents {
   push(topic: string, position: OutboxPosition, bytes: Buffer): void {
     if (!this.enabled || !this.startPosition) return;
     this.entries.push({ topic, position, bytes });
-    this.bytes += bytes.length;
+    this.bytes += bytes.length + ENTRY_OVERHEAD_BYTES;
     while (this.bytes > this.maxBytes && this.head < this.entries.length) {
       const evicted = this.entries[this.head++];
-      this.bytes -= evicted.bytes.length;
+      this.bytes -= evicted.bytes.length + ENTRY_OVERHEAD_BYTES;
       this.startPosition = evicted.position;
     }
     if (this.head > 1024 && this.head * 2 > this.entries.length) {

@@ -258,10 +258,11 @@ describe('resuming from the cache of recent events', () => {
   });
 
   it('serves a recent resume from memory and an older one from the table, both exactly the rest', async () => {
-    // Room for a few dozen of these events (each ~80 bytes framed), not for all 200.
+    // Room for a few dozen of these events (~80 bytes framed + 200 counted per entry), not for
+    // all 200.
     t = await startApp(
       [FeedController],
-      outboxOptions(schema, { outbox: { replayCacheBytes: 3_000 } }),
+      outboxOptions(schema, { outbox: { replayCacheBytes: 10_000 } }),
     );
     const outbox = t.app.get(OutboxService);
     const relay = t.app.get(OutboxRelay);

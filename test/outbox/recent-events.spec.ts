@@ -1,4 +1,4 @@
-import { RecentEvents } from '../../src/outbox/recent-events';
+import { ENTRY_OVERHEAD_BYTES, RecentEvents } from '../../src/outbox/recent-events';
 
 const at = (id: number) => ({ txId: 100n, id: BigInt(id) });
 const bytes = (text: string) => Buffer.from(text);
@@ -6,7 +6,7 @@ const text = (buffers: Buffer[] | undefined) => buffers?.map((b) => b.toString()
 
 describe('RecentEvents', () => {
   it('holds every event after its start, and only those', () => {
-    const recent = new RecentEvents(1_000);
+    const recent = new RecentEvents(100_000);
     recent.reset(at(10));
     for (let id = 11; id <= 15; id++) recent.push(id % 2 ? 'a' : 'b', at(id), bytes(`e${id}`));
     expect(recent.covers(at(10))).toBe(true);
@@ -17,11 +17,12 @@ describe('RecentEvents', () => {
   });
 
   it('evicts the oldest beyond its byte budget and moves its start with them', () => {
-    const recent = new RecentEvents(10);
+    const each = 4 + ENTRY_OVERHEAD_BYTES;
+    const recent = new RecentEvents(2 * each + 1);
     recent.reset(at(0));
-    for (let id = 1; id <= 5; id++) recent.push('a', at(id), bytes('abcd')); // 4 bytes each
+    for (let id = 1; id <= 5; id++) recent.push('a', at(id), bytes('abcd'));
     expect(recent.size).toBe(2);
-    expect(recent.heldBytes).toBe(8);
+    expect(recent.heldBytes).toBe(2 * each);
     expect(recent.start).toEqual(at(3));
     expect(recent.covers(at(2))).toBe(false);
     expect(recent.covers(at(3))).toBe(true);
@@ -29,7 +30,7 @@ describe('RecentEvents', () => {
   });
 
   it('answers undefined past the limit', () => {
-    const recent = new RecentEvents(1_000);
+    const recent = new RecentEvents(100_000);
     recent.reset(at(0));
     for (let id = 1; id <= 5; id++) recent.push('a', at(id), bytes('x'));
     expect(recent.collect(['a'], at(0), at(5), 4)).toBeUndefined();
@@ -46,7 +47,7 @@ describe('RecentEvents', () => {
   });
 
   it('keeps working across compactions of its storage', () => {
-    const recent = new RecentEvents(100);
+    const recent = new RecentEvents(100 * (1 + ENTRY_OVERHEAD_BYTES));
     recent.reset(at(0));
     for (let id = 1; id <= 10_000; id++) recent.push('a', at(id), bytes('x'));
     expect(recent.size).toBe(100);
