@@ -40,8 +40,8 @@ export type OutboxResetReason =
 /**
  * One per instance: follows the outbox in commit-safe order and hands every event to the hub,
  * framed once, and serves resuming streams (from its cache of recent events, else from the
- * table). Woken by NOTIFY (coalesced: one read
- * in flight, at most one more queued) and by a poll every `pollIntervalMs`.
+ * table). Woken by NOTIFY (coalesced: one read in flight, at most one more queued) and by a
+ * poll every `pollIntervalMs`.
  */
 @Injectable()
 export class OutboxRelay implements OnApplicationBootstrap, BeforeApplicationShutdown {
