@@ -99,9 +99,11 @@ async function startServer(mode: string): Promise<Server> {
     cpu: async () => (await ask(child, { cmd: 'cpu' }, 'cpu')).usage,
     stop: async () => {
       await stopChild(child);
-      // The stored responses would otherwise stay for their 24 h TTL.
+      // The stored responses would otherwise stay for their 24 h TTL. @node-idempotency/nestjs
+      // takes no prefix: its keys are named after the method and the route.
       const redis = new Redis(REDIS_URL);
-      const keys = await redis.keys(`${keyPrefix}*`);
+      const pattern = mode === 'competitor' ? 'node-idempotency:POST:/orders:*' : `${keyPrefix}*`;
+      const keys = await redis.keys(pattern);
       for (let i = 0; i < keys.length; i += 1000) await redis.del(...keys.slice(i, i + 1000));
       redis.disconnect();
     },
