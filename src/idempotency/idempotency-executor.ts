@@ -113,7 +113,7 @@ export class IdempotencyExecutor implements OnModuleInit {
   onModuleInit(): void {
     if (this.hasIdempotentRoutes()) this.service.assertUsable();
     const app: unknown = this.adapterHost.httpAdapter?.getInstance?.();
-    if (app && typeof app === 'function') executors.set(app, this);
+    if (typeof app === 'function') executors.set(app, this);
   }
 
   private hasIdempotentRoutes(): boolean {
@@ -138,17 +138,11 @@ export class IdempotencyExecutor implements OnModuleInit {
   }
 
   /**
-   * Runs `call` (the user's handler) idempotently when the request is an unsafe HTTP method on
-   * an `@Idempotent()` route; otherwise just runs it.
+   * Runs `call` (the user's handler, for an HTTP `request`) idempotently when the method is
+   * unsafe and the route `@Idempotent()`; otherwise just runs it.
    */
-  run(
-    request: IdempotentRequest | undefined,
-    instance: object,
-    handler: object,
-    call: () => unknown,
-  ): unknown {
-    // Not HTTP (a microservice or GraphQL context), or a safe method.
-    if (typeof request?.method !== 'string' || SAFE_METHODS.has(request.method)) return call();
+  run(request: IdempotentRequest, instance: object, handler: object, call: () => unknown): unknown {
+    if (SAFE_METHODS.has(request.method!)) return call();
     const route = this.routeOf(handler, instance.constructor);
     if (!route) return call();
     return this.runRoute(route, request, call);
@@ -335,13 +329,19 @@ export class IdempotencyExecutor implements OnModuleInit {
     );
     let thrown: unknown = NOTHING_THROWN;
     let handlerDone = false;
+    let closed = false;
     let ended = false;
     const ownEnd = Object.prototype.hasOwnProperty.call(response, 'end');
     const end = response.end;
-    // The client left and the handler is done: if no response is ever written (Nest writes none
-    // to a client that is gone in some cases), the lease simply expires.
+    // The client left and the handler is done, with no response written (Nest writes none to a
+    // client that is gone in some cases): stop renewing, and the lease simply expires. Checked
+    // when either of the two happens, whichever is last.
+    const stopIfAbandoned = () => {
+      if (closed && handlerDone && !ended) stopRenewing();
+    };
     const onClose = () => {
-      if (handlerDone && !ended) stopRenewing();
+      closed = true;
+      stopIfAbandoned();
     };
     response.once('close', onClose);
     response.end = ((...args: EndArgs) => {
@@ -368,7 +368,7 @@ export class IdempotencyExecutor implements OnModuleInit {
       throw error;
     } finally {
       handlerDone = true;
-      if (response.destroyed && !ended) stopRenewing();
+      stopIfAbandoned();
     }
   }
 

@@ -10,6 +10,7 @@ import {
   HttpException,
   Injectable,
   NestInterceptor,
+  Param,
   Post,
   Res,
   UseFilters,
@@ -17,11 +18,14 @@ import {
 } from '@nestjs/common';
 import { APP_INTERCEPTOR } from '@nestjs/core';
 import { Test } from '@nestjs/testing';
+import { once } from 'node:events';
 import { AddressInfo } from 'node:net';
 import { Exclude } from 'class-transformer';
 import type { Response } from 'express';
 import { map, Observable, tap } from 'rxjs';
 import { Idempotent, IdempotentReplay } from '../../src';
+import { IdempotencyExecutor } from '../../src/idempotency/idempotency-executor';
+import { LeaseRenewer } from '../../src/idempotency/lease-renewer';
 import { startApp, TestApp } from '../support/http';
 import { deletePrefix, redisUrl, uniquePrefix } from '../support/redis';
 
@@ -31,6 +35,8 @@ import { deletePrefix, redisUrl, uniquePrefix } from '../support/redis';
 const runs: Record<string, number> = {};
 const ran = (name: string) => (runs[name] = (runs[name] ?? 0) + 1);
 const seenErrors: unknown[] = [];
+/** Told when a /silent request reaches its handler, with the close of its response. */
+let onSilent: (server: { closed: Promise<unknown> }) => void = () => undefined;
 
 class User {
   id!: number;
@@ -94,6 +100,15 @@ class AccountsController {
   })
   picky() {
     return { picky: ran('picky') };
+  }
+
+  // Never answers: `late` returns only once the client has gone, `early` at once.
+  @Post('silent/:mode')
+  @Idempotent()
+  async silent(@Param('mode') mode: string, @Res() response: Response) {
+    const closed = once(response, 'close');
+    onSilent({ closed });
+    if (mode === 'late') await closed;
   }
 
   @Post('streamed')
@@ -181,6 +196,28 @@ describe('@Idempotent() replays what was sent, whatever interceptors and filters
       data: { picky: runs.picky },
       servedBy: 'envelope',
     });
+  });
+
+  it('stops renewing the lease of a request whose client left and that wrote no response', async () => {
+    const renewer = (app.app.get(IdempotencyExecutor) as unknown as { renewer: LeaseRenewer })
+      .renewer;
+    for (const mode of ['early', 'late']) {
+      const entered = new Promise<{ closed: Promise<unknown> }>((resolve) => (onSilent = resolve));
+      const aborter = new AbortController();
+      const reply = fetch(`${app.url}/silent/${mode}`, {
+        method: 'POST',
+        headers: { 'idempotency-key': `silent-${mode}-${++key}` },
+        signal: aborter.signal,
+      }).catch(() => undefined);
+      const { closed } = await entered;
+      expect(renewer.held).toBe(1);
+      aborter.abort();
+      await reply;
+      await closed;
+      // The handler's own continuation (for `late`) and the executor's run in microtasks.
+      await new Promise(setImmediate);
+      expect(renewer.held).toBe(0);
+    }
   });
 
   it('does not store a response written in parts: the key is released and a retry runs', async () => {
