@@ -19,6 +19,8 @@ export type {
   ResolvedHealthOptions,
   MetricsOptions,
   ResolvedMetricsOptions,
+  ShutdownOptions,
+  ResolvedShutdownOptions,
   SseModuleExtras,
   SseStreamOptions,
   SseRejectMode,
@@ -32,6 +34,7 @@ export {
   REDIS_DEFAULTS,
   IDEMPOTENCY_DEFAULTS,
   HEALTH_DEFAULTS,
+  SHUTDOWN_DEFAULTS,
   METRICS_DEFAULTS,
 } from './config/sse-module-options';
 export { SseConfigError, resolveSseModuleOptions } from './config/validate-options';

@@ -27,6 +27,7 @@ import type {
   PostgresPoolOptions,
   SseModuleOptions,
   SseRejectMode,
+  ShutdownOptions,
   SseStreamOptions,
 } from './sse-module-options';
 
@@ -61,6 +62,7 @@ export class SseStreamOptionsSchema implements SseStreamOptions {
   @IsOptional() @IsInt() @Min(1) maxConnections?: number;
   @IsOptional() @IsInt() @Min(1) maxConnectionsPerClient?: number;
   @IsOptional() @IsInt() @Min(1024) maxBufferedBytes?: number;
+  @IsOptional() @IsInt() @Min(10) @Max(HOUR_MS) slowConsumerMs?: number;
   @IsOptional() @IsIn(['status', 'retry']) rejectMode?: SseRejectMode;
   @IsOptional() @IsInt() @Min(1) @Max(HOUR_MS) rejectRetryMs?: number;
   @IsOptional() @IsInt() @Min(1) @Max(1_000_000) replayLimit?: number;
@@ -81,6 +83,7 @@ export class PostgresOptionsSchema implements Omit<
   @OptionGroup(() => PostgresPoolOptionsSchema)
   pool?: PostgresPoolOptionsSchema;
   @IsOptional() @IsInt() @Min(0) statementTimeoutMs?: number;
+  @IsOptional() @IsInt() @Min(100) @Max(HOUR_MS) queryTimeoutMs?: number;
   @IsOptional() @IsString() @Matches(IDENTIFIER, { message: IDENTIFIER_MESSAGE }) schema?: string;
 }
 
@@ -131,6 +134,13 @@ export class HealthOptionsSchema implements HealthOptions {
   @IsOptional() @IsInt() @Min(1) @Max(HOUR_MS) timeoutMs?: number;
   @IsOptional() @IsInt() @Min(1) maxOutboxLagEvents?: number;
   @IsOptional() @IsInt() @Min(1) maxReadAgeMs?: number;
+  @IsOptional() @IsInt() @Min(0) @Max(60_000) cacheMs?: number;
+  @IsOptional() @IsInt() @Min(1) @Max(DAY_MS) pendingWarnMs?: number;
+}
+
+export class ShutdownOptionsSchema implements ShutdownOptions {
+  @IsOptional() @IsInt() @Min(0) @Max(HOUR_MS) drainMs?: number;
+  @IsOptional() @IsInt() @Min(0) @Max(HOUR_MS) graceMs?: number;
 }
 
 export class MetricsOptionsSchema implements MetricsOptions {
@@ -164,4 +174,7 @@ export class SseModuleOptionsSchema implements SseModuleOptions {
 
   @OptionGroup(() => MetricsOptionsSchema)
   metrics?: MetricsOptionsSchema;
+
+  @OptionGroup(() => ShutdownOptionsSchema)
+  shutdown?: ShutdownOptionsSchema;
 }

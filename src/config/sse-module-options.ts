@@ -14,8 +14,17 @@ export interface SseStreamOptions {
   maxConnections?: number;
   /** Open streams per client key (see `SSE_CLIENT_KEY_RESOLVER`). Default 100. */
   maxConnectionsPerClient?: number;
-  /** Unsent bytes a connection may hold before it is cut as a slow consumer. Default 1 MiB. */
+  /**
+   * Unsent bytes a connection may hold without being suspected of not reading. Default 1 MiB.
+   * A stream that stays above it for `slowConsumerMs` is cut as a slow consumer.
+   */
   maxBufferedBytes?: number;
+  /**
+   * How long a stream may hold more than `maxBufferedBytes` unsent before it is cut (ms). A big
+   * transaction or replay handed over at once is not a slow consumer: a client that reads drains
+   * it within this time. Default 5000.
+   */
+  slowConsumerMs?: number;
   /**
    * `'status'` (default): `503`/`429` with `Retry-After`. `'retry'`: `200` with a jittered
    * `retry:` and an immediate close, because browsers' `EventSource` never reconnects after a
@@ -57,6 +66,14 @@ export interface PostgresOptions {
   pool?: PostgresPoolOptions;
   /** `statement_timeout` for the module's pool (ms, 0 = none). Default 30000. */
   statementTimeoutMs?: number;
+  /**
+   * Client-side bound of every query the module runs itself (relay reads, replays, health,
+   * metrics, BEGIN/COMMIT) (ms). A connection on a silently dead network path never answers, and
+   * no server-side timeout can reach it: past this bound the query fails, its connection is
+   * destroyed and the work is retried. The module's own pool also bounds every other query at
+   * `statementTimeoutMs + queryTimeoutMs` (none when `statementTimeoutMs` is 0). Default 10000.
+   */
+  queryTimeoutMs?: number;
   /** Schema of the outbox table. Default `public`. */
   schema?: string;
 }
@@ -131,6 +148,31 @@ export interface HealthOptions {
   maxOutboxLagEvents?: number;
   /** No successful relay read for this long → listener down (ms). Default 3 × pollIntervalMs, at least 5000. */
   maxReadAgeMs?: number;
+  /**
+   * Readiness answers are reused for this long, and concurrent checks share one run (ms; 0 =
+   * every request checks). Load balancers polling every instance then cost the database one
+   * check per instance per period. Shutdown is reported at once regardless. Default 1000.
+   */
+  cacheMs?: number;
+  /**
+   * Committed events held back longer than this by a transaction open elsewhere are logged once,
+   * naming the blocking backend (ms). Readiness stays up: the cause is outside the instance.
+   * Default 30000.
+   */
+  pendingWarnMs?: number;
+}
+
+export interface ShutdownOptions {
+  /**
+   * On a signal (SIGTERM with `enableShutdownHooks`), readiness reports 503 for this long before
+   * anything is refused or closed, so load balancers stop sending first (ms). Default 5000.
+   */
+  drainMs?: number;
+  /**
+   * After open streams are ended, requests in flight get this long to finish (ms); then every
+   * remaining socket (idle keep-alive, silent, half-sent requests) is closed. Default 10000.
+   */
+  graceMs?: number;
 }
 
 export interface MetricsOptions {
@@ -151,6 +193,7 @@ export interface SseModuleOptions {
   idempotency?: IdempotencyOptions;
   health?: HealthOptions;
   metrics?: MetricsOptions;
+  shutdown?: ShutdownOptions;
 }
 
 /** Extras accepted next to the options by `forRoot` / `forRootAsync`. */
@@ -167,6 +210,7 @@ export interface ResolvedSseStreamOptions {
   maxConnections: number;
   maxConnectionsPerClient: number;
   maxBufferedBytes: number;
+  slowConsumerMs: number;
   rejectMode: SseRejectMode;
   rejectRetryMs: number;
   replayLimit: number;
@@ -178,6 +222,7 @@ export interface ResolvedPostgresOptions {
   listenerClientFactory?: () => Client;
   pool: Required<PostgresPoolOptions>;
   statementTimeoutMs: number;
+  queryTimeoutMs: number;
   schema: string;
 }
 
@@ -199,7 +244,11 @@ export interface ResolvedHealthOptions {
   timeoutMs: number;
   maxOutboxLagEvents: number;
   maxReadAgeMs?: number;
+  cacheMs: number;
+  pendingWarnMs: number;
 }
+
+export type ResolvedShutdownOptions = Required<ShutdownOptions>;
 
 /** The validated options with every default applied; injectable with `SSE_MODULE_OPTIONS`. */
 export interface ResolvedSseModuleOptions {
@@ -212,6 +261,7 @@ export interface ResolvedSseModuleOptions {
   idempotency: ResolvedIdempotencyOptions;
   health: ResolvedHealthOptions;
   metrics: ResolvedMetricsOptions;
+  shutdown: ResolvedShutdownOptions;
 }
 
 export const SSE_STREAM_DEFAULTS: Readonly<ResolvedSseStreamOptions> = Object.freeze({
@@ -220,6 +270,7 @@ export const SSE_STREAM_DEFAULTS: Readonly<ResolvedSseStreamOptions> = Object.fr
   maxConnections: 10_000,
   maxConnectionsPerClient: 100,
   maxBufferedBytes: 1024 * 1024,
+  slowConsumerMs: 5_000,
   rejectMode: 'status',
   rejectRetryMs: 5_000,
   replayLimit: 1_000,
@@ -228,6 +279,7 @@ export const SSE_STREAM_DEFAULTS: Readonly<ResolvedSseStreamOptions> = Object.fr
 export const POSTGRES_DEFAULTS = Object.freeze({
   pool: Object.freeze({ max: 10, min: 0, idleTimeoutMs: 10_000, connectionTimeoutMs: 5_000 }),
   statementTimeoutMs: 30_000,
+  queryTimeoutMs: 10_000,
   schema: 'public',
 });
 
@@ -267,6 +319,13 @@ export const HEALTH_DEFAULTS: Readonly<ResolvedHealthOptions> = Object.freeze({
   path: 'health',
   timeoutMs: 1_000,
   maxOutboxLagEvents: 10_000,
+  cacheMs: 1_000,
+  pendingWarnMs: 30_000,
+});
+
+export const SHUTDOWN_DEFAULTS: Readonly<ResolvedShutdownOptions> = Object.freeze({
+  drainMs: 5_000,
+  graceMs: 10_000,
 });
 
 export const METRICS_DEFAULTS: Readonly<ResolvedMetricsOptions> = Object.freeze({

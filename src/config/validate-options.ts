@@ -5,6 +5,7 @@ import type { Client, Pool } from 'pg';
 import {
   HEALTH_DEFAULTS,
   METRICS_DEFAULTS,
+  SHUTDOWN_DEFAULTS,
   IDEMPOTENCY_DEFAULTS,
   REDIS_DEFAULTS,
   RedisOptions,
@@ -109,6 +110,7 @@ export function resolveSseModuleOptions(
   const idempotency = { ...IDEMPOTENCY_DEFAULTS, ...stripUndefined(raw?.idempotency) };
   const health = { ...HEALTH_DEFAULTS, ...stripUndefined(raw?.health) };
   const metrics = { ...METRICS_DEFAULTS, ...stripUndefined(raw?.metrics) };
+  const shutdown = { ...SHUTDOWN_DEFAULTS, ...stripUndefined(raw?.shutdown) };
   if (issues.length > 0) throw new SseConfigError(issues);
   return Object.freeze({
     sse: Object.freeze(sse),
@@ -118,6 +120,7 @@ export function resolveSseModuleOptions(
     idempotency: Object.freeze(idempotency),
     health: Object.freeze(health),
     metrics: Object.freeze(metrics),
+    shutdown: Object.freeze(shutdown),
   });
 }
 

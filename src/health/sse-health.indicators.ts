@@ -41,7 +41,7 @@ export class SseHealthIndicators {
   async postgresCheck(key = 'postgres'): Promise<HealthIndicatorResult> {
     const check = this.indicators.check(key);
     try {
-      await this.bounded(this.postgres.requirePool().query('SELECT 1'));
+      await this.bounded(this.postgres.query('SELECT 1'));
       return check.up();
     } catch (error) {
       return check.down({ message: (error as Error).message });

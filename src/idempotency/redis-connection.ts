@@ -30,6 +30,11 @@ export class RedisConnection implements OnModuleInit, OnApplicationShutdown {
       keyPrefix: redis.keyPrefix,
       connectionName: 'nestjs-durable-sse',
       enableAutoPipelining: true,
+      // A connection on a silently dead path (no FIN, no RST) answers nothing, and every command
+      // would time out on it until TCP gives up, hours later. Past this bound the socket is
+      // destroyed and the client reconnects: calls fail (bounded by commandTimeoutMs) for a
+      // moment instead of for good.
+      socketTimeout: 2 * redis.commandTimeoutMs,
       // Reconnect forever with a capped backoff; requests meanwhile follow idempotency.failMode.
       retryStrategy: (attempt) => Math.min(2_000, 50 * 2 ** Math.min(attempt, 6)),
     });

@@ -2,6 +2,7 @@ import { Logger } from '@nestjs/common';
 import { EventEmitter } from 'node:events';
 import type { Client } from 'pg';
 import { raceTimeout } from '../common/timeout';
+import { destroySocket } from './postgres-connection';
 
 export interface OutboxListenerOptions {
   channel: string;
@@ -108,9 +109,7 @@ export class OutboxListener extends EventEmitter<{ listening: []; lost: [Error] 
     clearInterval(this.checkTimer);
     // end() may wait on a dead socket; the connection is abandoned either way.
     void client.end().catch(() => undefined);
-    (
-      client as unknown as { connection?: { stream?: { destroy(): void } } }
-    ).connection?.stream?.destroy();
+    destroySocket(client);
     const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** this.attempt++);
     const jittered = Math.round(delay / 2 + Math.random() * (delay / 2));
     this.logger.warn(`LISTEN connection lost (${error.message}); reconnecting in ${jittered} ms`);
@@ -125,9 +124,6 @@ async function endWithin(client: Client, ms: number): Promise<void> {
   await raceTimeout(
     client.end().catch(() => undefined),
     ms,
-    () =>
-      void (
-        client as unknown as { connection?: { stream?: { destroy(): void } } }
-      ).connection?.stream?.destroy(),
+    () => destroySocket(client),
   );
 }

@@ -34,6 +34,9 @@ interface OutboxRow {
   payload: unknown;
 }
 
+/** How long shutdown waits for an outbox read in flight. */
+const SHUTDOWN_READ_WAIT_MS = 1_000;
+
 export type OutboxResetReason =
   'malformed' | 'expired' | 'unknown' | 'too-far-behind' | 'replay-failed';
 
@@ -110,7 +113,7 @@ export class OutboxRelay implements OnApplicationBootstrap, BeforeApplicationShu
   async onApplicationBootstrap(): Promise<void> {
     if (!this.enabled) return;
     const sql = this.outbox.sql;
-    const { rows } = await this.postgres.requirePool().query(sql.startPosition);
+    const { rows } = await this.postgres.query(sql.startPosition);
     this.position = positionOf(rows[0]);
     this.recent.reset(this.position);
     this.stopped = false;
@@ -135,18 +138,18 @@ export class OutboxRelay implements OnApplicationBootstrap, BeforeApplicationShu
     this.stopped = true;
     clearInterval(this.pollTimer);
     await this.listener?.stop();
-    await this.reading;
+    // A read in flight is bounded by postgres.queryTimeoutMs; shutdown need not wait that long
+    // (nothing is delivered once stopped, and the pool's end destroys the connection).
+    if (this.reading) await raceTimeout(this.reading, SHUTDOWN_READ_WAIT_MS, () => undefined);
   }
 
   /** Events committed but not yet handed over by this relay (counted up to `cap`). */
   async lag(cap: number): Promise<{ behind: number; notificationQueueUsage: number }> {
-    const { rows } = await this.postgres
-      .requirePool()
-      .query(this.outbox.sql.lag, [
-        this.position.txId.toString(),
-        this.position.id.toString(),
-        cap,
-      ]);
+    const { rows } = await this.postgres.query(this.outbox.sql.lag, [
+      this.position.txId.toString(),
+      this.position.id.toString(),
+      cap,
+    ]);
     return { behind: rows[0].behind, notificationQueueUsage: Number(rows[0].queue_usage) };
   }
 
@@ -168,13 +171,11 @@ export class OutboxRelay implements OnApplicationBootstrap, BeforeApplicationShu
       for (;;) {
         this.readAgain = false;
         const started = Date.now();
-        const { rows } = await this.postgres
-          .requirePool()
-          .query<OutboxRow>(this.outbox.sql.readAfter, [
-            this.position.txId.toString(),
-            this.position.id.toString(),
-            batchSize,
-          ]);
+        const { rows } = await this.postgres.query<OutboxRow>(this.outbox.sql.readAfter, [
+          this.position.txId.toString(),
+          this.position.id.toString(),
+          batchSize,
+        ]);
         this.stats.reads++;
         this.stats.lastReadAt = Date.now();
         this.stats.lastBatchMs = this.stats.lastReadAt - started;
@@ -299,7 +300,6 @@ export class OutboxRelay implements OnApplicationBootstrap, BeforeApplicationShu
     upTo: OutboxPosition,
     lastEventId: string,
   ): Promise<void> {
-    const pool = this.postgres.requirePool();
     const sql = this.outbox.sql;
     if (await this.expired(after)) return this.reset(connection, 'expired', lastEventId);
     if (comparePositions(after, upTo) >= 0) {
@@ -307,12 +307,15 @@ export class OutboxRelay implements OnApplicationBootstrap, BeforeApplicationShu
       // relay is further on): skip live events it has already seen. An id that names no event
       // would silence the stream forever, so that is a reset instead.
       if (comparePositions(after, upTo) === 0) return connection.endReplay();
-      const { rows } = await pool.query(sql.exists, [after.txId.toString(), after.id.toString()]);
+      const { rows } = await this.postgres.query(sql.exists, [
+        after.txId.toString(),
+        after.id.toString(),
+      ]);
       if (rows.length === 0) return this.reset(connection, 'unknown', lastEventId);
       return connection.endReplay(after);
     }
     const limit = this.options.sse.replayLimit;
-    const { rows } = await pool.query<OutboxRow>(sql.replay, [
+    const { rows } = await this.postgres.query<OutboxRow>(sql.replay, [
       topics,
       after.txId.toString(),
       after.id.toString(),
@@ -333,7 +336,7 @@ export class OutboxRelay implements OnApplicationBootstrap, BeforeApplicationShu
 
   /** Whether retention has deleted events after `after` (the client missed them for good). */
   private async expired(after: OutboxPosition): Promise<boolean> {
-    const { rows } = await this.postgres.requirePool().query(this.outbox.sql.deletedThrough);
+    const { rows } = await this.postgres.query(this.outbox.sql.deletedThrough);
     return rows.length > 0 && comparePositions(after, positionOf(rows[0])) < 0;
   }
 

@@ -53,9 +53,10 @@ export class OutboxRetention implements OnApplicationBootstrap, BeforeApplicatio
     let total = 0;
     try {
       for (let batch = 0; batch < MAX_BATCHES_PER_RUN; batch++) {
-        const { rows } = await this.postgres
-          .requirePool()
-          .query<{ deleted: number }>(this.outbox.sql.retention, [cutoff, RETENTION_BATCH]);
+        const { rows } = await this.postgres.query<{ deleted: number }>(this.outbox.sql.retention, [
+          cutoff,
+          RETENTION_BATCH,
+        ]);
         total += rows[0].deleted;
         if (rows[0].deleted < RETENTION_BATCH) break;
       }

@@ -55,10 +55,13 @@ export class OutboxService implements OnModuleInit {
   /** Creates the outbox schema objects if missing. Idempotent and safe to run concurrently. */
   async migrate(): Promise<void> {
     await this.transaction(async (client) => {
-      await client.query(this.sql.migrationLock, [
-        `nestjs-durable-sse:${this.options.outbox.table}`,
-      ]);
-      for (const statement of this.sql.migrate) await client.query(statement);
+      await client.query(
+        this.postgres.bounded(this.sql.migrationLock, [
+          `nestjs-durable-sse:${this.options.outbox.table}`,
+        ]),
+      );
+      for (const statement of this.sql.migrate)
+        await client.query(this.postgres.bounded(statement));
     });
     this.logger.log(`Outbox ready: ${this.options.postgres?.schema}.${this.options.outbox.table}`);
   }
@@ -66,18 +69,24 @@ export class OutboxService implements OnModuleInit {
   /**
    * Runs `fn` inside BEGIN … COMMIT on a pooled connection; rolls back (and rethrows) if it
    * throws. Publish with the client it receives so events commit with your data.
+   *
+   * The connection may die at any moment (terminated by an admin, by
+   * `idle_in_transaction_session_timeout`, by a failover, or a silent network): the call then
+   * rejects, the connection is discarded, and nothing crashes. A COMMIT that fails that way has
+   * an unknown outcome, as with any database; an `Idempotency-Key` or an event `key` makes the
+   * retry safe.
    */
   async transaction<T>(fn: (client: PoolClient) => Promise<T>): Promise<T> {
     const client = await this.postgres.connect();
     let broken: Error | undefined;
     try {
-      await client.query('BEGIN');
+      await client.query(this.postgres.bounded('BEGIN'));
       const result = await fn(client);
-      await client.query('COMMIT');
+      await client.query(this.postgres.bounded('COMMIT'));
       return result;
     } catch (error) {
       try {
-        await client.query('ROLLBACK');
+        await client.query(this.postgres.bounded('ROLLBACK'));
       } catch (rollbackError) {
         // A connection that cannot roll back must not go back to the pool.
         broken = rollbackError as Error;

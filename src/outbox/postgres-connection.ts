@@ -1,7 +1,19 @@
 import { Inject, Injectable, Logger, OnApplicationShutdown } from '@nestjs/common';
-import { Client, ClientConfig, Pool, PoolClient } from 'pg';
+import {
+  Client,
+  ClientConfig,
+  Pool,
+  PoolClient,
+  QueryConfig,
+  QueryResult,
+  QueryResultRow,
+} from 'pg';
 import { SSE_MODULE_OPTIONS } from '../config/tokens';
 import type { ResolvedSseModuleOptions } from '../config/sse-module-options';
+import { raceTimeout } from '../common/timeout';
+
+/** How long shutdown waits for the pool to end politely before destroying its sockets. */
+const POOL_END_TIMEOUT_MS = 1_000;
 
 /**
  * The module's PostgreSQL access: its pool (created from options, or the user's
@@ -28,6 +40,11 @@ export class PostgresConnection implements OnApplicationShutdown {
       idleTimeoutMillis: pg.pool.idleTimeoutMs,
       connectionTimeoutMillis: pg.pool.connectionTimeoutMs,
       statement_timeout: pg.statementTimeoutMs || undefined,
+      // The client-side bound of every query on the pool, the user's own in outbox.transaction()
+      // included: a silently dead path (no FIN, no RST) never answers, and the server's
+      // statement_timeout cannot fire on a connection it no longer hears. It is set above
+      // statement_timeout so that a slow query still fails with the server's clearer error.
+      query_timeout: pg.statementTimeoutMs ? pg.statementTimeoutMs + pg.queryTimeoutMs : undefined,
       application_name: 'nestjs-durable-sse',
     });
     // An idle client's error (server restart, network) is emitted on the pool; unhandled it
@@ -35,6 +52,11 @@ export class PostgresConnection implements OnApplicationShutdown {
     this.ownedPool.on('error', (error) =>
       this.logger.warn(`Idle PostgreSQL connection failed: ${error.message}`),
     );
+  }
+
+  /** Client-side bound of the module's own queries (ms). */
+  get queryTimeoutMs(): number {
+    return this.options.postgres?.queryTimeoutMs ?? 10_000;
   }
 
   get enabled(): boolean {
@@ -69,8 +91,24 @@ export class PostgresConnection implements OnApplicationShutdown {
       password,
       database,
       ssl,
+      connectionTimeoutMillis: this.options.postgres?.pool.connectionTimeoutMs,
+      query_timeout: this.queryTimeoutMs,
       application_name: 'nestjs-durable-sse listener',
     });
+  }
+
+  /**
+   * One of the module's own queries, on the pool, bounded on the client side by
+   * `postgres.queryTimeoutMs` whatever pool it runs on (the user's `existingPool` too). A query
+   * that times out has its connection destroyed by pg, so the next one gets a fresh connection.
+   */
+  query<R extends QueryResultRow = any>(text: string, values?: unknown[]): Promise<QueryResult<R>> {
+    return this.requirePool().query<R>(this.bounded(text, values));
+  }
+
+  /** `text` as a query config that carries the module's client-side bound. */
+  bounded(text: string, values?: unknown[]): QueryConfig {
+    return { text, values, query_timeout: this.queryTimeoutMs } as QueryConfig;
   }
 
   /**
@@ -81,7 +119,7 @@ export class PostgresConnection implements OnApplicationShutdown {
   async connect(): Promise<PoolClient> {
     const pool = this.requirePool();
     try {
-      return await pool.connect();
+      return this.guard(await pool.connect());
     } catch (error) {
       if (/timeout exceeded when trying to connect/i.test((error as Error).message)) {
         throw new PostgresPoolExhaustedError(
@@ -95,6 +133,29 @@ export class PostgresConnection implements OnApplicationShutdown {
     }
   }
 
+  /**
+   * pg-pool listens for errors only on idle clients. A checked-out client that the server ends
+   * (pg_terminate_backend, idle_in_transaction_session_timeout, a failover) emits `error` with
+   * no listener, and that crashes the process. Until it is released, this listener takes the
+   * error instead (the query in flight rejects on its own), and the release then discards the
+   * connection rather than pooling a dead one.
+   */
+  private guard(client: PoolClient): PoolClient {
+    let lost: Error | undefined;
+    const onError = (error: Error) => {
+      lost ??= error;
+      this.logger.warn(`A PostgreSQL connection in use was lost: ${error.message}`);
+    };
+    client.on('error', onError);
+    const release = client.release;
+    client.release = (error?: Error | boolean) => {
+      client.removeListener('error', onError);
+      client.release = release;
+      return release.call(client, error || lost);
+    };
+    return client;
+  }
+
   async withClient<T>(fn: (client: PoolClient) => Promise<T>): Promise<T> {
     const client = await this.connect();
     try {
@@ -104,9 +165,32 @@ export class PostgresConnection implements OnApplicationShutdown {
     }
   }
 
+  /**
+   * Ends the module's own pool. pool.end() waits for every connection to say goodbye, which a
+   * connection on a dead network path never does: after a bound, their sockets are destroyed.
+   */
   async onApplicationShutdown(): Promise<void> {
-    await this.ownedPool?.end();
+    const pool = this.ownedPool;
+    if (!pool) return;
+    const ended = pool.end().catch(() => undefined);
+    await raceTimeout(ended, POOL_END_TIMEOUT_MS, () => {
+      this.logger.warn('PostgreSQL connections did not close in time; destroying them');
+      destroyClients(pool);
+    });
   }
+}
+
+/** Destroys the sockets of every client of a pool (pg-pool keeps no public list of them). */
+function destroyClients(pool: Pool): void {
+  const clients = (pool as unknown as { _clients?: Client[] })._clients ?? [];
+  for (const client of clients) destroySocket(client);
+}
+
+/** Destroys a pg client's socket: for peers that will never answer a polite goodbye. */
+export function destroySocket(client: Client): void {
+  (
+    client as unknown as { connection?: { stream?: { destroy(): void } } }
+  ).connection?.stream?.destroy();
 }
 
 /** The pool had no free connection within `postgres.pool.connectionTimeoutMs`. */

@@ -9,6 +9,7 @@ import {
   PostgresOptionsSchema,
   PostgresPoolOptionsSchema,
   RedisOptionsSchema,
+  ShutdownOptionsSchema,
   SseStreamOptionsSchema,
 } from '../../src/config/options.schema';
 
@@ -46,6 +47,7 @@ describe('docs/configuration.md', () => {
     ['idempotency', validated(IdempotencyOptionsSchema)],
     ['health', validated(HealthOptionsSchema)],
     ['metrics', validated(MetricsOptionsSchema)],
+    ['shutdown', validated(ShutdownOptionsSchema)],
   ];
 
   it.each(groups)('documents every `%s` option in its table', (group, options) => {

@@ -12,6 +12,7 @@ import {
   SSE_EVENT_SERIALIZER,
   SSE_MODULE_OPTIONS,
   SSE_STREAM_DEFAULTS,
+  SHUTDOWN_DEFAULTS,
   SseConfigError,
   SseEventSerializer,
   SseHub,
@@ -41,6 +42,7 @@ describe('option validation (pure)', () => {
       idempotency: IDEMPOTENCY_DEFAULTS,
       health: HEALTH_DEFAULTS,
       metrics: METRICS_DEFAULTS,
+      shutdown: SHUTDOWN_DEFAULTS,
     });
     expect(resolveSseModuleOptions({ sse: { retryMs: 0 } }).sse).toEqual({
       ...SSE_STREAM_DEFAULTS,
