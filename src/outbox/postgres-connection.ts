@@ -141,6 +141,8 @@ export class PostgresConnection implements OnApplicationShutdown {
    * connection rather than pooling a dead one.
    */
   private guard(client: PoolClient): PoolClient {
+    // The embedded adapter's clients have no socket to lose, and are no EventEmitters.
+    if (typeof client.on !== 'function') return client;
     let lost: Error | undefined;
     const onError = (error: Error) => {
       lost ??= error;
