@@ -248,6 +248,12 @@ export class OutboxRelay implements OnApplicationBootstrap, BeforeApplicationShu
    */
   attach(connection: SseConnection, topics: string[], lastEventId: string | undefined): void {
     if (lastEventId === undefined) {
+      // A stream that has received no event yet would, if cut, reconnect without an id and
+      // miss what was published meanwhile, with no reset to tell it. So it is given the
+      // position it starts after, as an id-only message: EventSource records it as the last
+      // event id and dispatches nothing. (Not before the relay delivered its first event: its
+      // start position names no event, which another instance could not resume from.)
+      if (this.position.id > 0n) connection.write(`id: ${formatEventId(this.position)}\n\n`);
       connection.onTeardown(this.hub.subscribe(topics, connection));
       return;
     }

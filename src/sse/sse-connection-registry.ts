@@ -111,6 +111,7 @@ export class SseConnectionRegistry implements BeforeApplicationShutdown, OnAppli
       clientKey,
       this.options.sse.maxBufferedBytes,
       (c, reason) => this.closed(c, reason),
+      this.options.sse.slowConsumerMs,
     );
     connection.onTeardown(() => slot.release());
     this.connections.add(connection);
@@ -124,7 +125,7 @@ export class SseConnectionRegistry implements BeforeApplicationShutdown, OnAppli
     if (reason === 'slow-consumer') {
       this.counters.slowConsumers++;
       this.logger.warn(
-        `Disconnected a slow SSE client (${connection.clientKey}): over maxBufferedBytes`,
+        `Disconnected a slow SSE client (${connection.clientKey}): over sse.maxBufferedBytes for sse.slowConsumerMs`,
       );
     }
     if (this.connections.size === 0) this.stopTicker();

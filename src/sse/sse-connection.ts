@@ -34,17 +34,19 @@ export class SseConnection implements SseSubscriber {
   private readonly cleanups: Array<() => void> = [];
   /** Live batches held back while a replay is being written. */
   private pending?: SseBatch[];
-  private pendingBytes = 0;
   /** Live events at or before this position were already seen by the client. */
   private seenThrough?: OutboxPosition;
   /** The socket to write chunks to directly (null: use `response.write()`); found on first write. */
   private directSocket?: Socket | null;
+  /** Armed while the unsent backlog is above maxBufferedBytes; see {@link afterWrite}. */
+  private slowTimer?: NodeJS.Timeout;
 
   constructor(
     readonly response: ServerResponse,
     readonly clientKey: string,
     private readonly maxBufferedBytes: number,
     private readonly onClose: (connection: SseConnection, reason: SseCloseReason) => void,
+    private readonly slowConsumerMs = 5_000,
   ) {
     response.once('close', () => this.close('client'));
   }
@@ -62,7 +64,6 @@ export class SseConnection implements SseSubscriber {
   /** Holds live batches back until {@link endReplay}; replayed events are written directly. */
   beginReplay(): void {
     this.pending = [];
-    this.pendingBytes = 0;
   }
 
   /**
@@ -79,9 +80,9 @@ export class SseConnection implements SseSubscriber {
   deliver(batch: SseBatch): void {
     if (this.closed) return;
     if (this.pending) {
+      // Held while a replay is written; the buffers are the batches every subscriber shares, and
+      // the replay that holds them is bounded in time (postgres.queryTimeoutMs).
       this.pending.push(batch);
-      this.pendingBytes += batch.bytes.length;
-      if (this.pendingBytes > this.maxBufferedBytes) this.close('slow-consumer');
       return;
     }
     const seen = this.seenThrough;
@@ -96,7 +97,15 @@ export class SseConnection implements SseSubscriber {
       );
       return;
     }
-    this.write(batch.bytes);
+    this.writeBatch(batch);
+  }
+
+  /** Writes a batch as the one HTTP chunk every subscriber of it shares (built on first use). */
+  private writeBatch(batch: SseBatch): void {
+    if (this.closed) return;
+    const socket = this.socket();
+    if (!socket) return this.write(batch.bytes);
+    this.writeChunk(socket, (batch.chunk ??= httpChunk(batch.bytes)));
   }
 
   /** Writes SSE bytes (frames, comments) to the stream. */
@@ -125,19 +134,33 @@ export class SseConnection implements SseSubscriber {
     this.afterWrite(socket);
   }
 
+  /**
+   * writableLength counts what neither the response nor the socket could hand to the kernel yet.
+   * Above maxBufferedBytes the client is suspected, not judged: one big transaction or replay
+   * lands here even for a client that reads as fast as it can. A client that reads drains below
+   * the mark within slowConsumerMs; one that is still above it then is not reading, and is cut
+   * (it resumes by id; nothing is lost). Meanwhile the backlog holds references to the buffers
+   * all subscribers share, not copies, so suspects cost little memory of their own.
+   */
   private afterWrite(socket?: Socket): void {
     this.idleTicks = 0;
-    // writableLength counts what neither the response nor the socket could hand to the kernel:
-    // a client that stopped reading. Cutting it frees that memory at once; it resumes by id.
-    if ((socket ?? this.response).writableLength > this.maxBufferedBytes) {
-      this.close('slow-consumer');
-    }
+    if (this.slowTimer || this.backlog(socket) <= this.maxBufferedBytes) return;
+    this.slowTimer = setTimeout(() => {
+      this.slowTimer = undefined;
+      if (this.backlog(this.socket()) > this.maxBufferedBytes) this.close('slow-consumer');
+    }, this.slowConsumerMs);
+    this.slowTimer.unref();
+  }
+
+  private backlog(socket: Socket | undefined): number {
+    return (socket ?? this.response).writableLength;
   }
 
   close(reason: SseCloseReason): void {
     if (this.closed) return;
     this.closed = true;
     this.pending = undefined;
+    clearTimeout(this.slowTimer);
     for (const cleanup of this.cleanups.splice(0)) {
       try {
         cleanup();

@@ -31,18 +31,19 @@ function openStalledClient(url: string): Promise<net.Socket> {
   });
 }
 
-const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
+/** Paces the publisher, so the stalled client's slowConsumerMs window passes during the loop. */
+const pause = () => new Promise<void>((resolve) => setTimeout(resolve, 5));
 
 describe('backpressure', () => {
   let t: TestApp;
   beforeAll(async () => {
     t = await startApp([FeedController], {
-      sse: { maxBufferedBytes: 256 * 1024, heartbeatMs: 60_000 },
+      sse: { maxBufferedBytes: 256 * 1024, slowConsumerMs: 200, heartbeatMs: 60_000 },
     });
   });
   afterAll(() => t.close());
 
-  it('cuts a client that stops reading once its unsent buffer passes maxBufferedBytes; others get everything', async () => {
+  it('cuts a client whose unsent buffer stays above maxBufferedBytes for slowConsumerMs; others get everything', async () => {
     const registry = t.app.get(SseConnectionRegistry);
     const hub = t.app.get(SseHub);
     const fast = new RecordingEventSource(`${t.url}/feed`);
@@ -56,7 +57,7 @@ describe('backpressure', () => {
     while (registry.stats.slowConsumers === 0 && published < 4000) {
       hub.publish('feed', { id: String(published), data: payload });
       published++;
-      await tick();
+      await pause();
     }
     expect(registry.stats.slowConsumers).toBe(1);
     expect(registry.stats.open).toBe(1);
