@@ -96,6 +96,7 @@ export type { FingerprintStrategy, FingerprintInput } from './idempotency/finger
 export {
   IDEMPOTENCY_SCOPE_RESOLVER,
   UserIdempotencyScopeResolver,
+  IdempotencyScopeError,
 } from './idempotency/idempotency-scope';
 export type { IdempotencyScopeResolver } from './idempotency/idempotency-scope';
 export { parseIdempotencyKey } from './idempotency/idempotency-key';

@@ -4,7 +4,7 @@ import { HttpAdapterHost, ModulesContainer, Reflector } from '@nestjs/core';
 import { isUtf8 } from 'node:buffer';
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { parseIdempotencyKey } from './idempotency-key';
+import { headerLines, parseIdempotencyKey } from './idempotency-key';
 import { IdempotencyProblem, IdempotencyProblemFilter } from './idempotency-problem';
 import { IdempotentReplay } from './idempotency-replay';
 import { AcquireResult, StoredResponse } from './idempotency-store';
@@ -211,7 +211,7 @@ export class IdempotencyExecutor implements OnModuleInit {
   > {
     const { idempotency } = this.service.options;
     const parsed = parseIdempotencyKey(
-      request.headers[idempotency.header.toLowerCase()],
+      headerLines(request, idempotency.header.toLowerCase()),
       idempotency.keyMaxLength,
     );
     if (!parsed.ok) {

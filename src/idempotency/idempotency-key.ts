@@ -51,3 +51,23 @@ function unquoteSfString(value: string): string | undefined {
   }
   return out;
 }
+
+/**
+ * The lines of header `lowerName` as the client sent them: `undefined` (none), the value (one),
+ * or every value (several). Node joins repeated lines of headers it does not know into one
+ * `"a, b"`, which would read as a single key containing a comma; `rawHeaders` keeps them apart.
+ */
+export function headerLines(
+  request: { headers: Record<string, string | string[] | undefined>; rawHeaders?: string[] },
+  lowerName: string,
+): string | string[] | undefined {
+  const joined = request.headers[lowerName];
+  const raw = request.rawHeaders;
+  if (joined === undefined || !raw) return joined;
+  const lines: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i].length === lowerName.length && raw[i].toLowerCase() === lowerName)
+      lines.push(raw[i + 1]);
+  }
+  return lines.length === 1 ? lines[0] : lines.length === 0 ? joined : lines;
+}

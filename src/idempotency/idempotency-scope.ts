@@ -13,13 +13,37 @@ export interface IdempotencyScopeResolver {
 
 export const IDEMPOTENCY_SCOPE_RESOLVER = Symbol('IDEMPOTENCY_SCOPE_RESOLVER');
 
-/** `req.user.id`, else `req.user.sub` (JWT subject); no user → no scope. */
+/**
+ * A request carries a principal (`req.user`) that the scope resolver cannot identify. Falling back
+ * to the shared scope would let one principal replay another's stored response, so the request
+ * fails instead (500, logged), with the fix named.
+ */
+export class IdempotencyScopeError extends Error {
+  override readonly name = 'IdempotencyScopeError';
+}
+
+/**
+ * `req.user.id`, else `req.user.sub` (JWT subject); no `req.user` at all → no scope. A
+ * `req.user` with neither (say `{ userId }`, the shape of NestJS's JWT example) throws
+ * {@link IdempotencyScopeError}: it is a principal, and it must not share a key space.
+ */
 @Injectable()
 export class UserIdempotencyScopeResolver implements IdempotencyScopeResolver {
   resolve(
-    request: IncomingMessage & { user?: { id?: unknown; sub?: unknown } },
+    request: IncomingMessage & { user?: { id?: unknown; sub?: unknown } | null },
   ): string | undefined {
-    const id = request.user?.id ?? request.user?.sub;
-    return id === undefined || id === null ? undefined : String(id);
+    const user = request.user;
+    if (user === undefined || user === null) return undefined;
+    const id = typeof user === 'object' ? (user.id ?? user.sub) : undefined;
+    if (id === undefined || id === null || id === '') {
+      const shape = typeof user === 'object' ? `{ ${Object.keys(user).join(', ')} }` : typeof user;
+      throw new IdempotencyScopeError(
+        `req.user (${shape}) has no id or sub, so idempotency keys cannot be scoped to it, and ` +
+          "sharing one key space would let one principal replay another's response. Give the " +
+          'route @Idempotent({ scope: (req) => req.user.userId }), provide ' +
+          'IDEMPOTENCY_SCOPE_RESOLVER for the module, or set scope: false to share keys on purpose.',
+      );
+    }
+    return String(id);
   }
 }

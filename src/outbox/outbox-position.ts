@@ -9,20 +9,26 @@ export interface OutboxPosition {
 }
 
 const EVENT_ID = /^(\d{1,20})-(\d{1,20})$/;
-const MAX_U64 = (1n << 64n) - 1n;
+/** `tx_id` is an xid8 (unsigned 64-bit); `id` a bigint (signed 64-bit). */
+const MAX_TX_ID = (1n << 64n) - 1n;
+const MAX_ID = (1n << 63n) - 1n;
 
 /** The event id sent as `id:`: `<txId>-<id>` in decimal. Opaque to clients. */
 export function formatEventId(position: OutboxPosition): string {
   return `${position.txId}-${position.id}`;
 }
 
-/** Parses an event id; undefined for anything that is not one (a client's `Last-Event-ID`). */
+/**
+ * Parses an event id; undefined for anything that is not one (a client's `Last-Event-ID`),
+ * including numbers outside the columns' ranges, so client input never reaches a query it
+ * would fail.
+ */
 export function parseEventId(value: string): OutboxPosition | undefined {
   const match = EVENT_ID.exec(value);
   if (!match) return undefined;
   const txId = BigInt(match[1]);
   const id = BigInt(match[2]);
-  if (txId > MAX_U64 || id > MAX_U64) return undefined;
+  if (txId > MAX_TX_ID || id > MAX_ID) return undefined;
   return { txId, id };
 }
 

@@ -187,11 +187,15 @@ export class OutboxRelay implements OnApplicationBootstrap, BeforeApplicationShu
     } catch (error) {
       // Position is unchanged: the next notification or poll retries from the same place.
       this.stats.errors++;
-      if (Date.now() - this.lastErrorLogAt > 5_000) {
-        this.lastErrorLogAt = Date.now();
-        this.logger.warn(`Outbox read failed (will retry): ${(error as Error).message}`);
-      }
+      this.warnThrottled(`Outbox read failed (will retry): ${(error as Error).message}`);
     }
+  }
+
+  /** One warning per 5 s at most: an outage must not turn every request into a log line. */
+  private warnThrottled(message: string): void {
+    if (Date.now() - this.lastErrorLogAt < 5_000) return;
+    this.lastErrorLogAt = Date.now();
+    this.logger.warn(message);
   }
 
   /**
@@ -273,7 +277,9 @@ export class OutboxRelay implements OnApplicationBootstrap, BeforeApplicationShu
           : this.replay(connection, topics, after, upTo, lastEventId),
       )
       .catch((error) => {
-        this.logger.warn(`Replay failed: ${(error as Error).message}`);
+        this.warnThrottled(
+          `Replay failed (the client was sent a reset): ${(error as Error).message}`,
+        );
         this.reset(connection, 'replay-failed', lastEventId);
       });
   }

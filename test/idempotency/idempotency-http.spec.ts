@@ -16,6 +16,7 @@ import {
 } from '@nestjs/common';
 import { IsInt, IsString } from 'class-validator';
 import { Cluster } from 'ioredis';
+import * as http from 'node:http';
 import { once } from 'node:events';
 import { Idempotent, IdempotencyService, SseModuleOptions } from '../../src';
 import { startApp, TestApp } from '../support/http';
@@ -41,6 +42,16 @@ class HeaderAuth implements CanActivate {
     const user = request.headers['x-user'];
     if (!user) return false;
     request.user = { id: user };
+    return true;
+  }
+}
+
+/** The shape of NestJS's own JWT example: a principal with neither `id` nor `sub`. */
+@Injectable()
+class UserIdAuth implements CanActivate {
+  canActivate(context: ExecutionContext): boolean {
+    const request = context.switchToHttp().getRequest();
+    request.user = { userId: request.headers['x-user'], username: 'someone' };
     return true;
   }
 }
@@ -104,6 +115,20 @@ class OrdersController {
     return { count: ran('secure'), body };
   }
 
+  @Post('jwt-shaped')
+  @UseGuards(UserIdAuth)
+  @Idempotent()
+  jwtShaped(@Body() body: unknown) {
+    return { count: ran('jwt-shaped'), body };
+  }
+
+  @Post('jwt-shaped/scoped')
+  @UseGuards(UserIdAuth)
+  @Idempotent({ scope: (request) => String(request.user.userId) })
+  jwtScoped(@Body() body: unknown) {
+    return { count: ran('jwt-scoped'), body };
+  }
+
   @Post('cookie')
   @Idempotent({ storedHeaders: ['set-cookie', 'x-request-cost'] })
   cookie(@Res({ passthrough: true }) response: { setHeader(name: string, value: string): void }) {
@@ -144,6 +169,17 @@ async function post(
     body: typeof body === 'string' ? body : JSON.stringify(body),
   });
   return { status: response.status, headers: response.headers, text: await response.text() };
+}
+
+/** Resolves once `count` of `promises` have settled (whatever their outcome). */
+function settled(promises: Promise<unknown>[], count: number): Promise<void> {
+  let done = 0;
+  return new Promise((resolve) => {
+    for (const promise of promises)
+      void promise.finally(() => {
+        if (++done === count) resolve();
+      });
+  });
 }
 
 interface Backend {
@@ -315,12 +351,14 @@ function idempotencySuite(label: string, setup: () => Promise<Backend>) {
         post(i % 2 ? a : b, '/slow', {}, { 'idempotency-key': key }),
       );
       await inHandler;
-      // Let the rest arrive while the first holds the lease; then let it finish.
-      setTimeout(() => open(), 200);
+      // The first holds the lease until the gate opens, so every other request is answered
+      // while it runs: they are concurrent however slow the machine is.
+      await settled(replies, 49);
+      open();
       const statuses = (await Promise.all(replies)).map((r) => r.status);
       expect(runs.slow).toBe(1);
-      expect(statuses.filter((s) => s === 201).length).toBeGreaterThanOrEqual(1);
-      expect(statuses.every((s) => s === 201 || s === 409)).toBe(true);
+      expect(statuses.filter((s) => s === 201)).toHaveLength(1);
+      expect(statuses.filter((s) => s === 409)).toHaveLength(49);
       const after = await post(a, '/slow', {}, { 'idempotency-key': key });
       expect(after.status).toBe(201);
       expect(after.headers.get('idempotent-replayed')).toBe('true');
@@ -341,14 +379,17 @@ function idempotencySuite(label: string, setup: () => Promise<Backend>) {
         })),
       );
       await inHandler;
-      setTimeout(() => open(), 200);
+      await settled(replies, 29); // all answered while the first still runs
+      open();
       const results = await Promise.all(replies);
       expect(runs.slow).toBe(1);
-      // Whichever body won the race, every request with the other body is a 422, never a 409.
-      const winner = results.find((r) => r.status === 201)!.variant;
+      // Whichever body won the race, every request with the other body is a 422, the others
+      // with its body a 409.
+      const winners = results.filter((r) => r.status === 201);
+      expect(winners).toHaveLength(1);
       for (const result of results) {
-        if (result.variant === winner) expect([201, 409]).toContain(result.status);
-        else expect(result.status).toBe(422);
+        if (result === winners[0]) continue;
+        expect(result.status).toBe(result.variant === winners[0].variant ? 409 : 422);
       }
     });
 
@@ -400,12 +441,87 @@ function idempotencySuite(label: string, setup: () => Promise<Backend>) {
       );
     });
 
-    it('counts outcomes', () => {
+    it('counts outcomes', async () => {
       const stats = a.app.get(IdempotencyService).stats;
-      expect(stats.first).toBeGreaterThan(0);
-      expect(stats.replay).toBeGreaterThan(0);
-      expect(stats.conflict).toBeGreaterThan(0);
-      expect(stats.mismatch).toBeGreaterThan(0);
+      const before = { ...stats };
+      const key = freshKey();
+      await post(a, '/orders', { n: 1 }, { 'idempotency-key': key });
+      await post(a, '/orders', { n: 1 }, { 'idempotency-key': key });
+      await post(a, '/orders', { n: 2 }, { 'idempotency-key': key });
+      let open!: () => void;
+      gate = new Promise((resolve) => (open = resolve));
+      const inHandler = new Promise<void>((resolve) => (entered = resolve));
+      const slowKey = freshKey();
+      const first = post(a, '/slow', {}, { 'idempotency-key': slowKey });
+      await inHandler;
+      await post(a, '/slow', {}, { 'idempotency-key': slowKey });
+      open();
+      await first;
+      expect(stats.first - before.first).toBe(2);
+      expect(stats.replay - before.replay).toBe(1);
+      expect(stats.mismatch - before.mismatch).toBe(1);
+      expect(stats.conflict - before.conflict).toBe(1);
+    });
+
+    it('refuses two Idempotency-Key header lines (Node would join them into one key)', async () => {
+      const reply = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const request = http.request(`${a.url}/orders`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'idempotency-key': ['a', 'b'] },
+        });
+        request.on('response', (response) => {
+          let body = '';
+          response.on('data', (chunk) => (body += chunk));
+          response.on('end', () => resolve({ status: response.statusCode!, body }));
+        });
+        request.on('error', reject);
+        request.end('{}');
+      });
+      expect(reply.status).toBe(400);
+      expect(JSON.parse(reply.body)).toMatchObject({
+        type: 'urn:nestjs-durable-sse:idempotency:key-invalid',
+      });
+      expect(runs.create).toBeUndefined();
+      // One line whose value holds a comma is one key.
+      const comma = await post(a, '/orders', {}, { 'idempotency-key': `"${freshKey()}, x"` });
+      expect(comma.status).toBe(201);
+    });
+
+    it('never lets a principal it cannot identify share a scope: req.user = { userId } fails loudly', async () => {
+      const key = freshKey();
+      const alice = await post(
+        a,
+        '/jwt-shaped',
+        { x: 1 },
+        { 'idempotency-key': key, 'x-user': 'alice' },
+      );
+      const bob = await post(
+        a,
+        '/jwt-shaped',
+        { x: 1 },
+        { 'idempotency-key': key, 'x-user': 'bob' },
+      );
+      for (const reply of [alice, bob]) {
+        expect(reply.status).toBe(500);
+        expect(reply.text).not.toContain('count');
+      }
+      expect(runs['jwt-shaped']).toBeUndefined();
+      // With the fix the error names (a scope function), each principal has its own key space.
+      const aliceScoped = await post(
+        a,
+        '/jwt-shaped/scoped',
+        { x: 1 },
+        { 'idempotency-key': key, 'x-user': 'alice' },
+      );
+      const bobScoped = await post(
+        b,
+        '/jwt-shaped/scoped',
+        { x: 1 },
+        { 'idempotency-key': key, 'x-user': 'bob' },
+      );
+      expect(JSON.parse(aliceScoped.text).count).toBe(1);
+      expect(JSON.parse(bobScoped.text).count).toBe(2);
+      expect(bobScoped.headers.get('idempotent-replayed')).toBeNull();
     });
 
     it('rejects a request body that is not JSON before taking a key', async () => {

@@ -93,6 +93,8 @@ describe('resuming topic streams from the outbox', () => {
   it.each([
     ['malformed', 'not-an-id'],
     ['malformed', '12-'],
+    // Above PostgreSQL's bigint (the id column): refused before any query.
+    ['malformed', '1-9223372036854775808'],
     ['unknown', '999999999999-1'],
   ])(
     'answers a %s Last-Event-ID (%s) with one reset, then continues live',
