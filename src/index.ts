@@ -63,7 +63,7 @@ export type { SseClientKeyResolver } from './sse/sse-client-key-resolver';
 export { OutboxService } from './outbox/outbox.service';
 export type { OutboxEvent, OutboxQueryable } from './outbox/outbox.service';
 export { OutboxRelay, resetFrame } from './outbox/outbox-relay';
-export type { OutboxResetReason } from './outbox/outbox-relay';
+export type { OutboxLag, OutboxResetReason } from './outbox/outbox-relay';
 export { OutboxRetention } from './outbox/outbox-retention';
 export { PostgresConnection, PostgresPoolExhaustedError } from './outbox/postgres-connection';
 export { pglitePostgres } from './outbox/embedded/pglite-postgres';

@@ -20,6 +20,7 @@ import { OutboxRelay } from './outbox/outbox-relay';
 import { OutboxService } from './outbox/outbox.service';
 import { OutboxRetention } from './outbox/outbox-retention';
 import { PostgresConnection } from './outbox/postgres-connection';
+import { SseShutdown } from './lifecycle/sse-shutdown';
 import {
   IDEMPOTENCY_FINGERPRINT_STRATEGY,
   Sha256FingerprintStrategy,
@@ -78,6 +79,7 @@ import type { ResolvedSseModuleOptions } from './config/sse-module-options';
     SseHealthIndicators,
     SseHealthRoutes,
     SseMetrics,
+    SseShutdown,
   ],
   exports: [
     SseMetrics,

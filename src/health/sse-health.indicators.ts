@@ -76,13 +76,26 @@ export class SseHealthIndicators {
     return check.up(data);
   }
 
-  /** Events committed but not yet relayed, and the server's NOTIFY queue usage. */
+  /**
+   * Events committed but not yet relayed (down past `health.maxOutboxLagEvents`), events held
+   * back by a transaction open elsewhere (reported, never down: the cause is outside this
+   * instance), and the server's NOTIFY queue usage.
+   */
   async outboxLag(key = 'outbox_lag'): Promise<HealthIndicatorResult> {
     const check = this.indicators.check(key);
     const max = this.options.health.maxOutboxLagEvents;
     try {
       const lag = await this.bounded(this.relay.lag(max + 1));
-      const data = { behind: lag.behind, max, notificationQueueUsage: lag.notificationQueueUsage };
+      const data = {
+        behind: lag.behind,
+        max,
+        pendingEvents: lag.pendingEvents,
+        oldestPendingMs: lag.oldestPendingMs,
+        ...(lag.pendingEvents > 0 && this.relay.heldBackBy
+          ? { heldBackBy: this.relay.heldBackBy }
+          : {}),
+        notificationQueueUsage: lag.notificationQueueUsage,
+      };
       return lag.behind > max
         ? check.down({ ...data, message: 'the relay is behind' })
         : check.up(data);
@@ -91,12 +104,19 @@ export class SseHealthIndicators {
     }
   }
 
-  /** Room for more streams, and not shutting down. */
+  /** Draining or shutting down: readiness is 503 whatever the dependencies say. */
+  get stopping(): boolean {
+    return this.registry.isDraining || this.registry.isShuttingDown;
+  }
+
+  /** Room for more streams, and not draining or shutting down. */
   async sse(key = 'sse'): Promise<HealthIndicatorResult> {
     const check = this.indicators.check(key);
     const { open, max } = this.registry.stats;
-    const data = { open, max, shuttingDown: this.registry.isShuttingDown };
-    if (this.registry.isShuttingDown) return check.down({ ...data, message: 'shutting down' });
+    const { isDraining: draining, isShuttingDown: shuttingDown } = this.registry;
+    const data = { open, max, draining, shuttingDown };
+    if (shuttingDown) return check.down({ ...data, message: 'shutting down' });
+    if (draining) return check.down({ ...data, message: 'draining before shutdown' });
     if (open >= max) return check.down({ ...data, message: 'no room for more streams' });
     return check.up(data);
   }

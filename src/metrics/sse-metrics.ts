@@ -4,7 +4,8 @@ import type * as PromClient from 'prom-client';
 import { SSE_MODULE_OPTIONS } from '../config/tokens';
 import type { ResolvedSseModuleOptions } from '../config/sse-module-options';
 import { IdempotencyService } from '../idempotency/idempotency.service';
-import { OutboxRelay } from '../outbox/outbox-relay';
+import { OutboxLag, OutboxRelay } from '../outbox/outbox-relay';
+import { raceTimeout } from '../common/timeout';
 import { SseConnectionRegistry } from '../sse/sse-connection-registry';
 import { SseHub } from '../sse/sse-hub';
 
@@ -127,17 +128,67 @@ export class SseMetrics implements OnModuleInit {
     relay.onRead = (ms) => batches.observe(ms / 1000);
     const logger = this.logger;
     const maxLag = this.options.health.maxOutboxLagEvents;
+    const timeoutMs = this.options.health.timeoutMs;
+    // One bounded measurement per scrape, shared by the gauges below (prom-client collects them
+    // concurrently, and the relay coalesces concurrent calls). A scrape never waits on a dead
+    // database longer than health.timeoutMs: what could not be read is reported as such.
+    let measuredOk = false;
+    const measure = async (): Promise<OutboxLag | undefined> => {
+      if (!relay.enabled) return undefined;
+      try {
+        const lag = await raceTimeout(relay.lag(maxLag + 1), timeoutMs, () => {
+          throw new Error(`no answer within ${timeoutMs} ms (health.timeoutMs)`);
+        });
+        measuredOk = true;
+        return lag;
+      } catch (error) {
+        measuredOk = false;
+        logger.warn(`Could not measure the outbox lag: ${(error as Error).message}`);
+        return undefined;
+      }
+    };
+    let scrape: Promise<OutboxLag | undefined> | undefined;
+    const current = () => {
+      if (!scrape) {
+        scrape = measure();
+        // Cleared once every gauge of this scrape has read it.
+        void scrape.finally(() => setImmediate(() => (scrape = undefined)));
+      }
+      return scrape;
+    };
+    const lagGauge = (suffix: string, help: string, read: (lag: OutboxLag) => number) =>
+      new prom.Gauge({
+        name: name(suffix),
+        help,
+        registers,
+        async collect() {
+          const lag = await current();
+          if (lag) this.set(read(lag));
+        },
+      });
+    lagGauge(
+      'outbox_lag_events',
+      `Events committed and deliverable but not yet relayed by this instance (counted up to ${maxLag + 1})`,
+      (lag) => lag.behind,
+    );
+    lagGauge(
+      'outbox_pending_events',
+      `Committed events held back by a transaction still open elsewhere (counted up to ${maxLag + 1})`,
+      (lag) => lag.pendingEvents,
+    );
+    lagGauge(
+      'outbox_oldest_pending_seconds',
+      'Age of the oldest committed event held back by an open transaction (0 when none)',
+      (lag) => lag.oldestPendingMs / 1000,
+    );
     new prom.Gauge({
-      name: name('outbox_lag_events'),
-      help: `Events committed but not yet relayed by this instance (counted up to ${maxLag + 1})`,
+      name: name('outbox_lag_measured'),
+      help: '1 if this scrape measured the outbox gauges, 0 if PostgreSQL did not answer within health.timeoutMs (they then hold their last values)',
       registers,
       async collect() {
         if (!relay.enabled) return;
-        try {
-          this.set((await relay.lag(maxLag + 1)).behind);
-        } catch (error) {
-          logger.warn(`Could not measure the outbox lag: ${(error as Error).message}`);
-        }
+        await current();
+        this.set(measuredOk ? 1 : 0);
       },
     });
     return registry;

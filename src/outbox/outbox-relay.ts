@@ -1,10 +1,4 @@
-import {
-  BeforeApplicationShutdown,
-  Inject,
-  Injectable,
-  Logger,
-  OnApplicationBootstrap,
-} from '@nestjs/common';
+import { Inject, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
 import { once } from 'node:events';
 import { SSE_MODULE_OPTIONS } from '../config/tokens';
 import type { ResolvedSseModuleOptions } from '../config/sse-module-options';
@@ -37,6 +31,18 @@ interface OutboxRow {
 /** How long shutdown waits for an outbox read in flight. */
 const SHUTDOWN_READ_WAIT_MS = 1_000;
 
+/** What {@link OutboxRelay.lag} reports. */
+export interface OutboxLag {
+  /** Settled events this relay has not handed over yet (capped). */
+  behind: number;
+  /** Committed events not yet deliverable: a transaction open elsewhere holds them back (capped). */
+  pendingEvents: number;
+  /** Age of the oldest of those (ms; 0 when none). */
+  oldestPendingMs: number;
+  /** `pg_notification_queue_usage()`: how full the server's NOTIFY queue is (0 … 1). */
+  notificationQueueUsage: number;
+}
+
 export type OutboxResetReason =
   'malformed' | 'expired' | 'unknown' | 'too-far-behind' | 'replay-failed';
 
@@ -47,7 +53,7 @@ export type OutboxResetReason =
  * poll every `pollIntervalMs`.
  */
 @Injectable()
-export class OutboxRelay implements OnApplicationBootstrap, BeforeApplicationShutdown {
+export class OutboxRelay implements OnApplicationBootstrap {
   private readonly logger = new Logger('SseOutboxRelay');
   /**
    * Replays share the pool with the relay's live reads and with publishers. After a deploy or an
@@ -67,6 +73,14 @@ export class OutboxRelay implements OnApplicationBootstrap, BeforeApplicationShu
   private lastErrorLogAt = 0;
   /** Everything up to here has been handed to the hub. */
   private position: OutboxPosition = { txId: 0n, id: 0n };
+  private readonly lagQueries = new Map<string, Promise<OutboxLag>>();
+  /** The last lag measured, if any (for metrics that must not wait on a query). */
+  lastLag?: OutboxLag;
+  /** Since when committed events are reported held back past health.pendingWarnMs. */
+  private heldBackSince?: number;
+  /** The backend named in the last held-back warning. */
+  heldBackBy?: { pid: number; applicationName: string; state: string; ageMs: number };
+  private heldBackTimer?: NodeJS.Timeout;
   /** Called after every outbox read with its duration (for metrics). */
   onRead?: (durationMs: number, rows: number) => void;
   readonly stats = {
@@ -131,26 +145,94 @@ export class OutboxRelay implements OnApplicationBootstrap, BeforeApplicationShu
     this.listener.start();
     this.pollTimer = setInterval(() => this.wake(), this.options.outbox.pollIntervalMs);
     this.pollTimer.unref();
+    // Held-back events are noticed even where nothing polls health or metrics.
+    this.heldBackTimer = setInterval(
+      () => void this.lag().catch(() => undefined),
+      Math.max(this.options.outbox.pollIntervalMs, this.options.health.pendingWarnMs / 2),
+    );
+    this.heldBackTimer.unref();
     await raceTimeout(settled, 5_000, () => undefined);
   }
 
-  async beforeApplicationShutdown(): Promise<void> {
+  /** Stops reading and listening (SseShutdown calls it once streams are ended). Bounded. */
+  async stop(): Promise<void> {
     this.stopped = true;
     clearInterval(this.pollTimer);
+    clearInterval(this.heldBackTimer);
     await this.listener?.stop();
     // A read in flight is bounded by postgres.queryTimeoutMs; shutdown need not wait that long
     // (nothing is delivered once stopped, and the pool's end destroys the connection).
     if (this.reading) await raceTimeout(this.reading, SHUTDOWN_READ_WAIT_MS, () => undefined);
   }
 
-  /** Events committed but not yet handed over by this relay (counted up to `cap`). */
-  async lag(cap: number): Promise<{ behind: number; notificationQueueUsage: number }> {
+  /**
+   * How far this relay is behind, and what is held back (counts capped at `cap`, default
+   * `health.maxOutboxLagEvents + 1`). Concurrent calls share one query (health, metrics and the
+   * held-back watch all ask). Bounded by `postgres.queryTimeoutMs`.
+   */
+  lag(cap = this.options.health.maxOutboxLagEvents + 1): Promise<OutboxLag> {
+    const key = `${cap}`;
+    let running = this.lagQueries.get(key);
+    if (!running) {
+      running = this.measureLag(cap).finally(() => this.lagQueries.delete(key));
+      this.lagQueries.set(key, running);
+    }
+    return running;
+  }
+
+  private async measureLag(cap: number): Promise<OutboxLag> {
     const { rows } = await this.postgres.query(this.outbox.sql.lag, [
       this.position.txId.toString(),
       this.position.id.toString(),
       cap,
     ]);
-    return { behind: rows[0].behind, notificationQueueUsage: Number(rows[0].queue_usage) };
+    const lag: OutboxLag = {
+      behind: rows[0].behind,
+      pendingEvents: rows[0].pending,
+      oldestPendingMs: rows[0].oldest_pending_ms ?? 0,
+      notificationQueueUsage: Number(rows[0].queue_usage),
+    };
+    this.lastLag = lag;
+    await this.watchHeldBack(lag);
+    return lag;
+  }
+
+  /**
+   * Commit-safe order holds committed events back while any transaction that started before
+   * they committed is open, anywhere in the cluster. That is correct, but invisible unless
+   * said: past `health.pendingWarnMs` it is logged once, naming the blocking backend, and once
+   * more when delivery resumes. Readiness is not affected: the cause is outside this instance,
+   * and failing it would take every instance out at once.
+   */
+  private async watchHeldBack(lag: OutboxLag): Promise<void> {
+    const threshold = this.options.health.pendingWarnMs;
+    if (lag.pendingEvents === 0) {
+      if (this.heldBackSince !== undefined) {
+        this.logger.log('Outbox delivery resumed: no committed event is held back any more');
+      }
+      this.heldBackSince = undefined;
+      return;
+    }
+    if (lag.oldestPendingMs < threshold || this.heldBackSince !== undefined) return;
+    this.heldBackSince = Date.now();
+    let blocker = 'the blocking transaction could not be identified';
+    try {
+      const { rows } = await this.postgres.query(this.outbox.sql.oldestTransaction);
+      if (rows[0]) {
+        const { pid, application_name: app, state, age_ms: age } = rows[0];
+        blocker = `held by backend pid ${pid} (${app || 'no application_name'}, ${state}, transaction open ${Math.round(age / 1000)} s)`;
+        this.heldBackBy = { pid, applicationName: app, state, ageMs: age };
+      } else {
+        blocker = 'held by a prepared transaction (see pg_prepared_xacts)';
+      }
+    } catch (error) {
+      blocker += `: ${(error as Error).message}`;
+    }
+    this.logger.warn(
+      `${lag.pendingEvents} committed outbox event(s) held back for ${Math.round(lag.oldestPendingMs / 1000)} s ` +
+        `by a transaction still open elsewhere, ${blocker}. Delivery is in commit-safe order and ` +
+        'resumes when it ends (see docs/operations.md#events-held-back).',
+    );
   }
 
   /** Asks for a read; coalesces with one already running. */

@@ -131,12 +131,30 @@ export function outboxSql(names: OutboxNames) {
     listening: `SELECT 1 FROM pg_listening_channels() AS c WHERE c = $1`,
 
     /**
-     * How far the relay at ($1, $2) is behind the settled head: events waiting (counted up to
-     * $3), and how full the server's NOTIFY queue is (0 … 1).
+     * How far the relay at ($1, $2) is behind: `behind`, settled events it has not read yet
+     * (counted up to $3); `pending`, committed events not yet deliverable because a transaction
+     * that started before they committed is still open somewhere (counted up to $3), and the age
+     * of the oldest of them; and how full the server's NOTIFY queue is (0 … 1).
      */
     lag: `SELECT (SELECT count(*) FROM (SELECT 1 FROM ${table} o
         WHERE (o.tx_id, o.id) > ($1::xid8, $2::bigint) AND o.${settled} LIMIT $3) waiting)::int AS behind,
-      pg_notification_queue_usage() AS queue_usage`,
+      held.pending, held.oldest_pending_ms,
+      pg_notification_queue_usage() AS queue_usage
+      FROM (SELECT count(*)::int AS pending,
+          floor(extract(epoch FROM clock_timestamp() - min(h.created_at)) * 1000)::float8 AS oldest_pending_ms
+        FROM (SELECT o.created_at FROM ${table} o
+          WHERE o.tx_id >= pg_snapshot_xmin(pg_current_snapshot()) LIMIT $3) h) held`,
+
+    /**
+     * The transaction holding delivery back: the oldest one with a transaction id, whose id is
+     * the snapshot xmin every relay waits behind (a prepared transaction shows in
+     * pg_prepared_xacts instead).
+     */
+    oldestTransaction: `SELECT pid, application_name, state,
+        floor(extract(epoch FROM clock_timestamp() - xact_start) * 1000)::float8 AS age_ms
+      FROM pg_stat_activity
+      WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid()
+      ORDER BY age(backend_xid) DESC LIMIT 1`,
 
     listen: `LISTEN ${q(names.channel)}`,
   };

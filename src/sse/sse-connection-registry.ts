@@ -1,10 +1,4 @@
-import {
-  BeforeApplicationShutdown,
-  Inject,
-  Injectable,
-  Logger,
-  OnApplicationShutdown,
-} from '@nestjs/common';
+import { Inject, Injectable, Logger, OnApplicationShutdown } from '@nestjs/common';
 import { SSE_MODULE_OPTIONS } from '../config/tokens';
 import type { ResolvedSseModuleOptions } from '../config/sse-module-options';
 import { SseCloseReason, SseConnection } from './sse-connection';
@@ -31,13 +25,14 @@ export interface SseSlot {
  * is ever silent for longer than heartbeatMs. The timer only exists while streams are open.
  */
 @Injectable()
-export class SseConnectionRegistry implements BeforeApplicationShutdown, OnApplicationShutdown {
+export class SseConnectionRegistry implements OnApplicationShutdown {
   private readonly logger = new Logger('SseConnectionRegistry');
   private readonly connections = new Set<SseConnection>();
   private readonly perClient = new Map<string, number>();
   private reserved = 0;
   private ticker: NodeJS.Timeout | undefined;
   private shuttingDown = false;
+  private draining = false;
   private readonly counters = { opened: 0, slowConsumers: 0 };
   private emptyWaiters: Array<() => void> = [];
 
@@ -48,8 +43,19 @@ export class SseConnectionRegistry implements BeforeApplicationShutdown, OnAppli
     return this.reserved;
   }
 
+  /** New streams are refused and open ones ended (after the drain window, if any). */
   get isShuttingDown(): boolean {
     return this.shuttingDown;
+  }
+
+  /** Readiness reports 503 so load balancers stop sending; streams are still served. */
+  get isDraining(): boolean {
+    return this.draining && !this.shuttingDown;
+  }
+
+  /** Starts the drain window of a shutdown (see SseShutdown). */
+  beginDrain(): void {
+    this.draining = true;
   }
 
   get stats(): {
@@ -153,8 +159,12 @@ export class SseConnectionRegistry implements BeforeApplicationShutdown, OnAppli
     this.stopTicker();
   }
 
-  // Open streams keep the HTTP server's close() waiting forever, so they end before it runs.
-  beforeApplicationShutdown(): void {
+  /**
+   * Refuses new streams and ends every open one. Open streams keep the HTTP server's close()
+   * waiting forever, so SseShutdown calls this before Nest closes the server.
+   */
+  shutdown(): void {
+    this.draining = true;
     this.shuttingDown = true;
     this.closeAll();
   }

@@ -1,6 +1,7 @@
 // The fault model of DESIGN §4 against a private PostgreSQL: connections that die loudly
 // (terminated, idle_in_transaction_session_timeout) and silently (a frozen network path).
-import { Controller } from '@nestjs/common';
+import { Controller, Logger } from '@nestjs/common';
+import { Client } from 'pg';
 import type { PoolClient } from 'pg';
 import { OutboxRelay, OutboxService, PostgresConnection, Sse, SseModuleOptions } from '../../src';
 import { raceTimeout } from '../../src/common/timeout';
@@ -211,5 +212,101 @@ describe('chaos: PostgreSQL connections dying (private server)', () => {
         await proxy.close();
       }
     }, 30_000);
+  });
+
+  describe('a transaction held open elsewhere', () => {
+    it('holds delivery back visibly: pendingEvents and oldestPendingMs in /health and metrics, one log naming the backend, readiness up', async () => {
+      const warn = jest.spyOn(Logger.prototype, 'warn');
+      const t = await startApp([FeedController], {
+        ...options(pg.url),
+        outbox: { pollIntervalMs: 200, listenerCheckMs: 500, table: 'held_back' },
+        health: { cacheMs: 0, pendingWarnMs: 300 },
+        metrics: { path: 'metrics' },
+      });
+      const client = new RecordingEventSource(`${t.url}/feed`);
+      const blocker = new Client({ connectionString: pg.url, application_name: 'long-report' });
+      await blocker.connect();
+      try {
+        await client.opened();
+        await blocker.query('BEGIN');
+        const { rows } = await blocker.query(
+          'SELECT pg_backend_pid() AS pid, pg_current_xact_id() AS xid',
+        );
+        const outbox = t.app.get(OutboxService);
+        const ids: string[] = [];
+        for (let i = 0; i < 20; i++) {
+          ids.push(
+            ...(await outbox.transaction((tx) => outbox.publish(tx, { topic: 'feed', data: i }))),
+          );
+        }
+        // Polled: the held-back state has no event to await; bounded by the test's timeout.
+        let lag: Record<string, any> = {};
+        while (!lag.heldBackBy) {
+          const response = await fetch(`${t.url}/health`);
+          expect(response.status).toBe(200); // a cause outside the instance: readiness stays up
+          lag = ((await response.json()) as any).details.outbox_lag;
+        }
+        expect(lag).toMatchObject({ status: 'up', behind: 0, pendingEvents: 20 });
+        expect(lag.oldestPendingMs).toBeGreaterThanOrEqual(300);
+        expect(lag.heldBackBy).toMatchObject({ pid: rows[0].pid, applicationName: 'long-report' });
+        const logged = warn.mock.calls.filter(([m]) => /held back/.test(String(m)));
+        expect(logged).toHaveLength(1);
+        expect(String(logged[0][0])).toContain(`pid ${rows[0].pid} (long-report`);
+
+        const metrics = await (await fetch(`${t.url}/metrics`)).text();
+        expect(metrics).toMatch(/^sse_outbox_pending_events 20$/m);
+        expect(metrics).toMatch(/^sse_outbox_lag_measured 1$/m);
+        expect(
+          Number(/^sse_outbox_oldest_pending_seconds (\S+)$/m.exec(metrics)![1]),
+        ).toBeGreaterThan(0);
+        expect(client.events).toHaveLength(0); // commit-safe order: nothing skipped ahead
+
+        await blocker.query('COMMIT');
+        await client.received(20);
+        expect(client.events.map((e) => e.lastEventId)).toEqual(ids);
+        const after = (await (await fetch(`${t.url}/health`)).json()) as any;
+        expect(after.details.outbox_lag).toMatchObject({ pendingEvents: 0, oldestPendingMs: 0 });
+        // Still one warning for the whole episode.
+        expect(warn.mock.calls.filter(([m]) => /held back/.test(String(m)))).toHaveLength(1);
+      } finally {
+        warn.mockRestore();
+        client.close();
+        await blocker.end().catch(() => undefined);
+        await t.close();
+      }
+    }, 30_000);
+  });
+
+  describe('/metrics with PostgreSQL silent', () => {
+    it('answers within health.timeoutMs and says what it could not read', async () => {
+      const proxy = await FaultProxy.start(pg.url);
+      const t = await startApp([FeedController], {
+        ...options(proxy.via(pg.url)),
+        outbox: { pollIntervalMs: 200, listenerCheckMs: 500, table: 'metrics_frozen' },
+        health: { timeoutMs: 500, cacheMs: 0 },
+        metrics: { path: 'metrics' },
+      });
+      try {
+        const warm = await (await fetch(`${t.url}/metrics`)).text();
+        expect(warm).toMatch(/^sse_outbox_lag_measured 1$/m);
+        proxy.freeze();
+        const frozen = await within(
+          3_000,
+          '/metrics with a frozen database',
+          fetch(`${t.url}/metrics`).then((r) => r.text()),
+        );
+        expect(frozen).toMatch(/^sse_outbox_lag_measured 0$/m);
+        expect(frozen).toMatch(/^sse_open_connections 0$/m); // the rest is still reported
+        const health = await within(
+          3_000,
+          '/health with a frozen database',
+          fetch(`${t.url}/health`),
+        );
+        expect(health.status).toBe(503);
+      } finally {
+        await within(5_000, 'app.close()', t.close());
+        await proxy.close();
+      }
+    });
   });
 });

@@ -1,10 +1,10 @@
 // Readiness and liveness over HTTP, with failures caused on private PostgreSQL and Redis servers.
 import { Controller } from '@nestjs/common';
 import { once } from 'node:events';
-import { OutboxRelay, Sse, SseConnectionRegistry } from '../../src';
+import { OutboxRelay, PostgresConnection, Sse, SseConnectionRegistry } from '../../src';
 import { openRaw } from '../support/http';
 import { startApp, TestApp } from '../support/http';
-import { withClient } from '../support/postgres';
+import { databaseUrl, dropSchema, uniqueSchema, withClient } from '../support/postgres';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { startPrivatePostgres, startPrivateRedis } = require('../support/services');
@@ -47,7 +47,7 @@ describe('health (private PostgreSQL and Redis)', () => {
       postgres: { connectionString: pg.url, pool: { connectionTimeoutMs: 500 } },
       redis: { url: redis.url, commandTimeoutMs: 300 },
       outbox: { pollIntervalMs: 100, listenerCheckMs: 300 },
-      health: { timeoutMs: 500 },
+      health: { timeoutMs: 500, cacheMs: 0 },
     });
   }, 60_000);
   afterAll(async () => {
@@ -153,13 +153,49 @@ describe('health routes', () => {
   });
 });
 
+describe('readiness under a fleet of load balancers', () => {
+  it('coalesces concurrent checks into one and reuses the answer for health.cacheMs; draining is reported at once', async () => {
+    const schema = uniqueSchema('healthcache');
+    const t = await startApp([StreamController], {
+      sse: { heartbeatMs: 60_000 },
+      postgres: { connectionString: databaseUrl(), schema },
+      health: { cacheMs: 60_000 },
+    });
+    const postgres = t.app.get(PostgresConnection);
+    const queries = jest.spyOn(postgres, 'query');
+    try {
+      const answers = await Promise.all(Array.from({ length: 20 }, () => health(t)));
+      expect(answers.every((a) => a.status === 200)).toBe(true);
+      const perCheck = queries.mock.calls.length;
+      expect(perCheck).toBeGreaterThan(0);
+      // 20 concurrent requests, then 20 more within cacheMs: still one check's worth of queries.
+      expect(perCheck).toBeLessThanOrEqual(3);
+      await Promise.all(Array.from({ length: 20 }, () => health(t)));
+      expect(queries.mock.calls.length).toBe(perCheck);
+      // The cache never hides a shutdown.
+      t.app.get(SseConnectionRegistry).beginDrain();
+      const draining = await health(t);
+      expect(draining.status).toBe(503);
+      expect(draining.body.error.sse).toMatchObject({ draining: true, shuttingDown: false });
+      // Draining still serves streams: load balancers stop first, clients are not refused yet.
+      const stream = await openRaw(`${t.url}/stream`);
+      expect(stream.status).toBe(200);
+      stream.close();
+    } finally {
+      queries.mockRestore();
+      await t.close();
+      await dropSchema(schema);
+    }
+  });
+});
+
 describe('readiness during shutdown', () => {
   it('turns 503 (sse.shuttingDown) and refuses new streams as soon as shutdown begins', async () => {
     const t = await startApp([StreamController], { sse: { heartbeatMs: 60_000 } });
     try {
       expect((await health(t)).status).toBe(200);
       // The first shutdown hook, as app.close() runs it before closing the HTTP server.
-      t.app.get(SseConnectionRegistry).beforeApplicationShutdown();
+      t.app.get(SseConnectionRegistry).shutdown();
       const draining = await health(t);
       expect(draining.status).toBe(503);
       expect(draining.body.error.sse).toMatchObject({ status: 'down', shuttingDown: true });

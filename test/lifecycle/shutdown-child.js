@@ -11,6 +11,11 @@ class AppController {
   pay() {
     return { ok: true };
   }
+  // A request in flight when SIGTERM arrives: it must still be answered.
+  async slow() {
+    await new Promise((resolve) => setTimeout(resolve, Number(process.env.SLOW_MS ?? 500)));
+    return { slow: true };
+  }
 }
 const decorate = (name, decorators) =>
   Object.defineProperty(
@@ -25,6 +30,7 @@ const decorate = (name, decorators) =>
   );
 decorate('stream', [durable.Sse('stream', { topic: 'shutdown' })]);
 decorate('pay', [Post('pay'), durable.Idempotent()]);
+decorate('slow', [Post('slow')]);
 Controller()(AppController);
 
 class AppModule {}
@@ -35,6 +41,10 @@ Module({
       postgres: { connectionString: process.env.DATABASE_URL, schema: process.env.SHUTDOWN_SCHEMA },
       redis: { url: process.env.REDIS_URL, keyPrefix: `${process.env.SHUTDOWN_SCHEMA}:` },
       outbox: { pollIntervalMs: 100, retentionIntervalMs: 1000 },
+      shutdown: {
+        drainMs: Number(process.env.DRAIN_MS ?? 0),
+        graceMs: Number(process.env.GRACE_MS ?? 10000),
+      },
     }),
   ],
   controllers: [AppController],
@@ -42,6 +52,7 @@ Module({
 
 async function main() {
   const app = await NestFactory.create(AppModule, { logger: ['error'] });
+  app.enableShutdownHooks();
   await app.listen(0, '127.0.0.1');
   process.on('message', async (message) => {
     if (message.cmd !== 'close') return;

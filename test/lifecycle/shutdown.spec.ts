@@ -1,6 +1,7 @@
 import { fork } from 'node:child_process';
 import { once } from 'node:events';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import { openRaw, RawStream } from '../support/http';
 import { dropSchema, uniqueSchema } from '../support/postgres';
@@ -54,3 +55,74 @@ describe('graceful shutdown (DESIGN §7)', () => {
     expect(code).toBe(0);
   }, 60_000);
 });
+
+describe('SIGTERM (DESIGN §7): drain, then a bounded close that waits on no client', () => {
+  const schema = uniqueSchema('sigterm');
+  afterAll(async () => {
+    await dropSchema(schema);
+    await withRedis(redisUrl(), async (redis) => {
+      const keys = await redis.keys(`${schema}:*`);
+      if (keys.length) await redis.del(...keys);
+    });
+  });
+
+  it('reports 503 for drainMs while still serving, answers the request in flight, closes silent and half-sent sockets, and exits', async () => {
+    if (!fs.existsSync(built))
+      throw new Error('dist/ is missing: run `npm run build` (npm test does)');
+    const drainMs = 1_500;
+    const graceMs = 1_000;
+    const app = fork(child, [], {
+      env: {
+        ...process.env,
+        SHUTDOWN_SCHEMA: schema,
+        DRAIN_MS: String(drainMs),
+        GRACE_MS: String(graceMs),
+        SLOW_MS: String(drainMs + 500),
+      },
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    const exited = once(app, 'exit');
+    const [ready] = (await once(app, 'message')) as [{ port: number }];
+    const url = `http://127.0.0.1:${ready.port}`;
+
+    const stream = await openRaw(`${url}/stream`);
+    await stream.until((text) => text.startsWith('retry'));
+    // A client that connected and says nothing, and one that stopped mid-request.
+    const silent = await connectRaw(ready.port, '');
+    const halfSent = await connectRaw(ready.port, 'POST /pay HTTP/1.1\r\nHost: x\r\nContent-Le');
+    const silentClosed = once(silent, 'close');
+    const halfSentClosed = once(halfSent, 'close');
+    // In flight across the whole drain window, on a connection of its own.
+    const inFlight = fetch(`${url}/slow`, { method: 'POST' });
+
+    const signalled = Date.now();
+    app.kill('SIGTERM');
+    // The drain starts once Nest's signal handler runs: polled, there is no event to await.
+    let status = 200;
+    while (status === 200) status = (await fetch(`${url}/health`)).status;
+    expect(status).toBe(503);
+    // Draining: load balancers are told, but nothing is refused or closed yet.
+    const during = await openRaw(`${url}/stream`);
+    expect(during.status).toBe(200);
+    expect(stream.response.complete).toBe(false);
+
+    expect((await inFlight).status).toBe(201);
+    await Promise.all([stream.ended, during.ended, silentClosed, halfSentClosed]);
+    // Nest's shutdown hooks re-raise the signal once app.close() has finished.
+    const [code, signal] = await exited;
+    expect({ code, signal }).toEqual({ code: null, signal: 'SIGTERM' });
+    // Bounded by drainMs + graceMs (+ the app's own shutdown), not by the clients (65 s before).
+    expect(Date.now() - signalled).toBeLessThan(drainMs + graceMs + 5_000);
+  }, 60_000);
+});
+
+/** A raw TCP connection to the app that sends `bytes` and then nothing. */
+function connectRaw(port: number, bytes: string): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host: '127.0.0.1', port }, () => {
+      if (bytes) socket.write(bytes);
+      resolve(socket);
+    });
+    socket.once('error', reject);
+  });
+}

@@ -1,0 +1,72 @@
+import {
+  BeforeApplicationShutdown,
+  Inject,
+  Injectable,
+  Logger,
+  OnApplicationShutdown,
+} from '@nestjs/common';
+import { HttpAdapterHost } from '@nestjs/core';
+import type { Server } from 'node:http';
+import { SSE_MODULE_OPTIONS } from '../config/tokens';
+import type { ResolvedSseModuleOptions } from '../config/sse-module-options';
+import { OutboxRelay } from '../outbox/outbox-relay';
+import { SseConnectionRegistry } from '../sse/sse-connection-registry';
+
+/**
+ * The module's shutdown, in order (DESIGN §7). Nest runs every provider's
+ * `beforeApplicationShutdown` at once, so the order lives here rather than in each part:
+ *
+ * 1. Readiness turns 503 (`draining`). On a signal, that lasts `shutdown.drainMs` before anything
+ *    is refused: load balancers notice and stop sending (Kubernetes removes the endpoint while
+ *    the SIGTERM is already on its way, so refusing at once would drop requests).
+ * 2. New streams are refused and open ones ended (clients resume elsewhere by id); the relay stops.
+ * 3. Nest closes the HTTP server, which waits for requests in flight. After `shutdown.graceMs`,
+ *    every socket still open is closed — idle keep-alive, silent, half-sent requests — so
+ *    `app.close()` never waits on a client.
+ */
+@Injectable()
+export class SseShutdown implements BeforeApplicationShutdown, OnApplicationShutdown {
+  private readonly logger = new Logger('SseShutdown');
+  private forceClose?: NodeJS.Timeout;
+
+  constructor(
+    @Inject(SSE_MODULE_OPTIONS) private readonly options: ResolvedSseModuleOptions,
+    private readonly registry: SseConnectionRegistry,
+    private readonly relay: OutboxRelay,
+    private readonly adapterHost: HttpAdapterHost,
+  ) {}
+
+  async beforeApplicationShutdown(signal?: string): Promise<void> {
+    const { drainMs, graceMs } = this.options.shutdown;
+    this.registry.beginDrain();
+    if (signal && drainMs > 0) {
+      this.logger.log(`${signal}: readiness is 503; draining for ${drainMs} ms before closing`);
+      await new Promise((resolve) => setTimeout(resolve, drainMs));
+    }
+    this.registry.shutdown();
+    await this.relay.stop();
+
+    const server = this.httpServer();
+    if (!server) return;
+    this.forceClose = setTimeout(() => {
+      this.logger.warn(
+        `Requests still open ${graceMs} ms into shutdown (shutdown.graceMs): closing every remaining connection`,
+      );
+      server.closeAllConnections?.();
+    }, graceMs);
+    // Never the reason the process stays alive: the sockets it closes are.
+    this.forceClose.unref();
+  }
+
+  onApplicationShutdown(): void {
+    clearTimeout(this.forceClose);
+  }
+
+  private httpServer(): Server | undefined {
+    try {
+      return this.adapterHost.httpAdapter?.getHttpServer?.() as Server | undefined;
+    } catch {
+      return undefined; // an application context without HTTP
+    }
+  }
+}
