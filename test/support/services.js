@@ -228,11 +228,16 @@ async function startRedisProcess(binary, extraArgs = () => []) {
   return server;
 }
 
-/** Starts a private redis-server on a free port; it keeps nothing on disk. */
-async function startPrivateRedis() {
+/**
+ * Starts a private redis-server on a free port. It keeps nothing on disk, unless `appendOnly`:
+ * then every write is in its AOF (fsync always) and survives a restart.
+ */
+async function startPrivateRedis({ appendOnly = false } = {}) {
   const binary = redisServerBinary();
   if (!binary) throw new Error('Redis is not installed (redis-server not on PATH)');
-  return startRedisProcess(binary);
+  return startRedisProcess(binary, () =>
+    appendOnly ? ['--appendonly', 'yes', '--appendfsync', 'always'] : [],
+  );
 }
 
 /**
