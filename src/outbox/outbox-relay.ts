@@ -295,9 +295,10 @@ export class OutboxRelay implements OnApplicationBootstrap {
       const live = this.hub.subscriberCount(row.topic) > 0;
       if (!live && !remember) continue;
       const position = positionOf(row);
-      const bytes = this.frame(row, position);
+      const frame = this.frameText(row, position);
       // Every topic, subscribed here or not: a client may resume on one nobody follows right now.
-      if (remember) this.recent.push(row.topic, position, bytes);
+      // The cache's copy then serves live delivery too.
+      const bytes = remember ? this.recent.push(row.topic, position, frame) : Buffer.from(frame);
       if (!live) continue;
       let run = runs[runs.length - 1];
       if (run?.topic !== row.topic) runs.push((run = { topic: row.topic, events: [] }));
@@ -318,13 +319,15 @@ export class OutboxRelay implements OnApplicationBootstrap {
   }
 
   private frame(row: OutboxRow, position: OutboxPosition): Buffer {
-    return Buffer.from(
-      encodeEvent({
-        id: formatEventId(position),
-        type: row.type ?? undefined,
-        data: this.serializer.serialize(row.payload),
-      }),
-    );
+    return Buffer.from(this.frameText(row, position));
+  }
+
+  private frameText(row: OutboxRow, position: OutboxPosition): string {
+    return encodeEvent({
+      id: formatEventId(position),
+      type: row.type ?? undefined,
+      data: this.serializer.serialize(row.payload),
+    });
   }
 
   /**

@@ -2,15 +2,26 @@ import { comparePositions, OutboxPosition } from './outbox-position';
 
 /**
  * What one held event costs beyond its bytes (the entry, its position's two bigints, the Buffer
- * object), counted against the budget so it bounds the memory actually used.
+ * view object), counted against the budget so it bounds the memory actually used.
  */
 export const ENTRY_OVERHEAD_BYTES = 200;
+
+/** Bounds of the arena chunks' size: an eighth of the budget, within these. */
+const MIN_CHUNK_BYTES = 4 * 1024;
+const MAX_CHUNK_BYTES = 1024 * 1024;
+
+/** One large allocation that frames are copied into, end to end. */
+interface Chunk {
+  buffer: Buffer;
+  used: number;
+}
 
 interface Entry {
   topic: string;
   position: OutboxPosition;
-  /** The event framed for SSE, as live streams received it. */
+  /** The event framed for SSE, as live streams received it: a view into {@link chunk}. */
   bytes: Buffer;
+  chunk: Chunk;
 }
 
 /**
@@ -19,16 +30,26 @@ interface Entry {
  * resuming client whose id is not older than that is replayed from memory: no query, no framing,
  * no pooled connection. That is what a reconnect storm needs (every client of a restarted
  * instance resuming at once, most of them a few seconds behind).
+ *
+ * Frames are copied into a few large chunks rather than held as small Buffers: a small Buffer
+ * lives in an 8 KiB pool slab shared with whatever else was allocated around it, and pins the
+ * whole slab, so 16 MiB of cached events held 56–84 MB. The budget counts the chunks themselves
+ * (plus {@link ENTRY_OVERHEAD_BYTES} per event), which is what is really held; eviction frees
+ * the oldest chunk whole.
  */
 export class RecentEvents {
   private entries: Entry[] = [];
   /** Index of the oldest entry still held; evicted ones are compacted away in bulk. */
   private head = 0;
-  private bytes = 0;
+  private readonly chunks: Chunk[] = [];
+  private chunkBytes = 0;
+  private readonly chunkSize: number;
   /** Every event after this position, up to the newest pushed, is held. */
   private startPosition?: OutboxPosition;
 
-  constructor(private readonly maxBytes: number) {}
+  constructor(private readonly maxBytes: number) {
+    this.chunkSize = Math.min(MAX_CHUNK_BYTES, Math.max(MIN_CHUNK_BYTES, Math.floor(maxBytes / 8)));
+  }
 
   get enabled(): boolean {
     return this.maxBytes > 0;
@@ -38,9 +59,9 @@ export class RecentEvents {
     return this.entries.length - this.head;
   }
 
-  /** Bytes counted against the budget (event bytes plus {@link ENTRY_OVERHEAD_BYTES} each). */
+  /** Bytes counted against the budget: the chunks held, plus {@link ENTRY_OVERHEAD_BYTES} per event. */
   get heldBytes(): number {
-    return this.bytes;
+    return this.chunkBytes + this.size * ENTRY_OVERHEAD_BYTES;
   }
 
   get start(): OutboxPosition | undefined {
@@ -51,19 +72,48 @@ export class RecentEvents {
   reset(position: OutboxPosition): void {
     this.entries = [];
     this.head = 0;
-    this.bytes = 0;
+    this.chunks.length = 0;
+    this.chunkBytes = 0;
     this.startPosition = position;
   }
 
-  /** Appends the next event in position order, evicting the oldest beyond `maxBytes`. */
-  push(topic: string, position: OutboxPosition, bytes: Buffer): void {
-    if (!this.enabled || !this.startPosition) return;
-    this.entries.push({ topic, position, bytes });
-    this.bytes += bytes.length + ENTRY_OVERHEAD_BYTES;
-    while (this.bytes > this.maxBytes && this.head < this.entries.length) {
-      const evicted = this.entries[this.head++];
-      this.bytes -= evicted.bytes.length + ENTRY_OVERHEAD_BYTES;
-      this.startPosition = evicted.position;
+  /**
+   * Appends the next event in position order, framed as `frame`, evicting the oldest beyond
+   * `maxBytes`. Returns the frame's bytes (held here when enabled), for live delivery to share.
+   */
+  push(topic: string, position: OutboxPosition, frame: string): Buffer {
+    if (!this.enabled || !this.startPosition) return Buffer.from(frame);
+    const length = Buffer.byteLength(frame);
+    const chunk = this.chunkFor(length);
+    chunk.buffer.write(frame, chunk.used);
+    const bytes = chunk.buffer.subarray(chunk.used, chunk.used + length);
+    chunk.used += length;
+    this.entries.push({ topic, position, bytes, chunk });
+    this.evict();
+    return bytes;
+  }
+
+  /** The chunk to copy a frame of `length` bytes into: the newest, or a new one. */
+  private chunkFor(length: number): Chunk {
+    const newest = this.chunks[this.chunks.length - 1];
+    if (newest && newest.buffer.length - newest.used >= length) return newest;
+    // allocUnsafeSlow: never from the shared pool, so nothing else shares (or pins) it. A frame
+    // larger than a quarter chunk gets an allocation of its own size.
+    const size = length > this.chunkSize / 4 ? length : this.chunkSize;
+    const chunk = { buffer: Buffer.allocUnsafeSlow(size), used: 0 };
+    this.chunks.push(chunk);
+    this.chunkBytes += size;
+    return chunk;
+  }
+
+  /** Frees the oldest chunks, and the events in them, while over budget. */
+  private evict(): void {
+    while (this.heldBytes > this.maxBytes && this.chunks.length > 0) {
+      const oldest = this.chunks.shift()!;
+      this.chunkBytes -= oldest.buffer.length;
+      while (this.head < this.entries.length && this.entries[this.head].chunk === oldest) {
+        this.startPosition = this.entries[this.head++].position;
+      }
     }
     if (this.head > 1024 && this.head * 2 > this.entries.length) {
       this.entries = this.entries.slice(this.head);
