@@ -4,6 +4,11 @@
  * once: lost and duplicated must both be 0. Also reports how long catching up took.
  *
  *   npm run bench -- resume [--clients 1000] [--events 100000] [--cuts 2] [--replay-cache-bytes N]
+ *                           [--event-bytes N]
+ *
+ * `--event-bytes N` pads each event to about N bytes of JSON (e.g. 2500): transactions of 100 such
+ * events are far larger than sse.maxBufferedBytes, so it checks that big batches and big replays
+ * reach every client that reads (DESIGN §3). Its report is written as resume-<N>b.json.
  *
  * Uses DATABASE_URL (default postgres://postgres@127.0.0.1:5432/test) in a schema of its own.
  */
@@ -22,6 +27,9 @@ const CUTS = numericOption('cuts', 2);
 const CACHE_BYTES = process.argv.includes('--replay-cache-bytes')
   ? numericOption('replay-cache-bytes', 0)
   : undefined;
+/** `--event-bytes N`: pad each event's JSON to about N bytes (default: no padding, ~30 bytes). */
+const EVENT_BYTES = numericOption('event-bytes', 0);
+const PAD = EVENT_BYTES > 30 ? 'x'.repeat(EVENT_BYTES - 30) : undefined;
 const PER_TX = 100;
 const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 const SCHEMA = `bench_${randomBytes(4).toString('hex')}`;
@@ -152,7 +160,8 @@ async function main() {
     for (let seq = 0; seq < EVENTS; seq += PER_TX) {
       const events = Array.from({ length: Math.min(PER_TX, EVENTS - seq) }, (_, i) => ({
         topic: 'bench',
-        data: { seq: seq + i },
+        // The padding goes first: the client reads the sequence number up to the closing brace.
+        data: PAD ? { pad: PAD, seq: seq + i } : { seq: seq + i },
       }));
       await outbox.transaction((tx) => outbox.publish(tx, events));
     }
@@ -176,6 +185,7 @@ async function main() {
       clients: CLIENTS,
       events: EVENTS,
       cutsPerClient: CUTS,
+      eventBytes: EVENT_BYTES || undefined,
       reconnects: clients.reduce((n, c) => n + c.reconnects, 0),
       lost,
       duplicated: clients.reduce((n, c) => n + c.duplicates, 0),
@@ -188,7 +198,7 @@ async function main() {
       replayedFromMemory: stats.replayedFromMemory,
     };
     console.log(
-      `\nresume: ${CLIENTS} clients × ${EVENTS} events, ${CUTS} random cuts per client\n`,
+      `\nresume: ${CLIENTS} clients × ${EVENTS} events${EVENT_BYTES ? ` of ~${EVENT_BYTES} bytes` : ''}, ${CUTS} random cuts per client\n`,
     );
     console.table({
       result: {
@@ -202,7 +212,7 @@ async function main() {
         'from memory': report.replayedFromMemory,
       },
     });
-    writeReport('resume', report);
+    writeReport(EVENT_BYTES ? `resume-${EVENT_BYTES}b` : 'resume', report);
     process.exitCode = lost === 0 && report.duplicated === 0 && report.resets === 0 ? 0 : 1;
   } finally {
     await admin.query(`DROP SCHEMA IF EXISTS "${SCHEMA}" CASCADE`);

@@ -9,6 +9,7 @@ import { SSE_MODULE_OPTIONS } from '../config/tokens';
 import type { ResolvedSseModuleOptions } from '../config/sse-module-options';
 import { OutboxService } from './outbox.service';
 import { PostgresConnection } from './postgres-connection';
+import { raceTimeout } from '../common/timeout';
 
 const RETENTION_BATCH = 5_000;
 const MAX_BATCHES_PER_RUN = 20;
@@ -39,7 +40,9 @@ export class OutboxRetention implements OnApplicationBootstrap, BeforeApplicatio
 
   async beforeApplicationShutdown(): Promise<void> {
     clearInterval(this.timer);
-    await this.running;
+    // Each batch is bounded by postgres.queryTimeoutMs, but a run is several batches: shutdown
+    // waits a second at most (the pool's end then destroys the connection; the work is redone).
+    if (this.running) await raceTimeout(this.running, 1_000, () => undefined);
   }
 
   /** One retention pass; returns the number of events deleted. */
