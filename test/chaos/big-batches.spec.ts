@@ -113,9 +113,17 @@ describe('chaos: batches larger than maxBufferedBytes', () => {
 
   it('a client cut before it received any event resumes from the id it was given at open: nothing lost', async () => {
     const registry = t.app.get(SseConnectionRegistry);
-    await outbox.transaction((tx) => outbox.publish(tx, { topic: 'feed', data: 'warm' }));
+    // Delivered before the stalled client opens, so the id it is given is this event's.
+    const witness = connect();
+    await witness.opened();
+    const [warm] = await outbox.transaction((tx) =>
+      outbox.publish(tx, { topic: 'feed', data: 'warm' }),
+    );
+    await witness.until(() => ids(witness).includes(warm), 'the warm event');
+    witness.close();
     const { socket, head } = await openStalled(`${t.url}/feed`);
     const given = /id: ([^\n]+)\n\n/.exec(head)![1];
+    expect(given).toBe(warm);
     const cutBefore = registry.stats.slowConsumers;
     const stored: string[] = [];
     const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
