@@ -117,8 +117,11 @@ function postgresUser() {
   return { uid: id('-u'), gid: id('-g') };
 }
 
-/** Starts a private PostgreSQL in a temp dir on a free port. */
-async function startPrivatePostgres({ database = 'test' } = {}) {
+/**
+ * Starts a private PostgreSQL in a temp dir on a free port. Fast and not crash-safe (fsync and
+ * synchronous_commit off), unless `durable`: then a crash loses no acknowledged commit.
+ */
+async function startPrivatePostgres({ database = 'test', durable = false } = {}) {
   const bin = postgresBinDir();
   if (!bin) throw new Error('PostgreSQL is not installed (no initdb/postgres binaries found)');
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'durable-sse-pg-'));
@@ -142,12 +145,9 @@ async function startPrivatePostgres({ database = 'test' } = {}) {
     dir,
     '-c',
     'listen_addresses=127.0.0.1',
-    '-c',
-    'fsync=off',
-    '-c',
-    'synchronous_commit=off',
-    '-c',
-    'full_page_writes=off',
+    ...(durable
+      ? []
+      : ['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off']),
     '-c',
     'max_connections=200',
   ];
@@ -187,6 +187,13 @@ function processHandle({ url, port, dir, stopSignal, spawnServer, ready }) {
     url,
     port,
     pid: () => child.pid,
+    /** Kills the server with `signal` (e.g. SIGQUIT: PostgreSQL's immediate shutdown, a crash). */
+    kill: async (signal) => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill(signal);
+      await exited;
+    },
     start: async () => {
       child = spawnServer();
       await waitFor(ready, `the server at ${url}`);
