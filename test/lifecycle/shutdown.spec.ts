@@ -10,8 +10,9 @@ import { redisUrl, withRedis } from '../support/redis';
 const child = path.join(__dirname, 'shutdown-child.js');
 const built = path.join(__dirname, '../../dist/index.js');
 
-describe('graceful shutdown (DESIGN §7)', () => {
-  const schema = uniqueSchema('shutdown');
+/** A schema (and Redis key prefix) of the enclosing describe's own, removed after it. */
+function useChildSchema(prefix: string): string {
+  const schema = uniqueSchema(prefix);
   afterAll(async () => {
     await dropSchema(schema);
     await withRedis(redisUrl(), async (redis) => {
@@ -19,17 +20,27 @@ describe('graceful shutdown (DESIGN §7)', () => {
       if (keys.length) await redis.del(...keys);
     });
   });
+  return schema;
+}
+
+/** Forks shutdown-child.js (the built package) and waits until it listens. */
+async function forkApp(schema: string, env: Record<string, string> = {}) {
+  if (!fs.existsSync(built))
+    throw new Error('dist/ is missing: run `npm run build` (npm test does)');
+  const app = fork(child, [], {
+    env: { ...process.env, SHUTDOWN_SCHEMA: schema, ...env },
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  const exited = once(app, 'exit');
+  const [ready] = (await once(app, 'message')) as [{ port: number }];
+  return { app, exited, port: ready.port, url: `http://127.0.0.1:${ready.port}` };
+}
+
+describe('graceful shutdown (DESIGN §7)', () => {
+  const schema = useChildSchema('shutdown');
 
   it('closes an app holding 1,000 open streams, and the process then exits on its own', async () => {
-    if (!fs.existsSync(built))
-      throw new Error('dist/ is missing: run `npm run build` (npm test does)');
-    const app = fork(child, [], {
-      env: { ...process.env, SHUTDOWN_SCHEMA: schema },
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    });
-    const exited = once(app, 'exit');
-    const [ready] = (await once(app, 'message')) as [{ port: number }];
-    const url = `http://127.0.0.1:${ready.port}`;
+    const { app, exited, url } = await forkApp(schema);
 
     const streams: RawStream[] = [];
     for (let i = 0; i < 1000; i += 100) {
@@ -57,39 +68,22 @@ describe('graceful shutdown (DESIGN §7)', () => {
 });
 
 describe('SIGTERM (DESIGN §7): drain, then a bounded close that waits on no client', () => {
-  const schema = uniqueSchema('sigterm');
-  afterAll(async () => {
-    await dropSchema(schema);
-    await withRedis(redisUrl(), async (redis) => {
-      const keys = await redis.keys(`${schema}:*`);
-      if (keys.length) await redis.del(...keys);
-    });
-  });
+  const schema = useChildSchema('sigterm');
 
   it('reports 503 for drainMs while still serving, answers the request in flight, closes silent and half-sent sockets, and exits', async () => {
-    if (!fs.existsSync(built))
-      throw new Error('dist/ is missing: run `npm run build` (npm test does)');
     const drainMs = 1_500;
     const graceMs = 1_000;
-    const app = fork(child, [], {
-      env: {
-        ...process.env,
-        SHUTDOWN_SCHEMA: schema,
-        DRAIN_MS: String(drainMs),
-        GRACE_MS: String(graceMs),
-        SLOW_MS: String(drainMs + 500),
-      },
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    const { app, exited, port, url } = await forkApp(schema, {
+      DRAIN_MS: String(drainMs),
+      GRACE_MS: String(graceMs),
+      SLOW_MS: String(drainMs + 500),
     });
-    const exited = once(app, 'exit');
-    const [ready] = (await once(app, 'message')) as [{ port: number }];
-    const url = `http://127.0.0.1:${ready.port}`;
 
     const stream = await openRaw(`${url}/stream`);
     await stream.until((text) => text.startsWith('retry'));
     // A client that connected and says nothing, and one that stopped mid-request.
-    const silent = await connectRaw(ready.port, '');
-    const halfSent = await connectRaw(ready.port, 'POST /pay HTTP/1.1\r\nHost: x\r\nContent-Le');
+    const silent = await connectRaw(port, '');
+    const halfSent = await connectRaw(port, 'POST /pay HTTP/1.1\r\nHost: x\r\nContent-Le');
     const silentClosed = once(silent, 'close');
     const halfSentClosed = once(halfSent, 'close');
     // In flight across the whole drain window, on a connection of its own.
