@@ -46,7 +46,7 @@ export class SseConnection implements SseSubscriber {
     readonly clientKey: string,
     private readonly maxBufferedBytes: number,
     private readonly onClose: (connection: SseConnection, reason: SseCloseReason) => void,
-    private readonly slowConsumerMs = 5_000,
+    private readonly slowConsumerMs: number,
   ) {
     response.once('close', () => this.close('client'));
   }
