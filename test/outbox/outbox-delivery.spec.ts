@@ -3,7 +3,7 @@ import { Client } from 'pg';
 import { OutboxRelay, Sse, SseEventError } from '../../src';
 import { RecordingEventSource } from '../support/event-source';
 import { startApp, TestApp } from '../support/http';
-import { outboxOptions, useTwoInstances } from '../support/outbox';
+import { outboxOptions, relayCaughtUp, useTwoInstances } from '../support/outbox';
 import { databaseUrl } from '../support/postgres';
 
 @Controller()
@@ -109,6 +109,8 @@ describe('outbox delivery (real PostgreSQL)', () => {
   });
 
   it('delivers in commit-safe order: an id taken before a later one commits after it is never skipped', async () => {
+    // Events of earlier tests (committed through other instances) must not arrive live here.
+    await Promise.all([relayCaughtUp(env.a), relayCaughtUp(env.b)]);
     const onA = connect(env.a);
     const onB = connect(env.b);
     await Promise.all([onA.opened(), onB.opened()]);

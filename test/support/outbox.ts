@@ -1,5 +1,5 @@
 import { Type } from '@nestjs/common';
-import { OutboxService, SseModuleOptions } from '../../src';
+import { OutboxRelay, OutboxService, SseModuleOptions } from '../../src';
 import { RecordingEventSource } from './event-source';
 import { startApp, TestApp } from './http';
 import { databaseUrl, dropSchema, uniqueSchema } from './postgres';
@@ -56,4 +56,19 @@ export function useTwoInstances(
     await dropSchema(instances.schema);
   });
   return instances;
+}
+
+/**
+ * Resolves once the app's relay has handed over every settled event (so a stream opened next
+ * starts after all of them). Polled, bounded: the relay emits nothing when it catches up.
+ */
+export async function relayCaughtUp(app: TestApp, timeoutMs = 10_000): Promise<void> {
+  const relay = app.app.get(OutboxRelay);
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    relay.wake();
+    if ((await relay.lag()).behind === 0) return;
+    if (Date.now() > deadline) throw new Error(`the relay did not catch up within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
 }
