@@ -73,9 +73,8 @@ export class OutboxRelay implements OnApplicationBootstrap {
   private lastErrorLogAt = 0;
   /** Everything up to here has been handed to the hub. */
   private position: OutboxPosition = { txId: 0n, id: 0n };
-  private readonly lagQueries = new Map<string, Promise<OutboxLag>>();
-  /** The last lag measured, if any (for metrics that must not wait on a query). */
-  lastLag?: OutboxLag;
+  /** The lag query in flight, shared by concurrent callers asking with the same cap. */
+  private lagQuery?: { cap: number; result: Promise<OutboxLag> };
   /** Since when committed events are reported held back past health.pendingWarnMs. */
   private heldBackSince?: number;
   /** The backend named in the last held-back warning. */
@@ -171,13 +170,15 @@ export class OutboxRelay implements OnApplicationBootstrap {
    * held-back watch all ask). Bounded by `postgres.queryTimeoutMs`.
    */
   lag(cap = this.options.health.maxOutboxLagEvents + 1): Promise<OutboxLag> {
-    const key = `${cap}`;
-    let running = this.lagQueries.get(key);
-    if (!running) {
-      running = this.measureLag(cap).finally(() => this.lagQueries.delete(key));
-      this.lagQueries.set(key, running);
-    }
-    return running;
+    if (this.lagQuery?.cap === cap) return this.lagQuery.result;
+    const query = {
+      cap,
+      result: this.measureLag(cap).finally(() => {
+        if (this.lagQuery === query) this.lagQuery = undefined;
+      }),
+    };
+    this.lagQuery = query;
+    return query.result;
   }
 
   private async measureLag(cap: number): Promise<OutboxLag> {
@@ -192,7 +193,6 @@ export class OutboxRelay implements OnApplicationBootstrap {
       oldestPendingMs: rows[0].oldest_pending_ms ?? 0,
       notificationQueueUsage: Number(rows[0].queue_usage),
     };
-    this.lastLag = lag;
     await this.watchHeldBack(lag);
     return lag;
   }

@@ -9,7 +9,7 @@ import {
   QueryResultRow,
 } from 'pg';
 import { SSE_MODULE_OPTIONS } from '../config/tokens';
-import type { ResolvedSseModuleOptions } from '../config/sse-module-options';
+import { POSTGRES_DEFAULTS, ResolvedSseModuleOptions } from '../config/sse-module-options';
 import { raceTimeout } from '../common/timeout';
 
 /** How long shutdown waits for the pool to end politely before destroying its sockets. */
@@ -56,7 +56,7 @@ export class PostgresConnection implements OnApplicationShutdown {
 
   /** Client-side bound of the module's own queries (ms). */
   get queryTimeoutMs(): number {
-    return this.options.postgres?.queryTimeoutMs ?? 10_000;
+    return this.options.postgres?.queryTimeoutMs ?? POSTGRES_DEFAULTS.queryTimeoutMs;
   }
 
   get enabled(): boolean {
