@@ -139,7 +139,9 @@ export class OutboxRelay implements OnApplicationBootstrap {
       onNotify: () => this.wake(),
       onListening: () => this.wake(),
     });
-    // The app is ready when its first LISTEN is (bounded: a failure just keeps reconnecting).
+    // The app is ready when its first LISTEN is, and the read that follows it has answered:
+    // until then readiness would report the relay as never having read. Bounded: a failure
+    // just keeps reconnecting and polling.
     const settled = Promise.race([once(this.listener, 'listening'), once(this.listener, 'lost')]);
     this.listener.start();
     this.pollTimer = setInterval(() => this.wake(), this.options.outbox.pollIntervalMs);
@@ -150,7 +152,11 @@ export class OutboxRelay implements OnApplicationBootstrap {
       Math.max(this.options.outbox.pollIntervalMs, this.options.health.pendingWarnMs / 2),
     );
     this.heldBackTimer.unref();
-    await raceTimeout(settled, 5_000, () => undefined);
+    await raceTimeout(
+      settled.then(() => this.reading),
+      5_000,
+      () => undefined,
+    );
   }
 
   /** Stops reading and listening (SseShutdown calls it once streams are ended). Bounded. */

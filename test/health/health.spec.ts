@@ -64,8 +64,8 @@ describe('health (private PostgreSQL and Redis)', () => {
 
   it('is ready when every dependency is, with Terminus JSON naming each', async () => {
     const ready = await health(t);
-    // With the body: if a dependency is reported down, the failure says which and why.
-    expect(ready).toMatchObject({ status: 200 });
+    // With what was down: if a dependency is reported down, the failure says which and why.
+    expect({ status: ready.status, down: ready.body.error }).toEqual({ status: 200, down: {} });
     expect(ready.body.status).toBe('ok');
     expect(Object.keys(ready.body.details).sort()).toEqual([
       'outbox_lag',
@@ -161,6 +161,27 @@ describe('health routes', () => {
   });
 });
 
+describe('readiness at start-up', () => {
+  it('is 200 as soon as the app listens: bootstrap waits for the relay first read, not only its LISTEN', async () => {
+    const schema = uniqueSchema('healthstart');
+    const t = await startApp([StreamController], {
+      sse: { heartbeatMs: 60_000 },
+      postgres: { connectionString: databaseUrl(), schema },
+      // No poll can stand in for the first read within the test.
+      outbox: { pollIntervalMs: 60_000 },
+      health: { cacheMs: 0 },
+    });
+    try {
+      expect(t.app.get(OutboxRelay).stats.reads).toBeGreaterThanOrEqual(1);
+      const ready = await health(t);
+      expect({ status: ready.status, down: ready.body.error }).toEqual({ status: 200, down: {} });
+    } finally {
+      await t.close();
+      await dropSchema(schema);
+    }
+  });
+});
+
 describe('readiness under a fleet of load balancers', () => {
   it('coalesces concurrent checks into one and reuses the answer for health.cacheMs; draining is reported at once', async () => {
     const schema = uniqueSchema('healthcache');
@@ -177,7 +198,9 @@ describe('readiness under a fleet of load balancers', () => {
       queries.mock.calls.filter(([text]) => text === 'SELECT 1' || text === lagSql).length;
     try {
       const answers = await Promise.all(Array.from({ length: 20 }, () => health(t)));
-      expect(answers.every((a) => a.status === 200)).toBe(true);
+      expect(answers.map((a) => ({ status: a.status, down: a.body.error }))).toEqual(
+        answers.map(() => ({ status: 200, down: {} })),
+      );
       // 20 concurrent requests: one SELECT 1 and one lag query; 20 more within cacheMs: none.
       expect(checkQueries()).toBe(2);
       await Promise.all(Array.from({ length: 20 }, () => health(t)));
