@@ -72,7 +72,7 @@ export { formatEventId, parseEventId, comparePositions } from './outbox/outbox-p
 export type { OutboxPosition } from './outbox/outbox-position';
 
 export { Idempotent } from './idempotency/idempotent.decorator';
-export type { IdempotentOptions } from './idempotency/idempotent.options';
+export type { IdempotentOptions, IdempotentRequest } from './idempotency/idempotent.options';
 export { IdempotentReplay } from './idempotency/idempotency-replay';
 export { IdempotencyService } from './idempotency/idempotency.service';
 export type { IdempotencyOutcome } from './idempotency/idempotency.service';

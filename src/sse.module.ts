@@ -31,10 +31,8 @@ import {
 } from './idempotency/idempotency-scope';
 import { IDEMPOTENCY_STORE } from './idempotency/idempotency-store';
 import { IdempotencyService } from './idempotency/idempotency.service';
-import {
-  IdempotencyExecutor,
-  moveIdempotencyFiltersLast,
-} from './idempotency/idempotency-executor';
+import { IdempotencyExecutor } from './idempotency/idempotency-executor';
+import { HttpPlatformHost } from './platform/http-platform.host';
 import { MemoryIdempotencyStore } from './idempotency/memory-idempotency-store';
 import { RedisConnection } from './idempotency/redis-connection';
 import { RedisIdempotencyStore } from './idempotency/redis-idempotency-store';
@@ -55,6 +53,7 @@ import type { ResolvedSseModuleOptions } from './config/sse-module-options';
     },
     { provide: SSE_EVENT_SERIALIZER, useClass: JsonSseEventSerializer },
     { provide: SSE_CLIENT_KEY_RESOLVER, useClass: RemoteAddressClientKeyResolver },
+    HttpPlatformHost,
     SseConnectionRegistry,
     SseHub,
     SseStreamer,
@@ -99,11 +98,19 @@ import type { ResolvedSseModuleOptions } from './config/sse-module-options';
     SseHub,
     SseStreamer,
     SseInterceptor,
+    // For the pipe and the filter @Idempotent() puts on routes: Nest creates them in the module
+    // of each controller, and resolves their dependencies there.
+    IdempotencyExecutor,
+    HttpPlatformHost,
   ],
 })
 export class SseModule extends ConfigurableSseModule implements NestModule {
-  /** Runs before Nest builds the routes, so it can still order their exception filters. */
+  constructor(private readonly idempotency: IdempotencyExecutor) {
+    super();
+  }
+
+  /** Runs before Nest builds this application's routes, so it can still ready theirs. */
   configure(_consumer: MiddlewareConsumer): void {
-    moveIdempotencyFiltersLast();
+    this.idempotency.prepareRoutes();
   }
 }

@@ -1,18 +1,18 @@
 import { HttpException, Injectable, OnModuleInit } from '@nestjs/common';
 import { EXCEPTION_FILTERS_METADATA, GUARDS_METADATA } from '@nestjs/common/constants';
-import { HttpAdapterHost, ModulesContainer, Reflector } from '@nestjs/core';
+import { ModulesContainer, Reflector } from '@nestjs/core';
 import { isUtf8 } from 'node:buffer';
 import { randomUUID } from 'node:crypto';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { HttpPlatformHost } from '../platform/http-platform.host';
+import type { HttpPlatform, OutgoingResponse, PlatformResponse } from '../platform/http-platform';
+import type { IdempotencyCall } from './idempotency-call';
 import { headerLines, parseIdempotencyKey } from './idempotency-key';
 import { IdempotencyProblem, IdempotencyProblemFilter } from './idempotency-problem';
 import { IdempotentReplay } from './idempotency-replay';
 import { AcquireResult, StoredResponse } from './idempotency-store';
 import { IdempotencyService } from './idempotency.service';
 import { LeaseRenewer } from './lease-renewer';
-import { IDEMPOTENT_METADATA, IdempotentOptions } from './idempotent.options';
-
-export type IdempotentRequest = IncomingMessage & Record<string | symbol, any>;
+import { IDEMPOTENT_METADATA, IdempotentOptions, IdempotentRequest } from './idempotent.options';
 
 /** Response headers replayed by default (with `Content-Type`); `Set-Cookie` and hop-by-hop headers never are. */
 const DEFAULT_STORED_HEADERS = ['location', 'content-location', 'etag', 'last-modified'];
@@ -27,35 +27,15 @@ const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 /** Default `storeIf`: a 5xx (or a crash) means nothing happened, so the key is released. */
 const storeBelow500 = (status: number) => status < 500;
 const NOTHING_THROWN = Symbol('nothing thrown');
+/** Marks the handlers `@Idempotent()` wrapped (a property of the wrapper function itself). */
+const IDEMPOTENT_HANDLER = Symbol('nestjs-durable-sse:idempotent-handler');
 
-/** The executor of each Nest application, by its Express app (`req.app`). */
-const executors = new WeakMap<object, IdempotencyExecutor>();
-/** Every handler `@Idempotent()` wrapped, in any application; see {@link moveIdempotencyFiltersLast}. */
-const idempotentHandlers = new Set<object>();
-
-export function registerIdempotentHandler(handler: object): void {
-  idempotentHandlers.add(handler);
+export function markIdempotentHandler(handler: object): void {
+  Object.defineProperty(handler, IDEMPOTENT_HANDLER, { value: true });
 }
 
-/**
- * Nest checks a route's own exception filters last-declared first. The filter that writes
- * replays and problems must come first, or a filter declared above `@Idempotent()` (one for
- * `HttpException`, or a catch-all) would answer them instead. Runs before Nest builds the routes.
- */
-export function moveIdempotencyFiltersLast(): void {
-  for (const handler of idempotentHandlers) {
-    const filters: unknown[] | undefined = Reflect.getMetadata(EXCEPTION_FILTERS_METADATA, handler);
-    const at = filters?.indexOf(IdempotencyProblemFilter) ?? -1;
-    if (!filters || at < 0 || at === filters.length - 1) continue;
-    Reflect.defineMetadata(
-      EXCEPTION_FILTERS_METADATA,
-      [
-        ...filters.filter((filter) => filter !== IdempotencyProblemFilter),
-        IdempotencyProblemFilter,
-      ],
-      handler,
-    );
-  }
+function isIdempotentHandler(value: unknown): value is object {
+  return typeof value === 'function' && IDEMPOTENT_HANDLER in value;
 }
 
 /** What a route's metadata resolves to; computed once per handler and class, not per request. */
@@ -78,8 +58,6 @@ interface Execution {
   route: Route;
 }
 
-type EndArgs = [chunk?: unknown, encoding?: unknown, callback?: unknown];
-
 /**
  * Behind `@Idempotent()`. It runs inside the route handler (after guards, interceptors and
  * pipes) rather than as an interceptor: any interceptor moves a request onto Nest's RxJS path,
@@ -94,11 +72,12 @@ export class IdempotencyExecutor implements OnModuleInit {
   /** Per handler, then per controller class: a base-class handler may serve several classes. */
   private readonly routes = new WeakMap<object, Map<object, Route | null>>();
   private readonly renewer: LeaseRenewer;
+  private handlers?: Set<object>;
 
   constructor(
     private readonly reflector: Reflector,
     private readonly service: IdempotencyService,
-    private readonly adapterHost: HttpAdapterHost,
+    private readonly platforms: HttpPlatformHost,
     private readonly modules: ModulesContainer,
   ) {
     this.renewer = new LeaseRenewer(
@@ -110,54 +89,77 @@ export class IdempotencyExecutor implements OnModuleInit {
     );
   }
 
-  onModuleInit(): void {
-    if (this.hasIdempotentRoutes()) this.service.assertUsable();
-    const app: unknown = this.adapterHost.httpAdapter?.getInstance?.();
-    if (typeof app === 'function') executors.set(app, this);
+  /**
+   * Called by `SseModule.configure()`, before Nest builds this application's routes: finds the
+   * `@Idempotent()` handlers of its controllers and readies them. Nest checks a route's own
+   * exception filters last-declared first; the filter that writes replays and problems must come
+   * first, or a filter declared above `@Idempotent()` (one for `HttpException`, or a catch-all)
+   * would answer them instead.
+   */
+  prepareRoutes(): void {
+    const handlers = this.idempotentHandlers();
+    for (const handler of handlers) {
+      const filters: unknown[] | undefined = Reflect.getMetadata(
+        EXCEPTION_FILTERS_METADATA,
+        handler,
+      );
+      const at = filters?.indexOf(IdempotencyProblemFilter) ?? -1;
+      if (!filters || at < 0 || at === filters.length - 1) continue;
+      Reflect.defineMetadata(
+        EXCEPTION_FILTERS_METADATA,
+        [
+          ...filters.filter((filter) => filter !== IdempotencyProblemFilter),
+          IdempotencyProblemFilter,
+        ],
+        handler,
+      );
+    }
+    if (handlers.size > 0 && this.platforms.available) this.platforms.platform.enableCapture();
   }
 
-  private hasIdempotentRoutes(): boolean {
+  onModuleInit(): void {
+    if (this.idempotentHandlers().size > 0) this.service.assertUsable();
+  }
+
+  /** The `@Idempotent()` handlers of this application's controllers (found once). */
+  private idempotentHandlers(): Set<object> {
+    if (this.handlers) return this.handlers;
+    const handlers = new Set<object>();
     for (const module of this.modules.values()) {
       for (const { metatype } of module.controllers.values()) {
         for (let proto = metatype?.prototype; proto && proto !== Object.prototype;) {
           for (const name of Object.getOwnPropertyNames(proto)) {
-            const method = Object.getOwnPropertyDescriptor(proto, name)?.value;
-            if (idempotentHandlers.has(method)) return true;
+            const method: unknown = Object.getOwnPropertyDescriptor(proto, name)?.value;
+            if (isIdempotentHandler(method)) handlers.add(method);
           }
           proto = Object.getPrototypeOf(proto);
         }
       }
     }
-    return false;
-  }
-
-  /** The executor of the application serving `request`, if `SseModule` is part of it. */
-  static of(request: IdempotentRequest): IdempotencyExecutor | undefined {
-    const app: unknown = request.app;
-    return typeof app === 'function' ? executors.get(app) : undefined;
+    return (this.handlers = handlers);
   }
 
   /**
    * Runs `call` (the user's handler, for an HTTP `request`) idempotently when the method is
    * unsafe and the route `@Idempotent()`; otherwise just runs it.
    */
-  run(request: IdempotentRequest, instance: object, handler: object, call: () => unknown): unknown {
-    if (SAFE_METHODS.has(request.method!)) return call();
+  run(http: IdempotencyCall, instance: object, handler: object, call: () => unknown): unknown {
+    if (SAFE_METHODS.has(http.request.method)) return call();
     const route = this.routeOf(handler, instance.constructor);
     if (!route) return call();
-    return this.runRoute(route, request, call);
+    return this.runRoute(route, http.request, http.response, call);
   }
 
   private async runRoute(
     route: Route,
     request: IdempotentRequest,
+    response: PlatformResponse,
     call: () => unknown,
   ): Promise<unknown> {
-    const response = request.res as ServerResponse;
-    const plan = await this.begin(route, request, response);
+    const plan = await this.begin(route, request);
     if (plan.kind === 'bypass') return call();
     if (plan.kind === 'replay') throw IdempotentReplay.of(plan.stored);
-    return this.execute(plan.execution, response, call);
+    return this.execute(plan.execution, request, response, call);
   }
 
   private routeOf(handler: object, type: object): Route | undefined {
@@ -203,7 +205,6 @@ export class IdempotencyExecutor implements OnModuleInit {
   private async begin(
     route: Route,
     request: IdempotentRequest,
-    response: ServerResponse,
   ): Promise<
     | { kind: 'bypass' }
     | { kind: 'replay'; stored: StoredResponse }
@@ -211,7 +212,7 @@ export class IdempotencyExecutor implements OnModuleInit {
   > {
     const { idempotency } = this.service.options;
     const parsed = parseIdempotencyKey(
-      headerLines(request, idempotency.header.toLowerCase()),
+      headerLines(this.platform.rawRequest(request), idempotency.header.toLowerCase()),
       idempotency.keyMaxLength,
     );
     if (!parsed.ok) {
@@ -220,13 +221,13 @@ export class IdempotencyExecutor implements OnModuleInit {
         throw new IdempotencyProblem(
           'key-required',
           `This operation requires an ${idempotency.header} header.`,
-        ).prepare(response);
+        );
       }
       throw new IdempotencyProblem(
         'key-invalid',
         `${idempotency.header} must be 1 to ${idempotency.keyMaxLength} printable ASCII characters, ` +
           'as a bare token or a quoted string.',
-      ).prepare(response);
+      );
     }
 
     const scope = await this.scopeOf(route, request);
@@ -251,7 +252,7 @@ export class IdempotencyExecutor implements OnModuleInit {
       // The lock may have been taken before the reply was lost; it is owner-checked, so
       // releasing it is safe and spares a retry the wait for the lease.
       void this.service.store.release(recordKey, owner).catch(() => undefined);
-      return this.storeFailed(error, response);
+      return this.storeFailed(error);
     }
     switch (acquired.state) {
       case 'acquired':
@@ -262,14 +263,12 @@ export class IdempotencyExecutor implements OnModuleInit {
         throw new IdempotencyProblem(
           'key-reused',
           `This ${idempotency.header} was already used for a different request (method, URL or body).`,
-        ).prepare(response);
+        );
       case 'running':
         this.service.count('conflict');
         throw new IdempotencyProblem(
           'in-progress',
           `A request with this ${idempotency.header} is still being processed; retry later.`,
-        ).prepare(
-          response,
           Math.max(
             idempotency.retryAfterSeconds,
             Math.ceil(Math.min(acquired.retryAfterMs, 1000) / 1000),
@@ -281,7 +280,7 @@ export class IdempotencyExecutor implements OnModuleInit {
     }
   }
 
-  private storeFailed(error: unknown, response: ServerResponse): { kind: 'bypass' } {
+  private storeFailed(error: unknown): { kind: 'bypass' } {
     const { idempotency } = this.service.options;
     this.service.count('error');
     if (idempotency.failMode === 'open') {
@@ -295,7 +294,8 @@ export class IdempotencyExecutor implements OnModuleInit {
     throw new IdempotencyProblem(
       'store-unavailable',
       'Idempotency cannot be guaranteed right now; retry later with the same key.',
-    ).prepare(response, idempotency.retryAfterSeconds);
+      idempotency.retryAfterSeconds,
+    );
   }
 
   private async scopeOf(route: Route, request: IdempotentRequest): Promise<string> {
@@ -313,53 +313,59 @@ export class IdempotencyExecutor implements OnModuleInit {
   }
 
   /**
-   * Runs the handler with the lease held, and stores the response when it is ended: the
-   * response's `end` is wrapped for this request, so what is stored is exactly what is sent,
-   * and it is sent only once it is stored.
+   * Runs the handler with the lease held, and stores the response as the platform sends it
+   * (captured after every interceptor, serializer and exception filter), so what is stored is
+   * exactly what is sent, and it is sent only once it is stored.
    */
   private async execute(
     execution: Execution,
-    response: ServerResponse,
+    request: IdempotentRequest,
+    response: PlatformResponse,
     call: () => unknown,
   ): Promise<unknown> {
-    const stopRenewing = this.renewer.hold(
-      execution.recordKey,
-      execution.owner,
-      execution.route.leaseMs,
-    );
+    const { recordKey, owner, route } = execution;
+    const stopRenewing = this.renewer.hold(recordKey, owner, route.leaseMs);
     let thrown: unknown = NOTHING_THROWN;
     let handlerDone = false;
     let closed = false;
-    let ended = false;
-    const ownEnd = Object.prototype.hasOwnProperty.call(response, 'end');
-    const end = response.end;
+    let sent = false;
     // The client left and the handler is done, with no response written (Nest writes none to a
     // client that is gone in some cases): stop renewing, and the lease simply expires. Checked
     // when either of the two happens, whichever is last.
     const stopIfAbandoned = () => {
-      if (closed && handlerDone && !ended) stopRenewing();
+      if (closed && handlerDone && !sent) stopRenewing();
     };
-    const onClose = () => {
-      closed = true;
-      stopIfAbandoned();
-    };
-    response.once('close', onClose);
-    response.end = ((...args: EndArgs) => {
-      if (ownEnd) response.end = end;
-      else delete (response as Partial<ServerResponse>).end;
-      ended = true;
-      stopRenewing();
-      response.removeListener('close', onClose);
-      void this.record(execution, response, thrown, args)
-        // A throwing storeIf, say: the response still goes out; the key expires with its lease.
-        .catch((error: Error) =>
-          this.service.logger.error(
-            `Could not record the response of ${execution.recordKey}: ${error.message}`,
-          ),
-        )
-        .finally(() => end.apply(response, args as Parameters<ServerResponse['end']>));
-      return response;
-    }) as ServerResponse['end'];
+    this.platform.capture(request, response, {
+      sending: (outgoing) => {
+        sent = true;
+        stopRenewing();
+        return (
+          this.record(execution, outgoing, thrown)
+            // A throwing storeIf, say: the response still goes out; the key expires with its lease.
+            .catch((error: Error) =>
+              this.service.logger.error(
+                `Could not record the response of ${recordKey}: ${error.message}`,
+              ),
+            )
+        );
+      },
+      closed: (written) => {
+        closed = true;
+        if (written) {
+          // A response went out around the platform's reply path (a raw write, say).
+          sent = true;
+          stopRenewing();
+          this.warnOnce(
+            route,
+            'its response was written around the platform reply, so it cannot be stored; the ' +
+              'key was released',
+          );
+          void this.release(execution);
+          return;
+        }
+        stopIfAbandoned();
+      },
+    });
 
     try {
       return await call();
@@ -372,26 +378,28 @@ export class IdempotencyExecutor implements OnModuleInit {
     }
   }
 
-  /** Stores the response being ended, or releases the key when it must not be replayed. */
+  private get platform(): HttpPlatform {
+    return this.platforms.platform;
+  }
+
+  /** Stores the response being sent, or releases the key when it must not be replayed. */
   private async record(
     execution: Execution,
-    response: ServerResponse,
+    outgoing: OutgoingResponse,
     thrown: unknown,
-    [chunk, encoding]: EndArgs,
   ): Promise<void> {
     const { route } = execution;
     // Crashed (not an HTTP error the handler chose): nothing known happened, so a retry runs.
     if (thrown !== NOTHING_THROWN && !(thrown instanceof HttpException))
       return this.release(execution);
-    const status = response.statusCode;
+    const { status, body } = outgoing;
     const error = thrown === NOTHING_THROWN ? undefined : thrown;
     if (!route.storeIf(status, error)) return this.release(execution);
-    const body = bodyOf(chunk, encoding);
-    if (response.headersSent || body === undefined) {
+    if (body === undefined) {
       this.warnOnce(
         route,
-        'its response was written in parts (streamed, or headers sent first), so it cannot be ' +
-          'stored; the key was released',
+        `its response was ${outgoing.reason ?? 'not a single body'}, so it cannot be stored; ` +
+          'the key was released',
       );
       return this.release(execution);
     }
@@ -406,9 +414,9 @@ export class IdempotencyExecutor implements OnModuleInit {
     const text = typeof body === 'string' ? body : isUtf8(body) ? body.toString('utf8') : undefined;
     await this.complete(execution, {
       status,
-      headers: storedHeaders(response, route),
+      headers: storedHeaders(outgoing, route),
       kind: text === undefined ? 'base64' : 'utf8',
-      body: text ?? (body as Buffer).toString('base64'),
+      body: text ?? body.toString('base64'),
     });
   }
 
@@ -446,24 +454,11 @@ export class IdempotencyExecutor implements OnModuleInit {
   }
 }
 
-/** The body passed to `end()`, as a string or bytes; `undefined` if it is not one we can store. */
-function bodyOf(chunk: unknown, encoding: unknown): string | Buffer | undefined {
-  if (chunk === undefined || chunk === null || typeof chunk === 'function') return '';
-  if (typeof chunk === 'string') {
-    return typeof encoding !== 'string' || /^utf-?8$/i.test(encoding)
-      ? chunk
-      : Buffer.from(chunk, encoding as BufferEncoding);
-  }
-  if (chunk instanceof Uint8Array) return Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length);
-  return undefined;
-}
-
-function storedHeaders(response: ServerResponse, route: Route): Record<string, string> {
+function storedHeaders(outgoing: OutgoingResponse, route: Route): Record<string, string> {
   const headers: Record<string, string> = {};
   for (const name of route.storedHeaders) {
-    const value = response.getHeader(name);
-    if (value !== undefined)
-      headers[name] = Array.isArray(value) ? value.join(', ') : String(value);
+    const value = outgoing.header(name);
+    if (value !== undefined) headers[name] = value;
   }
   return headers;
 }

@@ -1,6 +1,7 @@
-import { ArgumentsHost, Catch, ExceptionFilter, HttpException } from '@nestjs/common';
-import type { ServerResponse } from 'node:http';
-import { IdempotentReplay, writeReplay } from './idempotency-replay';
+import { ArgumentsHost, Catch, ExceptionFilter, HttpException, Optional } from '@nestjs/common';
+import { HttpPlatformHost } from '../platform/http-platform.host';
+import type { PlatformResponse } from '../platform/http-platform';
+import { IdempotentReplay } from './idempotency-replay';
 
 export type IdempotencyProblemCode =
   'key-required' | 'key-invalid' | 'key-reused' | 'in-progress' | 'store-unavailable';
@@ -18,35 +19,41 @@ export class IdempotencyProblem extends HttpException {
   constructor(
     readonly code: IdempotencyProblemCode,
     detail: string,
+    /** Sent as `Retry-After`. */
+    readonly retryAfterSeconds?: number,
   ) {
     const [status, title] = TITLES[code];
     super({ type: `urn:nestjs-durable-sse:idempotency:${code}`, title, status, detail }, status);
   }
-
-  prepare(response: ServerResponse, retryAfterSeconds?: number): this {
-    if (!response.headersSent && retryAfterSeconds !== undefined) {
-      response.setHeader('Retry-After', String(retryAfterSeconds));
-    }
-    return this;
-  }
 }
 
 /**
- * Writes replays (the stored bytes) and idempotency problems itself: Nest's Express adapter
- * resets any non-JSON content type of an error body to `application/json`. Attached by
- * `@Idempotent()`, so it only sees its routes.
+ * Writes replays (the stored bytes) and idempotency problems itself, as exact bytes: platform
+ * adapters rewrite error bodies (Nest's reset a non-JSON content type to `application/json`).
+ * Attached by `@Idempotent()`, so it only sees its routes; instantiated in each controller's
+ * module, where the platform is reached through DI.
  */
 @Catch(IdempotencyProblem, IdempotentReplay)
 export class IdempotencyProblemFilter implements ExceptionFilter {
+  // Optional: without SseModule the route fails at start-up with the pipe's clearer message.
+  constructor(@Optional() private readonly platforms?: HttpPlatformHost) {}
+
   catch(problem: IdempotencyProblem | IdempotentReplay, host: ArgumentsHost): void {
-    const response = host.switchToHttp().getResponse<ServerResponse>();
-    if (response.headersSent) {
-      response.end();
+    const response = host.switchToHttp().getResponse<PlatformResponse>();
+    const { platform } = this.platforms!;
+    if (problem instanceof IdempotentReplay) {
+      const { stored } = problem;
+      platform.send(
+        response,
+        stored.status,
+        { ...stored.headers, 'Idempotent-Replayed': 'true' },
+        stored.kind === 'base64' ? Buffer.from(stored.body, 'base64') : stored.body,
+      );
       return;
     }
-    if (problem instanceof IdempotentReplay) return writeReplay(response, problem.stored);
-    response.statusCode = problem.getStatus();
-    response.setHeader('Content-Type', 'application/problem+json');
-    response.end(JSON.stringify(problem.getResponse()));
+    const headers: Record<string, string> = { 'Content-Type': 'application/problem+json' };
+    if (problem.retryAfterSeconds !== undefined)
+      headers['Retry-After'] = String(problem.retryAfterSeconds);
+    platform.send(response, problem.getStatus(), headers, JSON.stringify(problem.getResponse()));
   }
 }

@@ -1,5 +1,4 @@
 import { HttpException } from '@nestjs/common';
-import type { ServerResponse } from 'node:http';
 import { StoredResponse } from './idempotency-store';
 
 /**
@@ -25,12 +24,4 @@ export class IdempotentReplay extends HttpException {
       Error.stackTraceLimit = limit;
     }
   }
-}
-
-export function writeReplay(response: ServerResponse, stored: StoredResponse): void {
-  response.statusCode = stored.status;
-  for (const name in stored.headers) response.setHeader(name, stored.headers[name]);
-  response.setHeader('Idempotent-Replayed', 'true');
-  // Node sets Content-Length for a body written in one end().
-  response.end(stored.kind === 'base64' ? Buffer.from(stored.body, 'base64') : stored.body);
 }

@@ -1,14 +1,12 @@
 import { Injectable } from '@nestjs/common';
-import type { IncomingMessage } from 'node:http';
+import type { IdempotentRequest } from './idempotent.options';
 
 /**
  * Whose key space a request's idempotency key lives in. Two principals using the same key never
  * see each other's responses. Runs after guards, so `req.user` is set.
  */
 export interface IdempotencyScopeResolver {
-  resolve(
-    request: IncomingMessage & Record<string, any>,
-  ): string | undefined | Promise<string | undefined>;
+  resolve(request: IdempotentRequest): string | undefined | Promise<string | undefined>;
 }
 
 export const IDEMPOTENCY_SCOPE_RESOLVER = Symbol('IDEMPOTENCY_SCOPE_RESOLVER');
@@ -29,10 +27,8 @@ export class IdempotencyScopeError extends Error {
  */
 @Injectable()
 export class UserIdempotencyScopeResolver implements IdempotencyScopeResolver {
-  resolve(
-    request: IncomingMessage & { user?: { id?: unknown; sub?: unknown } | null },
-  ): string | undefined {
-    const user = request.user;
+  resolve(request: IdempotentRequest): string | undefined {
+    const user = request.user as { id?: unknown; sub?: unknown } | null | undefined;
     if (user === undefined || user === null) return undefined;
     const id = typeof user === 'object' ? (user.id ?? user.sub) : undefined;
     if (id === undefined || id === null || id === '') {

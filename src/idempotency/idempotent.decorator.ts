@@ -1,11 +1,8 @@
-import { Req, SetMetadata, UseFilters } from '@nestjs/common';
+import { SetMetadata, UseFilters } from '@nestjs/common';
 import { METHOD_METADATA } from '@nestjs/common/constants';
 import { wrapWithHiddenArgument } from '../common/hidden-argument';
-import {
-  IdempotencyExecutor,
-  IdempotentRequest,
-  registerIdempotentHandler,
-} from './idempotency-executor';
+import { IdempotencyCall, IdempotencyCallParam, IdempotencyExecutorPipe } from './idempotency-call';
+import { markIdempotentHandler } from './idempotency-executor';
 import { IdempotencyProblemFilter } from './idempotency-problem';
 import { IDEMPOTENT_METADATA, IdempotentOptions } from './idempotent.options';
 
@@ -45,20 +42,20 @@ function wrapHandler(target: object, key: string | symbol, descriptor: PropertyD
     target,
     key,
     descriptor,
-    Req(),
-    function (this: object, request: IdempotentRequest | undefined, call: () => unknown) {
-      if (typeof request?.method !== 'string') return call(); // not HTTP (e.g. a microservice)
-      const executor = IdempotencyExecutor.of(request);
-      if (!executor) {
+    IdempotencyCallParam(undefined, IdempotencyExecutorPipe),
+    function (this: object, hidden: unknown, call: () => unknown) {
+      if (hidden === undefined) return call(); // not HTTP (e.g. a microservice)
+      if (!(hidden instanceof IdempotencyCall) || !hidden.executor) {
         throw new Error(
-          `@Idempotent() on ${this.constructor.name}.${String(key)} needs SseModule.forRoot() in ` +
-            'this application, on the Express adapter',
+          `@Idempotent() on ${this.constructor.name}.${String(key)} lost its hidden argument: a ` +
+            'global or route pipe replaced it. Pipes should leave custom parameters ' +
+            "(metadata.type 'custom') they do not know alone.",
         );
       }
-      return executor.run(request, this, wrapped.handler!, call);
+      return hidden.executor.run(hidden, this, wrapped.handler!, call);
     },
   );
   wrapped.handler = descriptor.value as object;
   UseFilters(IdempotencyProblemFilter)(target, key, descriptor);
-  registerIdempotentHandler(wrapped.handler);
+  markIdempotentHandler(wrapped.handler);
 }

@@ -1,9 +1,13 @@
-import type { IncomingMessage } from 'node:http';
+import type { IncomingHttpHeaders } from 'node:http';
 import type { SseRejectMode } from '../config/sse-module-options';
 
 export type SseTopics = string | readonly string[];
 
-export type SseRequest = IncomingMessage & Record<string, any>;
+/**
+ * The request as the HTTP platform hands it to handlers: Express' `req` or Fastify's
+ * `FastifyRequest`. Both have `headers`, `params`, `query`, `ip` and whatever guards set (`user`).
+ */
+export type SseRequest = Record<string, any> & { headers: IncomingHttpHeaders };
 
 /** Options of `@Sse(path, options)`. */
 export interface SseRouteOptions {

@@ -1,5 +1,4 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
-import type { ServerResponse } from 'node:http';
 import type { Observable } from 'rxjs';
 import { SSE_MODULE_OPTIONS } from '../config/tokens';
 import type { ResolvedSseModuleOptions, SseRejectMode } from '../config/sse-module-options';
@@ -11,6 +10,8 @@ import { OutboxRelay, resetFrame } from '../outbox/outbox-relay';
 import { SseEvent } from './sse-event';
 import { assertTopic, SseHub } from './sse-hub';
 import { readLastEventId, SseRequest, SseRouteOptions, SseTopics } from './sse-route-options';
+import { HttpPlatformHost } from '../platform/http-platform.host';
+import type { PlatformResponse } from '../platform/http-platform';
 
 export const SSE_RESPONSE_HEADERS: Readonly<Record<string, string>> = Object.freeze({
   'Content-Type': 'text/event-stream',
@@ -34,6 +35,7 @@ export class SseStreamer {
     private readonly hub: SseHub,
     @Inject(SSE_CLIENT_KEY_RESOLVER) private readonly clientKeys: SseClientKeyResolver,
     private readonly relay: OutboxRelay,
+    private readonly platforms: HttpPlatformHost,
   ) {}
 
   /** Resolves the client key and reserves a slot under the connection limits. */
@@ -52,36 +54,39 @@ export class SseStreamer {
    */
   open(
     request: SseRequest,
-    response: ServerResponse,
+    response: PlatformResponse,
     clientKey: string,
     slot: SseSlot,
     source: SseSource,
   ) {
-    if (response.destroyed || response.writableEnded) {
+    const { platform } = this.platforms;
+    const raw = platform.takeOver(response);
+    if (raw.destroyed || raw.writableEnded) {
       slot.release();
       return undefined;
     }
-    if (request.method === 'HEAD') {
-      // Express routes HEAD to GET handlers; a stream without a body would only hold a slot.
-      response.writeHead(200, SSE_RESPONSE_HEADERS);
-      response.end();
+    const { socket, method } = platform.rawRequest(request);
+    if (method === 'HEAD') {
+      // Both platforms route HEAD to GET handlers; a stream without a body would only hold a slot.
+      raw.writeHead(200, SSE_RESPONSE_HEADERS);
+      raw.end();
       slot.release();
       return undefined;
     }
-    request.socket.setTimeout(0);
-    request.socket.setNoDelay(true);
-    response.writeHead(200, SSE_RESPONSE_HEADERS);
+    socket.setTimeout(0);
+    socket.setNoDelay(true);
+    raw.writeHead(200, SSE_RESPONSE_HEADERS);
     // Sent at once so clients see the stream open before the first event. Flushing the head on
     // its own also lets V8 flatten the header string, which otherwise stays a rope of ~25
     // pieces (~800 bytes) for the life of every connection.
-    response.flushHeaders();
-    response.write(encodeRetry(this.options.sse.retryMs));
+    raw.flushHeaders();
+    raw.write(encodeRetry(this.options.sse.retryMs));
 
-    const connection = this.registry.open(response, clientKey, slot);
+    const connection = this.registry.open(raw, clientKey, slot);
     if (source.kind === 'topics')
       this.connectTopics(connection, source.topics, readLastEventId(request));
     else this.connectObservable(connection, source.events);
-    releaseRequestState(request);
+    platform.release(request);
     return connection;
   }
 
@@ -102,14 +107,16 @@ export class SseStreamer {
    * throws); `'retry'` answers 200 with a jittered `retry:` and closes, since browsers'
    * EventSource gives up for good on any non-200 response.
    */
-  refuse(response: ServerResponse, reason: string, mode: SseRejectMode): void {
+  refuse(response: PlatformResponse, reason: string, mode: SseRejectMode): void {
+    const { platform } = this.platforms;
     const backoffMs = this.jitteredBackoffMs();
     if (mode === 'status') {
-      response.setHeader('Retry-After', String(Math.ceil(backoffMs / 1000)));
+      platform.setHeader(response, 'Retry-After', String(Math.ceil(backoffMs / 1000)));
       return;
     }
-    response.writeHead(200, SSE_RESPONSE_HEADERS);
-    response.end(encodeRetry(backoffMs) + encodeComment(`rejected: ${reason}`));
+    const raw = platform.takeOver(response);
+    raw.writeHead(200, SSE_RESPONSE_HEADERS);
+    raw.end(encodeRetry(backoffMs) + encodeComment(`rejected: ${reason}`));
   }
 
   private jitteredBackoffMs(): number {
@@ -162,16 +169,4 @@ export class SseStreamer {
 function toSseEvent(value: unknown): SseEvent {
   if (value !== null && typeof value === 'object' && 'data' in value) return value as SseEvent;
   return { data: value };
-}
-
-/**
- * The request object lives as long as its stream (the socket holds it). Express leaves the
- * router's per-request state on it — `req.next` keeps the router's closure chain and its contexts
- * alive — plus the parsed URL and the matched route; none of it is used once the stream is open.
- * Set to undefined rather than deleted, so the object keeps its shape.
- */
-function releaseRequestState(request: SseRequest): void {
-  for (const key of ['next', '_parsedUrl', '_parsedOriginalUrl', 'route'] as const) {
-    if (request[key] !== undefined) request[key] = undefined;
-  }
 }

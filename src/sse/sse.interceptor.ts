@@ -8,7 +8,7 @@ import {
   NestInterceptor,
 } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
-import type { ServerResponse } from 'node:http';
+import type { PlatformResponse } from '../platform/http-platform';
 import { firstValueFrom, from, isObservable, Observable } from 'rxjs';
 import { SseEventError } from './sse-event';
 import {
@@ -46,7 +46,7 @@ export class SseInterceptor implements NestInterceptor {
     if (context.getType() !== 'http') return next.handle();
     const http = context.switchToHttp();
     const request = http.getRequest<SseRequest>();
-    const response = http.getResponse<ServerResponse>();
+    const response = http.getResponse<PlatformResponse>();
     const route =
       this.reflector.get<SseRouteOptions>(SSE_ROUTE_METADATA, context.getHandler()) ?? {};
     // Emits once, as soon as the stream is open (or refused), so nothing of Nest's per-request
@@ -56,7 +56,7 @@ export class SseInterceptor implements NestInterceptor {
 
   private async handle(
     request: SseRequest,
-    response: ServerResponse,
+    response: PlatformResponse,
     route: SseRouteOptions,
     next: CallHandler,
   ): Promise<undefined> {

@@ -19,7 +19,7 @@ import { Cluster } from 'ioredis';
 import * as http from 'node:http';
 import { once } from 'node:events';
 import { Idempotent, IdempotencyService, SseModuleOptions } from '../../src';
-import { startApp, TestApp } from '../support/http';
+import { Platform, PLATFORMS, startApp, TestApp } from '../support/http';
 import { redisUrl, uniquePrefix, withRedis } from '../support/redis';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -131,17 +131,18 @@ class OrdersController {
 
   @Post('cookie')
   @Idempotent({ storedHeaders: ['set-cookie', 'x-request-cost'] })
-  cookie(@Res({ passthrough: true }) response: { setHeader(name: string, value: string): void }) {
+  // header() and send(): the API Express' res and Fastify's reply share.
+  cookie(@Res({ passthrough: true }) response: { header(name: string, value: string): void }) {
     ran('cookie');
-    response.setHeader('Set-Cookie', 'session=secret');
-    response.setHeader('X-Request-Cost', '7');
+    response.header('Set-Cookie', 'session=secret');
+    response.header('X-Request-Cost', '7');
     return { cookie: true };
   }
 
   @Post('raw')
   @Idempotent()
-  raw(@Res() response: { status(code: number): { json(body: unknown): void } }) {
-    response.status(201).json({ raw: ran('raw') });
+  raw(@Res() response: { status(code: number): { send(body: unknown): void } }) {
+    response.status(201).send({ raw: ran('raw') });
   }
 
   @Get('orders')
@@ -189,8 +190,8 @@ interface Backend {
 }
 
 /** The whole HTTP suite, run once per Redis topology. */
-function idempotencySuite(label: string, setup: () => Promise<Backend>) {
-  describe(`@Idempotent() over HTTP — ${label}`, () => {
+function idempotencySuite(label: string, platform: Platform, setup: () => Promise<Backend>) {
+  describe(`@Idempotent() over HTTP on ${platform} — ${label}`, () => {
     let backend: Backend;
     let a: TestApp;
     let b: TestApp;
@@ -199,8 +200,8 @@ function idempotencySuite(label: string, setup: () => Promise<Backend>) {
 
     beforeAll(async () => {
       backend = await setup();
-      a = await startApp([OrdersController], backend.options);
-      b = await startApp([OrdersController], backend.options);
+      a = await startApp([OrdersController], backend.options, { platform });
+      b = await startApp([OrdersController], backend.options, { platform });
     }, 60_000);
     afterAll(async () => {
       await a?.close();
@@ -532,33 +533,42 @@ function idempotencySuite(label: string, setup: () => Promise<Backend>) {
   });
 }
 
-idempotencySuite('single Redis', async () => {
-  const keyPrefix = uniquePrefix('idem-http');
-  return {
-    options: { redis: { url: redisUrl(), keyPrefix }, idempotency: { inFlightTtlSeconds: 30 } },
-    cleanup: () =>
-      withRedis(redisUrl(), async (redis) => {
-        const keys = await redis.keys(`${keyPrefix}*`);
-        if (keys.length) await redis.del(...keys);
-      }),
-  };
-});
-
-for (const keyPrefix of [undefined, 'cluster:prefix:']) {
-  idempotencySuite(`3-master Redis Cluster${keyPrefix ? ', keyPrefix' : ''}`, async () => {
-    const cluster = await startPrivateRedisCluster(3);
-    const client = new Cluster(cluster.nodes, {
-      keyPrefix,
-      enableOfflineQueue: false,
-      redisOptions: { maxRetriesPerRequest: 1 },
-    });
-    await once(client, 'ready');
+for (const platform of PLATFORMS)
+  idempotencySuite('single Redis', platform, async () => {
+    const keyPrefix = uniquePrefix('idem-http');
     return {
-      options: { redis: { existingClient: client }, idempotency: { inFlightTtlSeconds: 30 } },
-      cleanup: async () => {
-        client.disconnect();
-        await cluster.destroy();
-      },
+      options: { redis: { url: redisUrl(), keyPrefix }, idempotency: { inFlightTtlSeconds: 30 } },
+      cleanup: () =>
+        withRedis(redisUrl(), async (redis) => {
+          const keys = await redis.keys(`${keyPrefix}*`);
+          if (keys.length) await redis.del(...keys);
+        }),
     };
   });
+
+// The topology is the store's concern, not the platform's: one platform each.
+for (const [keyPrefix, platform] of [
+  [undefined, 'express'],
+  ['cluster:prefix:', 'fastify'],
+] as const) {
+  idempotencySuite(
+    `3-master Redis Cluster${keyPrefix ? ', keyPrefix' : ''}`,
+    platform,
+    async () => {
+      const cluster = await startPrivateRedisCluster(3);
+      const client = new Cluster(cluster.nodes, {
+        keyPrefix,
+        enableOfflineQueue: false,
+        redisOptions: { maxRetriesPerRequest: 1 },
+      });
+      await once(client, 'ready');
+      return {
+        options: { redis: { existingClient: client }, idempotency: { inFlightTtlSeconds: 30 } },
+        cleanup: async () => {
+          client.disconnect();
+          await cluster.destroy();
+        },
+      };
+    },
+  );
 }

@@ -51,7 +51,14 @@ Module({
 })(AppModule);
 
 async function main() {
-  const app = await NestFactory.create(AppModule, { logger: ['error'] });
+  const app =
+    process.env.PLATFORM === 'fastify'
+      ? await NestFactory.create(
+          AppModule,
+          new (require('@nestjs/platform-fastify').FastifyAdapter)(),
+          { logger: ['error'] },
+        )
+      : await NestFactory.create(AppModule, { logger: ['error'] });
   app.enableShutdownHooks();
   await app.listen(0, '127.0.0.1');
   process.on('message', async (message) => {

@@ -14,7 +14,7 @@ import {
 } from '@nestjs/common';
 import { map, of, tap } from 'rxjs';
 import { Sse, SseConnectionRegistry, SseHub } from '../../src';
-import { get, openRaw, startApp, TestApp } from '../support/http';
+import { get, openRaw, PLATFORMS, startApp, TestApp } from '../support/http';
 
 const calls: string[] = [];
 const callWaiters = new Map<string, () => void>();
@@ -74,79 +74,86 @@ class SecuredController {
   mapped() {}
 }
 
-describe('guards, interceptors and pipes run before the stream opens', () => {
-  let t: TestApp;
-  beforeAll(async () => {
-    t = await startApp([SecuredController], { sse: { heartbeatMs: 60_000 } });
-  });
-  afterAll(() => t.close());
-  beforeEach(async () => {
-    // Streams closed by an earlier test finish their interceptor chain asynchronously.
-    await t.app.get(SseConnectionRegistry).whenEmpty();
-    await new Promise<void>((resolve) => setImmediate(resolve));
-    calls.splice(0);
-    callWaiters.clear();
-  });
+describe.each(PLATFORMS)('on %s', (platform) => {
+  describe('guards, interceptors and pipes run before the stream opens', () => {
+    let t: TestApp;
+    beforeAll(async () => {
+      t = await startApp([SecuredController], { sse: { heartbeatMs: 60_000 } }, { platform });
+    });
+    afterAll(() => t.close());
+    beforeEach(async () => {
+      // Streams closed by an earlier test finish their interceptor chain asynchronously.
+      await t.app.get(SseConnectionRegistry).whenEmpty();
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      calls.splice(0);
+      callWaiters.clear();
+    });
 
-  it('answers a guard rejection as an ordinary 401/403 response, not a stream', async () => {
-    const unauthorized = await get(`${t.url}/orders/1/stream`);
-    expect(unauthorized.status).toBe(401);
-    expect(unauthorized.headers['content-type']).toMatch(/^application\/json/);
-    expect(JSON.parse(unauthorized.body)).toMatchObject({ statusCode: 401 });
+    it('answers a guard rejection as an ordinary 401/403 response, not a stream', async () => {
+      const unauthorized = await get(`${t.url}/orders/1/stream`);
+      expect(unauthorized.status).toBe(401);
+      expect(unauthorized.headers['content-type']).toMatch(/^application\/json/);
+      expect(JSON.parse(unauthorized.body)).toMatchObject({ statusCode: 401 });
 
-    const forbidden = await get(`${t.url}/orders/1/stream`, { authorization: 'forbidden' });
-    expect(forbidden.status).toBe(403);
-    expect(JSON.parse(forbidden.body)).toMatchObject({ statusCode: 403, message: 'not yours' });
-    expect(calls).toEqual(['guard', 'guard']);
-    expect(t.app.get(SseConnectionRegistry).size).toBe(0);
-  });
+      const forbidden = await get(`${t.url}/orders/1/stream`, { authorization: 'forbidden' });
+      expect(forbidden.status).toBe(403);
+      expect(JSON.parse(forbidden.body)).toMatchObject({ statusCode: 403, message: 'not yours' });
+      expect(calls).toEqual(['guard', 'guard']);
+      expect(t.app.get(SseConnectionRegistry).size).toBe(0);
+    });
 
-  it('answers a pipe rejection as a 400 without running the handler or holding a slot', async () => {
-    const bad = await get(`${t.url}/orders/abc/stream`, { authorization: 'u1' });
-    expect(bad.status).toBe(400);
-    expect(bad.headers['content-type']).toMatch(/^application\/json/);
-    expect(calls).toEqual(['guard', 'interceptor:before']);
-    expect(t.app.get(SseConnectionRegistry).size).toBe(0);
-  });
+    it('answers a pipe rejection as a 400 without running the handler or holding a slot', async () => {
+      const bad = await get(`${t.url}/orders/abc/stream`, { authorization: 'u1' });
+      expect(bad.status).toBe(400);
+      expect(bad.headers['content-type']).toMatch(/^application\/json/);
+      expect(calls).toEqual(['guard', 'interceptor:before']);
+      expect(t.app.get(SseConnectionRegistry).size).toBe(0);
+    });
 
-  it('opens the stream after guard, interceptor, pipe and handler, with req.user available to the topic', async () => {
-    const stream = await openRaw(`${t.url}/orders/5/stream`, { authorization: 'u1' });
-    try {
-      expect(stream.status).toBe(200);
-      await stream.until((x) => x.startsWith('retry'));
-      await whenCalled('interceptor:complete');
-      expect(calls).toEqual(['guard', 'interceptor:before', 'handler:5', 'interceptor:complete']);
-      t.app.get(SseHub).publish('orders:5:u1', { data: 'mine' });
-      await stream.until((x) => x.includes('data: mine'));
-    } finally {
-      stream.close();
-    }
-  });
+    it('opens the stream after guard, interceptor, pipe and handler, with req.user available to the topic', async () => {
+      const stream = await openRaw(`${t.url}/orders/5/stream`, { authorization: 'u1' });
+      try {
+        expect(stream.status).toBe(200);
+        await stream.until((x) => x.startsWith('retry'));
+        await whenCalled('interceptor:complete');
+        expect(calls).toEqual(['guard', 'interceptor:before', 'handler:5', 'interceptor:complete']);
+        t.app.get(SseHub).publish('orders:5:u1', { data: 'mine' });
+        await stream.until((x) => x.includes('data: mine'));
+      } finally {
+        stream.close();
+      }
+    });
 
-  it('completes outer interceptors once the stream is open, not when it ends', async () => {
-    const stream = await openRaw(`${t.url}/orders/6/stream`, { authorization: 'u1' });
-    try {
-      await whenCalled('interceptor:complete');
-      // Still open: Nest's request chain is released while the stream lives on.
-      expect(stream.response.complete).toBe(false);
-      t.app.get(SseHub).publish('orders:6:u1', { data: 'still here' });
-      await stream.until((x) => x.includes('data: still here'));
-    } finally {
-      stream.close();
-    }
-  });
+    it('completes outer interceptors once the stream is open, not when it ends', async () => {
+      const stream = await openRaw(`${t.url}/orders/6/stream`, { authorization: 'u1' });
+      try {
+        await whenCalled('interceptor:complete');
+        // Still open: Nest's request chain is released while the stream lives on.
+        expect(stream.response.complete).toBe(false);
+        t.app.get(SseHub).publish('orders:6:u1', { data: 'still here' });
+        await stream.until((x) => x.includes('data: still here'));
+      } finally {
+        stream.close();
+      }
+    });
 
-  it('ends a handler Observable stream when it completes', async () => {
-    const stream = await openRaw(`${t.url}/short`, { authorization: 'u1' });
-    await stream.ended;
-    expect(stream.text()).toBe('retry: 3000\n\ndata: only\n\n');
-    expect(calls).toEqual(['guard', 'interceptor:before', 'handler:short', 'interceptor:complete']);
-  });
+    it('ends a handler Observable stream when it completes', async () => {
+      const stream = await openRaw(`${t.url}/short`, { authorization: 'u1' });
+      await stream.ended;
+      expect(stream.text()).toBe('retry: 3000\n\ndata: only\n\n');
+      expect(calls).toEqual([
+        'guard',
+        'interceptor:before',
+        'handler:short',
+        'interceptor:complete',
+      ]);
+    });
 
-  it('explains an inner interceptor that replaced the stream result, as a 500 before streaming', async () => {
-    const response = await get(`${t.url}/mapped`, { authorization: 'u1' });
-    expect(response.status).toBe(500);
-    expect(response.headers['content-type']).toMatch(/^application\/json/);
-    expect(t.app.get(SseConnectionRegistry).size).toBe(0);
+    it('explains an inner interceptor that replaced the stream result, as a 500 before streaming', async () => {
+      const response = await get(`${t.url}/mapped`, { authorization: 'u1' });
+      expect(response.status).toBe(500);
+      expect(response.headers['content-type']).toMatch(/^application\/json/);
+      expect(t.app.get(SseConnectionRegistry).size).toBe(0);
+    });
   });
 });

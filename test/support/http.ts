@@ -1,4 +1,6 @@
 import { INestApplication, ModuleMetadata, Type } from '@nestjs/common';
+import type { NestExpressApplication } from '@nestjs/platform-express';
+import { FastifyAdapter } from '@nestjs/platform-fastify';
 import { Test } from '@nestjs/testing';
 import * as http from 'node:http';
 import { AddressInfo } from 'node:net';
@@ -11,18 +13,37 @@ export interface TestApp {
   close(): Promise<void>;
 }
 
-/** A real Nest app (platform-express) listening on a free loopback port. */
+/** The HTTP platforms every HTTP-facing suite runs on (`describe.each(PLATFORMS)`). */
+export const PLATFORMS = ['express', 'fastify'] as const;
+export type Platform = (typeof PLATFORMS)[number];
+
+/** Nest's HTTP adapter for `platform`; undefined means Nest's default (Express). */
+export function httpAdapter(
+  platform: Platform,
+  fastify: { trustProxy?: boolean } = {},
+): FastifyAdapter | undefined {
+  return platform === 'fastify' ? new FastifyAdapter(fastify) : undefined;
+}
+
+/**
+ * A real Nest app listening on a free loopback port, on Express unless `extra.platform` says;
+ * `extra.trustProxy` turns on the platform's own trust-proxy setting.
+ */
 export async function startApp(
   controllers: Type<unknown>[],
   options: SseModuleOptions & SseModuleExtras = {},
-  extra: ModuleMetadata = {},
+  extra: ModuleMetadata & { platform?: Platform; trustProxy?: boolean } = {},
 ): Promise<TestApp> {
   const moduleRef = await Test.createTestingModule({
     imports: [SseModule.forRoot(options), ...(extra.imports ?? [])],
     controllers,
     providers: extra.providers ?? [],
   }).compile();
-  const app = moduleRef.createNestApplication({ logger: ['error'] });
+  const adapter = httpAdapter(extra.platform ?? 'express', { trustProxy: extra.trustProxy });
+  const app = adapter
+    ? moduleRef.createNestApplication(adapter, { logger: ['error'] })
+    : moduleRef.createNestApplication<NestExpressApplication>({ logger: ['error'] });
+  if (!adapter && extra.trustProxy) (app as NestExpressApplication).set('trust proxy', true);
   await app.listen(0, '127.0.0.1');
   const { port } = app.getHttpServer().address() as AddressInfo;
   let closed = false;

@@ -1,7 +1,7 @@
 import { Type } from '@nestjs/common';
 import { OutboxRelay, OutboxService, SseModuleOptions } from '../../src';
 import { RecordingEventSource } from './event-source';
-import { startApp, TestApp } from './http';
+import { Platform, startApp, TestApp } from './http';
 import { databaseUrl, dropSchema, uniqueSchema } from './postgres';
 
 /** Outbox options on the test database, in `schema`; polling far apart unless a test wants it. */
@@ -31,6 +31,7 @@ export function useTwoInstances(
   controllers: Type<unknown>[],
   schemaPrefix: string,
   extra: SseModuleOptions = {},
+  platform: Platform = 'express',
 ): TwoInstances {
   const clients: RecordingEventSource[] = [];
   const instances = {
@@ -42,10 +43,13 @@ export function useTwoInstances(
   } as TwoInstances;
 
   beforeAll(async () => {
-    instances.a = await startApp(controllers, outboxOptions(instances.schema, extra));
+    instances.a = await startApp(controllers, outboxOptions(instances.schema, extra), {
+      platform,
+    });
     instances.b = await startApp(
       controllers,
       outboxOptions(instances.schema, { ...extra, outbox: { ...extra.outbox, migrate: false } }),
+      { platform },
     );
     instances.outbox = instances.a.app.get(OutboxService);
   });
