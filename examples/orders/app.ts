@@ -10,10 +10,23 @@ export interface OrdersApp {
   close(): Promise<void>;
 }
 
+export interface OrdersAppOptions {
+  logger?: LogLevel[] | false;
+  schema?: string;
+  redisKeyPrefix?: string;
+  /** Nest's HTTP platform (default Express). The module and the example work the same on both. */
+  platform?: 'express' | 'fastify';
+  /**
+   * The platform's trust-proxy setting (Express' `trust proxy`, Fastify's `trustProxy`: a hop
+   * count, true/false, or addresses/subnets), so clients behind a proxy keep their own address.
+   */
+  trustProxy?: number | boolean | string;
+}
+
 /** Builds the example app on the chosen backends (not listening yet). */
 export async function createOrdersApp(
   backends: Backends,
-  options: { logger?: LogLevel[] | false; schema?: string; redisKeyPrefix?: string } = {},
+  options: OrdersAppOptions = {},
 ): Promise<OrdersApp> {
   let pglite: PGlite | undefined;
   if (backends.postgres.kind === 'embedded') {
@@ -22,14 +35,23 @@ export async function createOrdersApp(
     pglite = await PGlite.create(backends.postgres.dataDir);
   }
   try {
-    const app = await NestFactory.create(
-      OrdersModule.register(
-        ordersSseOptions(backends, pglite, options.schema, options.redisKeyPrefix),
-      ),
-      {
-        logger: options.logger ?? ['log', 'warn', 'error'],
-      },
+    const module = OrdersModule.register(
+      ordersSseOptions(backends, pglite, options.schema, options.redisKeyPrefix),
     );
+    const appOptions = { logger: options.logger ?? ['log', 'warn', 'error'] } as const;
+    let app: INestApplication;
+    if (options.platform === 'fastify') {
+      const { FastifyAdapter } = await import('@nestjs/platform-fastify');
+      app = await NestFactory.create(
+        module,
+        new FastifyAdapter({ trustProxy: options.trustProxy }),
+        appOptions,
+      );
+    } else {
+      app = await NestFactory.create(module, appOptions);
+      if (options.trustProxy !== undefined)
+        app.getHttpAdapter().getInstance().set('trust proxy', options.trustProxy);
+    }
     new Logger('OrdersExample').log(backends.summary);
     let closing: Promise<void> | undefined;
     return {

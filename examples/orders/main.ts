@@ -13,20 +13,20 @@ async function main() {
   const backends = await resolveBackends({
     embeddedDataDir: process.env.PGLITE_DATA_DIR ?? join(process.cwd(), '.tmp', 'orders-pglite'),
   });
+  const platform = parsePlatform(process.env.PLATFORM);
   const { app, close } = await createOrdersApp(backends, {
     schema: process.env.ORDERS_SCHEMA,
     redisKeyPrefix: process.env.ORDERS_REDIS_PREFIX,
+    platform,
+    // Behind a proxy (docker/nginx.conf), the platform must trust X-Forwarded-For, or every client
+    // has the proxy's address and the per-client stream limit counts them all as one.
+    trustProxy: process.env.TRUST_PROXY ? parseTrustProxy(process.env.TRUST_PROXY) : undefined,
   });
-  // Behind a proxy (docker/nginx.conf), Express must trust X-Forwarded-For, or every client has
-  // the proxy's address and the per-client stream limit counts them all as one.
-  if (process.env.TRUST_PROXY) {
-    app.getHttpAdapter().getInstance().set('trust proxy', parseTrustProxy(process.env.TRUST_PROXY));
-  }
   const port = Number(process.env.PORT ?? 3000);
   await app.listen(port, process.env.HOST ?? '0.0.0.0');
   const logger = new Logger('OrdersExample');
   const { port: listening } = app.getHttpServer().address() as AddressInfo;
-  logger.log(`Open http://localhost:${listening} (Ctrl+C to stop)`);
+  logger.log(`Open http://localhost:${listening} (on ${platform}; Ctrl+C to stop)`);
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.once(signal, () => {
       logger.log(`${signal}: closing streams and connections`);
@@ -41,7 +41,14 @@ async function main() {
   }
 }
 
-/** Express' `trust proxy`: a hop count, true/false, or addresses/subnet names. */
+/** PLATFORM=express (default) or fastify. */
+function parsePlatform(value: string | undefined): 'express' | 'fastify' {
+  if (value === undefined || value === '' || value === 'express') return 'express';
+  if (value === 'fastify') return 'fastify';
+  throw new Error(`PLATFORM must be express or fastify, not ${JSON.stringify(value)}`);
+}
+
+/** The platform's trust-proxy setting: a hop count, true/false, or addresses/subnet names. */
 function parseTrustProxy(value: string): number | boolean | string {
   if (/^\d+$/.test(value)) return Number(value);
   if (value === 'true' || value === 'false') return value === 'true';

@@ -42,11 +42,12 @@ describe('orders page in Chromium (real PostgreSQL and Redis)', () => {
   let server: OrdersApp | undefined;
   let port = 0;
 
-  const startServer = async () => {
+  const startServer = async (platform: 'express' | 'fastify') => {
     server = await createOrdersApp(backends, {
       logger: ['error'],
       schema,
       redisKeyPrefix: `${schema}:`,
+      platform,
     });
     await server.app.listen(port, '127.0.0.1');
     port = (server.app.getHttpServer().address() as AddressInfo).port;
@@ -81,7 +82,7 @@ describe('orders page in Chromium (real PostgreSQL and Redis)', () => {
       headless: true,
       args: CHROMIUM_ARGS,
     });
-    await startServer();
+    await startServer('express');
   });
   afterAll(async () => {
     await browser?.close();
@@ -90,7 +91,7 @@ describe('orders page in Chromium (real PostgreSQL and Redis)', () => {
     await deletePrefix(redisUrl(), `${schema}:`);
   });
 
-  it('shows live orders, reconnects after a restart and receives what it missed exactly once', async () => {
+  it('shows live orders, reconnects after a restart (Express, then Fastify) and receives what it missed exactly once', async () => {
     const page = await browser!.newPage();
     const errors: string[] = [];
     page.on('pageerror', (error) => errors.push(error.message));
@@ -121,7 +122,8 @@ describe('orders page in Chromium (real PostgreSQL and Redis)', () => {
       missed.push((await repository.place(item, 1)).eventId);
     }
     await other.close();
-    await startServer();
+    // The page reconnects to the same address, now served on Fastify.
+    await startServer('fastify');
 
     await waitForLogged(page, 4);
     await page.waitForFunction(() => document.getElementById('state')?.textContent === 'open');

@@ -68,9 +68,11 @@ const servers = (): Backends => ({
 });
 
 describe.each([
-  ['embedded PostgreSQL (PGlite) and the memory store', () => embedded],
-  ['real PostgreSQL and Redis', servers],
-])('orders example on %s', (_name, backends) => {
+  ['embedded PostgreSQL (PGlite) and the memory store', () => embedded, 'express'],
+  ['real PostgreSQL and Redis', servers, 'express'],
+  ['embedded PostgreSQL (PGlite) and the memory store', () => embedded, 'fastify'],
+  ['real PostgreSQL and Redis', servers, 'fastify'],
+] as const)('orders example on %s, on %s', (_name, backends, platform) => {
   const schema = uniqueSchema('orders_example');
   let orders: OrdersApp;
   let url: string;
@@ -88,6 +90,7 @@ describe.each([
       logger: ['error'],
       schema,
       redisKeyPrefix: `${schema}:`,
+      platform,
     });
     await orders.app.listen(0, '127.0.0.1');
     url = `http://127.0.0.1:${(orders.app.getHttpServer().address() as AddressInfo).port}`;
