@@ -12,6 +12,14 @@ const durable = require('nestjs-durable-sse');
 
 const nestVersion = require('@nestjs/core/package.json').version;
 
+/** Every test runs on both of Nest's HTTP platforms. */
+const PLATFORMS = ['express', 'fastify'];
+function create(module, platform) {
+  if (platform === 'express') return NestFactory.create(module, { logger: ['error'] });
+  const { FastifyAdapter } = require('@nestjs/platform-fastify');
+  return NestFactory.create(module, new FastifyAdapter(), { logger: ['error'] });
+}
+
 function decorateMethod(target, name, decorators) {
   const descriptor = Reflect.decorate(
     decorators,
@@ -94,40 +102,41 @@ Module({
   controllers: [StreamController],
 })(OutboxModule);
 
-test(`outbox under NestJS ${nestVersion}: publish, deliver, resume`, async () => {
-  const app = await NestFactory.create(OutboxModule, { logger: ['error'] });
-  await app.listen(0, '127.0.0.1');
-  const base = `http://127.0.0.1:${app.getHttpServer().address().port}`;
-  const outbox = app.get(durable.OutboxService);
-  try {
-    const live = await open(`${base}/topic`);
-    await live.until((x) => x.startsWith('retry'));
-    const ids = await outbox.transaction((tx) =>
-      outbox.publish(tx, [
-        { topic: 'news', type: 'n', data: { a: 1 } },
-        { topic: 'news', data: 'b' },
-      ]),
-    );
-    const text = await live.until((x) => x.includes(`id: ${ids[1]}`));
-    assert.equal(
-      text,
-      `retry: 3000\n\nid: ${ids[0]}\nevent: n\ndata: {"a":1}\n\nid: ${ids[1]}\ndata: b\n\n`,
-    );
-    const resumed = await open(`${base}/topic`, { 'last-event-id': ids[0] });
-    assert.match(
-      await resumed.until((x) => x.includes(`id: ${ids[1]}`)),
-      new RegExp(`id: ${ids[1]}\\ndata: b`),
-    );
-    live.close();
-    resumed.close();
-  } finally {
-    await app
-      .get(durable.PostgresConnection)
-      .requirePool()
-      .query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-    await app.close();
-  }
-});
+for (const platform of PLATFORMS)
+  test(`outbox under NestJS ${nestVersion} on ${platform}: publish, deliver, resume`, async () => {
+    const app = await create(OutboxModule, platform);
+    await app.listen(0, '127.0.0.1');
+    const base = `http://127.0.0.1:${app.getHttpServer().address().port}`;
+    const outbox = app.get(durable.OutboxService);
+    try {
+      const live = await open(`${base}/topic`);
+      await live.until((x) => x.startsWith('retry'));
+      const ids = await outbox.transaction((tx) =>
+        outbox.publish(tx, [
+          { topic: 'news', type: 'n', data: { a: 1 } },
+          { topic: 'news', data: 'b' },
+        ]),
+      );
+      const text = await live.until((x) => x.includes(`id: ${ids[1]}`));
+      assert.equal(
+        text,
+        `retry: 3000\n\nid: ${ids[0]}\nevent: n\ndata: {"a":1}\n\nid: ${ids[1]}\ndata: b\n\n`,
+      );
+      const resumed = await open(`${base}/topic`, { 'last-event-id': ids[0] });
+      assert.match(
+        await resumed.until((x) => x.includes(`id: ${ids[1]}`)),
+        new RegExp(`id: ${ids[1]}\\ndata: b`),
+      );
+      live.close();
+      resumed.close();
+    } finally {
+      await app
+        .get(durable.PostgresConnection)
+        .requirePool()
+        .query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+      await app.close();
+    }
+  });
 
 class PaymentsController {
   pay(body) {
@@ -154,92 +163,95 @@ Module({
   controllers: [PaymentsController],
 })(IdempotencyModule);
 
-test(`@Idempotent() under NestJS ${nestVersion}: first, replay, 422 problem`, async () => {
-  const app = await NestFactory.create(IdempotencyModule, { logger: ['error'] });
-  await app.listen(0, '127.0.0.1');
-  const url = `http://127.0.0.1:${app.getHttpServer().address().port}/pay`;
-  const post = (key, body) =>
-    fetch(url, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', 'idempotency-key': key },
-      body: JSON.stringify(body),
+for (const platform of PLATFORMS)
+  test(`@Idempotent() under NestJS ${nestVersion} on ${platform}: first, replay, 422 problem`, async () => {
+    const app = await create(IdempotencyModule, platform);
+    await app.listen(0, '127.0.0.1');
+    const url = `http://127.0.0.1:${app.getHttpServer().address().port}/pay`;
+    const post = (key, body) =>
+      fetch(url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'idempotency-key': key },
+        body: JSON.stringify(body),
+      });
+    try {
+      const before = PaymentsController.runs;
+      const key = `k-${platform}-${Date.now()}`;
+      const first = await post(key, { a: 1, b: 2 });
+      const replay = await post(`"${key}"`, { b: 2, a: 1 });
+      assert.equal(first.status, 201);
+      assert.equal(replay.status, 201);
+      assert.equal(replay.headers.get('idempotent-replayed'), 'true');
+      assert.equal(await replay.text(), await first.text());
+      const reused = await post(key, { a: 2 });
+      assert.equal(reused.status, 422);
+      assert.match(reused.headers.get('content-type'), /^application\/problem\+json/);
+      assert.equal(PaymentsController.runs, before + 1);
+    } finally {
+      // The module's client prefixes keys itself; KEYS patterns are not prefixed.
+      const redis = app.get(durable.RedisConnection).client;
+      const keys = await redis.keys(`nest12:${process.pid}:*`);
+      if (keys.length)
+        await redis.del(...keys.map((key) => key.slice(`nest12:${process.pid}:`.length)));
+      await app.close();
+    }
+  });
+
+for (const platform of PLATFORMS)
+  test(`nestjs-durable-sse under NestJS ${nestVersion} on ${platform}`, async (t) => {
+    assert.match(nestVersion, /^12\./);
+    const app = await create(AppModule, platform);
+    await app.listen(0, '127.0.0.1');
+    const base = `http://127.0.0.1:${app.getHttpServer().address().port}`;
+
+    await t.test('invalid options fail bootstrap with SseConfigError', async () => {
+      class Bad {}
+      Module({ imports: [durable.SseModule.forRoot({ sse: { heartbeatMs: -1 } })] })(Bad);
+      await assert.rejects(
+        NestFactory.createApplicationContext(Bad, { logger: false, abortOnError: false }),
+        (error) => {
+          assert.equal(error.name, 'SseConfigError');
+          assert.match(error.message, /sse\.heartbeatMs/);
+          return true;
+        },
+      );
     });
-  try {
-    const key = `k-${Date.now()}`;
-    const first = await post(key, { a: 1, b: 2 });
-    const replay = await post(`"${key}"`, { b: 2, a: 1 });
-    assert.equal(first.status, 201);
-    assert.equal(replay.status, 201);
-    assert.equal(replay.headers.get('idempotent-replayed'), 'true');
-    assert.equal(await replay.text(), await first.text());
-    const reused = await post(key, { a: 2 });
-    assert.equal(reused.status, 422);
-    assert.match(reused.headers.get('content-type'), /^application\/problem\+json/);
-    assert.equal(PaymentsController.runs, 1);
-  } finally {
-    // The module's client prefixes keys itself; KEYS patterns are not prefixed.
-    const redis = app.get(durable.RedisConnection).client;
-    const keys = await redis.keys(`nest12:${process.pid}:*`);
-    if (keys.length)
-      await redis.del(...keys.map((key) => key.slice(`nest12:${process.pid}:`.length)));
-    await app.close();
-  }
-});
 
-test(`nestjs-durable-sse under NestJS ${nestVersion}`, async (t) => {
-  assert.match(nestVersion, /^12\./);
-  const app = await NestFactory.create(AppModule, { logger: ['error'] });
-  await app.listen(0, '127.0.0.1');
-  const base = `http://127.0.0.1:${app.getHttpServer().address().port}`;
+    await t.test('observable handler streams framed events', async () => {
+      const s = await open(`${base}/ticks`);
+      await s.ended;
+      assert.equal(s.res.statusCode, 200);
+      assert.equal(s.res.headers['content-type'], 'text/event-stream');
+      assert.equal(
+        s.text(),
+        'retry: 1000\n\nid: 1\ndata: {"n":1}\n\nid: 2\nevent: tick\ndata: a\ndata: b\n\n',
+      );
+    });
 
-  await t.test('invalid options fail bootstrap with SseConfigError', async () => {
-    class Bad {}
-    Module({ imports: [durable.SseModule.forRoot({ sse: { heartbeatMs: -1 } })] })(Bad);
-    await assert.rejects(
-      NestFactory.createApplicationContext(Bad, { logger: false, abortOnError: false }),
-      (error) => {
-        assert.equal(error.name, 'SseConfigError');
-        assert.match(error.message, /sse\.heartbeatMs/);
-        return true;
+    await t.test('guard rejection is an ordinary 403', async () => {
+      const s = await open(`${base}/topic`, { 'x-deny': '1' });
+      await s.ended;
+      assert.equal(s.res.statusCode, 403);
+    });
+
+    await t.test(
+      'topic stream receives hub events; a second stream gets 503 + Retry-After',
+      async () => {
+        const s = await open(`${base}/topic`);
+        await s.until((x) => x.startsWith('retry'));
+        const full = await open(`${base}/topic`);
+        await full.ended;
+        assert.equal(full.res.statusCode, 503);
+        assert.ok(Number(full.res.headers['retry-after']) >= 1);
+        app.get(durable.SseHub).publish('news', { id: 'n1', data: 'hello' });
+        assert.equal(
+          await s.until((x) => x.includes('data: hello')),
+          'retry: 1000\n\nid: n1\ndata: hello\n\n',
+        );
+
+        await app.close();
+        await s.ended;
+        assert.equal(app.get(durable.SseConnectionRegistry).size, 0);
       },
     );
   });
-
-  await t.test('observable handler streams framed events', async () => {
-    const s = await open(`${base}/ticks`);
-    await s.ended;
-    assert.equal(s.res.statusCode, 200);
-    assert.equal(s.res.headers['content-type'], 'text/event-stream');
-    assert.equal(
-      s.text(),
-      'retry: 1000\n\nid: 1\ndata: {"n":1}\n\nid: 2\nevent: tick\ndata: a\ndata: b\n\n',
-    );
-  });
-
-  await t.test('guard rejection is an ordinary 403', async () => {
-    const s = await open(`${base}/topic`, { 'x-deny': '1' });
-    await s.ended;
-    assert.equal(s.res.statusCode, 403);
-  });
-
-  await t.test(
-    'topic stream receives hub events; a second stream gets 503 + Retry-After',
-    async () => {
-      const s = await open(`${base}/topic`);
-      await s.until((x) => x.startsWith('retry'));
-      const full = await open(`${base}/topic`);
-      await full.ended;
-      assert.equal(full.res.statusCode, 503);
-      assert.ok(Number(full.res.headers['retry-after']) >= 1);
-      app.get(durable.SseHub).publish('news', { id: 'n1', data: 'hello' });
-      assert.equal(
-        await s.until((x) => x.includes('data: hello')),
-        'retry: 1000\n\nid: n1\ndata: hello\n\n',
-      );
-
-      await app.close();
-      await s.ended;
-      assert.equal(app.get(durable.SseConnectionRegistry).size, 0);
-    },
-  );
-});
