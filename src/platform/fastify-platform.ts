@@ -30,7 +30,15 @@ export class FastifyPlatform implements HttpPlatform {
     const reply = response as FastifyReply;
     // Fastify forgets the reply: no send() after the handler, no onSend/onResponse hooks.
     reply.hijack();
-    return reply.raw;
+    // Headers set on the reply so far (CORS from app.enableCors(), a hook's, a guard's) live on
+    // the reply until Fastify sends it, which it now never does: carry them to Node's response.
+    const raw = reply.raw;
+    const headers = reply.getHeaders();
+    for (const name in headers) {
+      const value = headers[name];
+      if (value !== undefined && !raw.headersSent) raw.setHeader(name, value);
+    }
+    return raw;
   }
 
   release(): void {
@@ -47,6 +55,7 @@ export class FastifyPlatform implements HttpPlatform {
     status: number,
     headers: Record<string, string>,
     body: string | Buffer,
+    extra?: Record<string, string>,
   ): void {
     const reply = response as FastifyReply;
     if (reply.sent || reply.raw.headersSent) {
@@ -55,10 +64,9 @@ export class FastifyPlatform implements HttpPlatform {
     }
     // A Buffer is sent as it is whatever its content type (a string typed as JSON would be too,
     // but a Buffer also keeps non-UTF-8 bodies intact).
-    void reply
-      .code(status)
-      .headers(headers)
-      .send(typeof body === 'string' ? Buffer.from(body) : body);
+    reply.code(status).headers(headers);
+    if (extra) reply.headers(extra);
+    void reply.send(typeof body === 'string' ? Buffer.from(body) : body);
   }
 
   /**

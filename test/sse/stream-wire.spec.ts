@@ -1,4 +1,6 @@
 import { Controller, Get } from '@nestjs/common';
+import type { FastifyInstance } from 'fastify';
+import type { ServerResponse } from 'node:http';
 import * as net from 'node:net';
 import { interval, map, Subject, take } from 'rxjs';
 import { Sse, SseEvent, SseEventError, SseHub } from '../../src';
@@ -209,6 +211,46 @@ describe.each(PLATFORMS)('on %s', (platform) => {
     it('leaves ordinary routes alone', async () => {
       const response = await fetch(`${t.url}/plain`);
       expect(await response.json()).toEqual({ ok: true });
+    });
+
+    it('keeps headers set before the handler: CORS, and a request id from a hook or middleware', async () => {
+      const withHeaders = await startApp(
+        [StreamController],
+        { sse: { heartbeatMs: 60_000 } },
+        {
+          platform,
+          beforeListen: (app) => {
+            app.enableCors({ origin: 'https://app.example' });
+            if (platform === 'fastify') {
+              // Fastify keeps reply.header() values on the reply until it sends it.
+              (app.getHttpAdapter().getInstance() as FastifyInstance).addHook(
+                'onRequest',
+                (_request, reply, done) => {
+                  reply.header('x-request-id', 'r-42');
+                  done();
+                },
+              );
+            } else {
+              app.use((_request: unknown, response: ServerResponse, next: () => void) => {
+                response.setHeader('x-request-id', 'r-42');
+                next();
+              });
+            }
+          },
+        },
+      );
+      const stream = await openRaw(`${withHeaders.url}/orders/stream`, {
+        origin: 'https://app.example',
+      });
+      try {
+        expect(stream.status).toBe(200);
+        expect(stream.headers['access-control-allow-origin']).toBe('https://app.example');
+        expect(stream.headers['x-request-id']).toBe('r-42');
+        expect(stream.headers['content-type']).toBe('text/event-stream');
+      } finally {
+        stream.close();
+        await withHeaders.close();
+      }
     });
 
     describe('heartbeat', () => {

@@ -32,7 +32,12 @@ export function httpAdapter(
 export async function startApp(
   controllers: Type<unknown>[],
   options: SseModuleOptions & SseModuleExtras = {},
-  extra: ModuleMetadata & { platform?: Platform; trustProxy?: boolean } = {},
+  extra: ModuleMetadata & {
+    platform?: Platform;
+    trustProxy?: boolean;
+    /** Runs before the app listens (app.enableCors(), a platform hook…). */
+    beforeListen?: (app: INestApplication) => void;
+  } = {},
 ): Promise<TestApp> {
   const moduleRef = await Test.createTestingModule({
     imports: [SseModule.forRoot(options), ...(extra.imports ?? [])],
@@ -44,6 +49,7 @@ export async function startApp(
     ? moduleRef.createNestApplication(adapter, { logger: ['error'] })
     : moduleRef.createNestApplication<NestExpressApplication>({ logger: ['error'] });
   if (!adapter && extra.trustProxy) (app as NestExpressApplication).set('trust proxy', true);
+  extra.beforeListen?.(app);
   await app.listen(0, '127.0.0.1');
   const { port } = app.getHttpServer().address() as AddressInfo;
   let closed = false;
