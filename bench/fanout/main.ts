@@ -1,6 +1,7 @@
 /**
  * Fan-out: N idle connections, then a burst of E events to all of them. For this package
- * (@Sse + SseHub) and for Nest's built-in @Sse with a shared Subject, in one run:
+ * (@Sse + SseHub) and for Nest's built-in @Sse with a shared Subject, each on Express and on
+ * Fastify, and for better-sse, bare node:http and bare Express, in one run:
  * deliveries/s, publish→receive latency p50/p99, and server RSS/heap per idle connection.
  *
  *   npm run bench -- fanout [--connections 1000] [--events 200] [--batch 10]
@@ -27,11 +28,22 @@ interface Result {
   heapPerConnectionBytes: number;
 }
 
-type Mode = 'durable' | 'nest' | 'better-sse' | 'bare' | 'bare-express';
+const MODES = [
+  'durable',
+  'nest',
+  'durable-fastify',
+  'nest-fastify',
+  'better-sse',
+  'bare',
+  'bare-express',
+] as const;
+type Mode = (typeof MODES)[number];
 
 const LABELS: Record<Mode, string> = {
   durable: 'nestjs-durable-sse @Sse + SseHub',
   nest: 'Nest built-in @Sse + Subject',
+  'durable-fastify': 'nestjs-durable-sse on Fastify',
+  'nest-fastify': 'Nest built-in @Sse on Fastify',
   'better-sse': 'better-sse channel (node:http)',
   bare: 'bare node:http, pre-encoded',
   'bare-express': 'bare Express 5, pre-encoded',
@@ -115,20 +127,26 @@ async function runMode(mode: Mode): Promise<Result> {
 
 async function main() {
   const results: Result[] = [];
-  for (const mode of ['durable', 'nest', 'better-sse', 'bare', 'bare-express'] as const)
-    results.push(await runMode(mode));
-  const [durable, nest, betterSse, bare, bareExpress] = results;
-  const ratio = (other: Result) => ({
-    deliveriesPerSecond: round(durable.deliveriesPerSecond / other.deliveriesPerSecond),
-    rssPerConnection: round(durable.rssPerConnectionBytes / other.rssPerConnectionBytes),
-    heapPerConnection: round(durable.heapPerConnectionBytes / other.heapPerConnectionBytes),
+  for (const mode of MODES) results.push(await runMode(mode));
+  const of = Object.fromEntries(results.map((r) => [r.mode, r])) as Record<Mode, Result>;
+  const ratio = (ours: Result, other: Result) => ({
+    deliveriesPerSecond: round(ours.deliveriesPerSecond / other.deliveriesPerSecond),
+    rssPerConnection: round(ours.rssPerConnectionBytes / other.rssPerConnectionBytes),
+    heapPerConnection: round(ours.heapPerConnectionBytes / other.heapPerConnectionBytes),
   });
   const ratios = {
-    vsNest: ratio(nest),
-    vsBetterSse: ratio(betterSse),
-    vsBare: ratio(bare),
-    // The same bare loop behind Express, which this package runs on: what Express itself costs.
-    vsBareExpress: ratio(bareExpress),
+    express: {
+      vsNest: ratio(of.durable, of.nest),
+      vsBetterSse: ratio(of.durable, of['better-sse']),
+      vsBare: ratio(of.durable, of.bare),
+      // The same bare loop behind Express, which this run of the package is on: what Express costs.
+      vsBareExpress: ratio(of.durable, of['bare-express']),
+    },
+    fastify: {
+      vsNest: ratio(of['durable-fastify'], of['nest-fastify']),
+      vsBetterSse: ratio(of['durable-fastify'], of['better-sse']),
+      vsBare: ratio(of['durable-fastify'], of.bare),
+    },
   };
 
   console.log(
@@ -150,10 +168,12 @@ async function main() {
       ]),
     ),
   );
-  for (const [name, r] of Object.entries(ratios)) {
-    console.log(
-      `durable ÷ ${name.slice(2)}: deliveries/s ×${r.deliveriesPerSecond}, RSS/conn ×${r.rssPerConnection}, heap/conn ×${r.heapPerConnection}`,
-    );
+  for (const [platform, byOther] of Object.entries(ratios)) {
+    for (const [name, r] of Object.entries(byOther)) {
+      console.log(
+        `durable on ${platform} ÷ ${name.slice(2)}: deliveries/s ×${r.deliveriesPerSecond}, RSS/conn ×${r.rssPerConnection}, heap/conn ×${r.heapPerConnection}`,
+      );
+    }
   }
   const report = {
     benchmark: 'fanout',

@@ -2,6 +2,7 @@
  * Fan-out benchmark server (child process, driven over IPC by ./main). Modes:
  * - `durable`: this package's @Sse topic + SseHub (NestJS, Express);
  * - `nest`: Nest's built-in @Sse with one shared Subject, the usual way to broadcast with it;
+ * - `durable-fastify`, `nest-fastify`: the same two apps on Nest's Fastify adapter;
  * - `better-sse`: better-sse sessions in one channel on plain node:http, its usual setting;
  * - `bare`: plain node:http writing one pre-encoded chunk to every response — the physical limit;
  * - `bare-express`: the same loop as an Express 5 route, to tell Express's own cost per stream
@@ -11,6 +12,7 @@ import { writeHeapSnapshot } from 'node:v8';
 import 'reflect-metadata';
 import { Controller, MessageEvent, Module, Sse as NestSse } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
+import { FastifyAdapter } from '@nestjs/platform-fastify';
 import { AddressInfo } from 'node:net';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { Observable, Subject } from 'rxjs';
@@ -19,8 +21,11 @@ import express from 'express';
 import { Sse, SseHub, SseModule } from '../../src';
 import { toolRequire } from '../shared/tools';
 
-type Mode = 'durable' | 'nest' | 'better-sse' | 'bare' | 'bare-express';
+type Mode =
+  'durable' | 'nest' | 'durable-fastify' | 'nest-fastify' | 'better-sse' | 'bare' | 'bare-express';
 const mode = process.argv[2] as Mode;
+const fastify = mode.endsWith('-fastify');
+const durable = mode.startsWith('durable');
 const subject = new Subject<MessageEvent>();
 
 @Controller()
@@ -48,7 +53,7 @@ class NestController {
       },
     }),
   ],
-  controllers: [mode === 'durable' ? DurableController : NestController],
+  controllers: [durable ? DurableController : NestController],
 })
 class BenchModule {}
 
@@ -64,10 +69,12 @@ async function start(): Promise<{
   connections: () => Promise<number>;
 }> {
   const event = (seq: number) => ({ id: String(seq), data: { seq, t: now() } });
-  if (mode === 'durable' || mode === 'nest') {
-    const app = await NestFactory.create(BenchModule, { logger: ['error'] });
+  if (durable || mode.startsWith('nest')) {
+    const app = fastify
+      ? await NestFactory.create(BenchModule, new FastifyAdapter(), { logger: ['error'] })
+      : await NestFactory.create(BenchModule, { logger: ['error'] });
     await app.listen(0, '127.0.0.1');
-    const hub = mode === 'durable' ? app.get(SseHub) : undefined;
+    const hub = durable ? app.get(SseHub) : undefined;
     return {
       port: (app.getHttpServer().address() as AddressInfo).port,
       publish: (seq) => (hub ? hub.publish('bench', event(seq)) : subject.next(event(seq))),

@@ -5,6 +5,7 @@
 #
 #   bench/idempotency/callgrind.sh plain none | durable fresh | durable fixed | competitor fresh
 #   bench/idempotency/callgrind.sh all     # the bare route, first-time and replay, and their ratios
+#   PLATFORM=fastify bench/idempotency/callgrind.sh all   # the same on Nest's Fastify adapter
 #
 # Starts the server under valgrind, sends 1,500 requests (warm-up), zeroes the counters, sends
 # 2,000 more (10 at a time, keep-alive), dumps, and prints the server's instructions per request.
@@ -30,7 +31,7 @@ OUT=$(mktemp -d)
 trap 'kill "$VPID" 2>/dev/null || true; wait "$VPID" 2>/dev/null || true; rm -rf "$OUT"' EXIT
 cat > "$OUT/server.js" <<JS
 process.send = (m) => { if (m.cmd === 'ready') require('fs').writeFileSync('$OUT/port', String(m.port)); };
-process.argv.push('$MODE', process.env.REDIS_URL || 'redis://127.0.0.1:6379', 'callgrind-$$:');
+process.argv.push('$MODE', process.env.REDIS_URL || 'redis://127.0.0.1:6379', 'callgrind-$$:', process.env.PLATFORM || 'express');
 require('$ROOT/.tmp/build/bench/idempotency/server.js');
 JS
 valgrind --tool=callgrind --callgrind-out-file="$OUT/cg.%p" node "$OUT/server.js" > "$OUT/log" 2>&1 &

@@ -3,6 +3,7 @@
  * same route without it vs @node-idempotency/nestjs, on the same Redis, with autocannon.
  *
  *   npm run bench -- idempotency [--seconds 5] [--rounds 3] [--connections 50]
+ *                                [--platform express|fastify]
  *
  * The three servers run side by side (idle but one); each round loads the five cases in turn, and
  * the ratios are the medians of the per-round ratios, so a machine that slows down during the run
@@ -14,12 +15,20 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import Redis from 'ioredis';
 import * as path from 'node:path';
-import { ask, numericOption, spawnChild, stopChild, writeReport } from '../shared/child';
+import {
+  ask,
+  choiceOption,
+  numericOption,
+  spawnChild,
+  stopChild,
+  writeReport,
+} from '../shared/child';
 import { toolRequire } from '../shared/tools';
 
 const SECONDS = numericOption('seconds', 5);
 const ROUNDS = numericOption('rounds', 3);
 const CONNECTIONS = numericOption('connections', 50);
+const PLATFORM = choiceOption('platform', ['express', 'fastify'] as const);
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 interface Run {
   label: string;
@@ -93,6 +102,7 @@ async function startServer(mode: string): Promise<Server> {
     mode,
     REDIS_URL,
     keyPrefix,
+    PLATFORM,
   ]);
   return {
     port: ready.port,
@@ -177,7 +187,7 @@ async function main() {
       replayVsCompetitor: cpuRatio(2, 4),
     };
     console.log(
-      `\nidempotency: ${CONNECTIONS} connections × ${SECONDS}s per case × ${ROUNDS} rounds (medians), ` +
+      `\nidempotency on ${PLATFORM}: ${CONNECTIONS} connections × ${SECONDS}s per case × ${ROUNDS} rounds (medians), ` +
         `Redis ${REDIS_URL}, node ${process.version}\n`,
     );
     console.table(
@@ -201,8 +211,9 @@ async function main() {
         `×${cpuRatios.replayVsPlain}; vs @node-idempotency: first ×${cpuRatios.firstVsCompetitor}, ` +
         `replay ×${cpuRatios.replayVsCompetitor}`,
     );
-    writeReport('idempotency', {
+    writeReport(PLATFORM === 'express' ? 'idempotency' : `idempotency-${PLATFORM}`, {
       benchmark: 'idempotency',
+      platform: PLATFORM,
       date: new Date().toISOString(),
       node: process.version,
       seconds: SECONDS,

@@ -43,6 +43,17 @@ export function numericOption(name: string, fallback: number): number {
   return i >= 0 ? Number(args[i + 1]) : fallback;
 }
 
+/** `--<name> <value>` from the command line, one of `allowed` (the first is the default). */
+export function choiceOption<T extends string>(name: string, allowed: readonly T[]): T {
+  const args = process.argv.slice(2);
+  const i = args.indexOf(`--${name}`);
+  if (i < 0) return allowed[0];
+  const value = args[i + 1] as T;
+  if (!allowed.includes(value))
+    throw new Error(`--${name} must be one of ${allowed.join(', ')}, not ${value}`);
+  return value;
+}
+
 /** Writes bench/results/<name>.json (from the compiled .tmp/build/bench/<name>/) and prints it. */
 export function writeReport(name: string, report: object): void {
   const out = path.resolve(__dirname, '../../../../bench/results', `${name}.json`);
