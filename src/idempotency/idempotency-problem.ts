@@ -14,6 +14,8 @@ const TITLES: Record<IdempotencyProblemCode, [number, string]> = {
   'store-unavailable': [503, 'Idempotency store unavailable'],
 };
 
+const REPLAYED = Object.freeze({ 'Idempotent-Replayed': 'true' });
+
 /** An RFC 9457 problem, written as `application/problem+json` by {@link IdempotencyProblemFilter}. */
 export class IdempotencyProblem extends HttpException {
   constructor(
@@ -46,8 +48,9 @@ export class IdempotencyProblemFilter implements ExceptionFilter {
       platform.send(
         response,
         stored.status,
-        { ...stored.headers, 'Idempotent-Replayed': 'true' },
+        stored.headers,
         stored.kind === 'base64' ? Buffer.from(stored.body, 'base64') : stored.body,
+        REPLAYED,
       );
       return;
     }

@@ -43,6 +43,7 @@ export class ExpressPlatform implements HttpPlatform {
     status: number,
     headers: Record<string, string>,
     body: string | Buffer,
+    extra?: Record<string, string>,
   ): void {
     // Written on Node's response: Express' res.send() would add an ETag, and Nest's adapter
     // resets any non-JSON content type of an error body to application/json.
@@ -53,6 +54,7 @@ export class ExpressPlatform implements HttpPlatform {
     }
     res.statusCode = status;
     for (const name in headers) res.setHeader(name, headers[name]);
+    for (const name in extra) res.setHeader(name, extra[name]);
     // Node sets Content-Length for a body written in one end().
     res.end(body);
   }

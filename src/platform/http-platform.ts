@@ -51,13 +51,15 @@ export interface HttpPlatform {
   setHeader(response: PlatformResponse, name: string, value: string): void;
   /**
    * Sends a complete response as these exact bytes (no serializer, no content-type rewriting),
-   * or, if its headers already left, ends it.
+   * with `headers` and then `extra` (kept apart so that a caller adding a header to stored ones
+   * need not copy them), or, if its headers already left, ends it.
    */
   send(
     response: PlatformResponse,
     status: number,
     headers: Record<string, string>,
     body: string | Buffer,
+    extra?: Record<string, string>,
   ): void;
   /** Prepares {@link capture}; called while the application starts, before it listens. */
   enableCapture(): void;
