@@ -13,6 +13,7 @@ import {
   Param,
   Post,
   Res,
+  Scope,
   UseFilters,
   UseInterceptors,
 } from '@nestjs/common';
@@ -248,6 +249,53 @@ describe.each(PLATFORMS)('on %s', (platform) => {
       expect(again.bytes.toString()).toBe('part 2;end');
       expect(again.headers.get('idempotent-replayed')).toBeNull();
     });
+  });
+});
+
+describe('@Idempotent() reaches the module of its own application, through DI', () => {
+  let requestScopedRuns = 0;
+  @Controller({ path: 'scoped', scope: Scope.REQUEST })
+  class RequestScopedController {
+    @Post()
+    @Idempotent()
+    create() {
+      return { run: ++requestScopedRuns };
+    }
+  }
+
+  it.each(PLATFORMS)('works in a request-scoped controller on %s', async (platform) => {
+    const t = await startApp([RequestScopedController], {}, { platform });
+    try {
+      const send = () =>
+        fetch(`${t.url}/scoped`, { method: 'POST', headers: { 'idempotency-key': 'scoped' } });
+      const first = await send();
+      const replay = await send();
+      expect(first.status).toBe(201);
+      expect(replay.headers.get('idempotent-replayed')).toBe('true');
+      expect(await replay.text()).toBe(await first.text());
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('keeps two applications in one process apart, one per platform, each with its own store', async () => {
+    // In-memory stores: a key stored by one application is unknown to the other.
+    const [express, fastify] = await Promise.all(
+      PLATFORMS.map((platform) => startApp([RequestScopedController], {}, { platform })),
+    );
+    try {
+      const send = (t: TestApp) =>
+        fetch(`${t.url}/scoped`, { method: 'POST', headers: { 'idempotency-key': 'apart' } });
+      const onExpress = await send(express);
+      const onFastify = await send(fastify);
+      expect(onFastify.headers.get('idempotent-replayed')).toBeNull();
+      expect(await onFastify.json()).not.toEqual(await onExpress.json());
+      expect((await send(express)).headers.get('idempotent-replayed')).toBe('true');
+      expect((await send(fastify)).headers.get('idempotent-replayed')).toBe('true');
+    } finally {
+      await express.close();
+      await fastify.close();
+    }
   });
 });
 
