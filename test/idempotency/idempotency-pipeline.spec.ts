@@ -26,7 +26,13 @@ import type { AddressInfo } from 'node:net';
 import { gzipSync } from 'node:zlib';
 import { Exclude } from 'class-transformer';
 import { map, Observable, tap } from 'rxjs';
-import { Idempotent, IdempotentReplay, SseModule } from '../../src';
+import {
+  IDEMPOTENCY_STORE,
+  Idempotent,
+  IdempotencyStore,
+  IdempotentReplay,
+  SseModule,
+} from '../../src';
 import { IdempotencyExecutor } from '../../src/idempotency/idempotency-executor';
 import { LeaseRenewer } from '../../src/idempotency/lease-renewer';
 import { httpAdapter, PLATFORMS, startApp, TestApp } from '../support/http';
@@ -123,6 +129,16 @@ class AccountsController {
     const closed = once(rawOf(response), 'close');
     onSilent({ closed });
     if (mode === 'late') await closed;
+  }
+
+  // Answers only once its client has gone.
+  @Post('late-reply')
+  @Idempotent()
+  async lateReply(@Res({ passthrough: true }) response: Reply) {
+    const closed = once(rawOf(response), 'close');
+    onSilent({ closed });
+    await closed;
+    return { late: ran('late-reply') };
   }
 
   @Post('streamed')
@@ -239,6 +255,40 @@ describe.each(PLATFORMS)('on %s', (platform) => {
         // The handler's own continuation (for `late`) and the executor's run in microtasks.
         await new Promise(setImmediate);
         expect(renewer.held).toBe(0);
+      }
+    });
+
+    it('stores a reply sent after its client left, so the retry replays it instead of running again', async () => {
+      const store = app.app.get<IdempotencyStore>(IDEMPOTENCY_STORE);
+      const complete = jest.spyOn(store, 'complete');
+      try {
+        const k = `late-${++key}`;
+        const entered = new Promise<{ closed: Promise<unknown> }>(
+          (resolve) => (onSilent = resolve),
+        );
+        const aborter = new AbortController();
+        const gone = fetch(`${app.url}/late-reply`, {
+          method: 'POST',
+          headers: { 'idempotency-key': k },
+          signal: aborter.signal,
+        }).catch(() => undefined);
+        const { closed } = await entered;
+        aborter.abort();
+        await gone;
+        await closed;
+        // The handler's reply is captured and stored although nobody receives it. Waits on the
+        // store call itself (the handler resumes on the close, in this process's next turns).
+        while (complete.mock.results.length === 0) await new Promise(setImmediate);
+        expect(await complete.mock.results[0].value).toBe(true);
+        const retry = await post('/late-reply', k);
+        expect(retry.headers.get('idempotent-replayed')).toBe('true');
+        expect(JSON.parse(retry.bytes.toString())).toEqual({
+          data: { late: 1 },
+          servedBy: 'envelope',
+        });
+        expect(runs['late-reply']).toBe(1);
+      } finally {
+        complete.mockRestore();
       }
     });
 
