@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { headerText } from './http-platform';
 import type {
   CaptureListener,
   HttpPlatform,
@@ -86,11 +87,7 @@ function outgoing(res: ServerResponse, [chunk, encoding]: EndArgs): OutgoingResp
   const body = res.headersSent ? undefined : bodyOf(chunk, encoding);
   return {
     status: res.statusCode,
-    header: (name) => {
-      const value = res.getHeader(name);
-      if (value === undefined) return undefined;
-      return Array.isArray(value) ? value.join(', ') : String(value);
-    },
+    header: (name) => headerText(res.getHeader(name)),
     body,
     reason: body === undefined ? 'written in parts (streamed, or headers sent first)' : undefined,
   };

@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { headerText } from './http-platform';
 import type {
   CaptureListener,
   HttpPlatform,
@@ -122,11 +123,7 @@ function outgoing(reply: FastifyReply, payload: unknown): OutgoingResponse {
   }
   return {
     status: reply.statusCode,
-    header: (name) => {
-      const value = reply.getHeader(name);
-      if (value === undefined) return undefined;
-      return Array.isArray(value) ? value.join(', ') : String(value);
-    },
+    header: (name) => headerText(reply.getHeader(name)),
     body,
     reason,
   };

@@ -18,6 +18,12 @@ export interface OutgoingResponse {
   readonly reason?: string;
 }
 
+/** A header value as either platform holds it (a list for repeated headers), as one string. */
+export function headerText(value: number | string | string[] | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  return Array.isArray(value) ? value.join(', ') : String(value);
+}
+
 /** What {@link HttpPlatform.capture} reports. Neither method may throw. */
 export interface CaptureListener {
   /** The response is complete and about to be sent; it leaves once the promise settles. */
