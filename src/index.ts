@@ -45,7 +45,13 @@ export type { SseRouteOptions, SseTopics, SseRequest } from './sse/sse-route-opt
 export { readLastEventId } from './sse/sse-route-options';
 export { SseEventError } from './sse/sse-event';
 export type { SseEvent } from './sse/sse-event';
-export { encodeEvent, encodeComment, encodeRetry, SSE_HEARTBEAT } from './sse/sse-encoder';
+export {
+  encodeEvent,
+  encodeComment,
+  encodeRetry,
+  resetFrame,
+  SSE_HEARTBEAT,
+} from './sse/sse-encoder';
 export { SseHub } from './sse/sse-hub';
 export type { SseSubscriber, SseCloseReason, SseBatch } from './sse/sse-connection';
 export { SseConnectionRegistry } from './sse/sse-connection-registry';
@@ -62,7 +68,7 @@ export type { SseClientKeyResolver } from './sse/sse-client-key-resolver';
 
 export { OutboxService } from './outbox/outbox.service';
 export type { OutboxEvent, OutboxQueryable } from './outbox/outbox.service';
-export { OutboxRelay, resetFrame } from './outbox/outbox-relay';
+export { OutboxRelay } from './outbox/outbox-relay';
 export type { OutboxLag, OutboxResetReason } from './outbox/outbox-relay';
 export { OutboxRetention } from './outbox/outbox-retention';
 export { PostgresConnection, PostgresPoolExhaustedError } from './outbox/postgres-connection';

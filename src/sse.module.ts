@@ -14,8 +14,10 @@ import {
 import { SseConnectionRegistry } from './sse/sse-connection-registry';
 import { JsonSseEventSerializer, SSE_EVENT_SERIALIZER } from './sse/sse-event-serializer';
 import { SseHub } from './sse/sse-hub';
+import { HubFeed, SSE_FEED } from './sse/sse-feed';
 import { SseInterceptor } from './sse/sse.interceptor';
 import { SseStreamer } from './sse/sse-streamer';
+import { OutboxFeed } from './outbox/outbox-feed';
 import { OutboxRelay } from './outbox/outbox-relay';
 import { OutboxService } from './outbox/outbox.service';
 import { OutboxRetention } from './outbox/outbox-retention';
@@ -62,6 +64,14 @@ import type { ResolvedSseModuleOptions } from './config/sse-module-options';
     OutboxService,
     OutboxRelay,
     OutboxRetention,
+    HubFeed,
+    OutboxFeed,
+    {
+      // Topic streams follow the outbox when PostgreSQL is configured, else the hub alone.
+      provide: SSE_FEED,
+      useFactory: (outbox: OutboxFeed, hub: HubFeed) => (outbox.enabled ? outbox : hub),
+      inject: [OutboxFeed, HubFeed],
+    },
     RedisConnection,
     {
       provide: IDEMPOTENCY_STORE,

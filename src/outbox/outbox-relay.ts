@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { SSE_MODULE_OPTIONS } from '../config/tokens';
 import type { ResolvedSseModuleOptions } from '../config/sse-module-options';
 import type { SseBatch, SseConnection } from '../sse/sse-connection';
-import { encodeEvent } from '../sse/sse-encoder';
+import { encodeEvent, resetFrame } from '../sse/sse-encoder';
 import { SSE_EVENT_SERIALIZER, SseEventSerializer } from '../sse/sse-event-serializer';
 import { SseHub } from '../sse/sse-hub';
 import { OutboxListener } from './outbox-listener';
@@ -448,9 +448,4 @@ export class OutboxRelay implements OnApplicationBootstrap {
     connection.write(resetFrame(reason, lastEventId));
     connection.endReplay();
   }
-}
-
-/** Tells a client it missed events that cannot be replayed: it must resync its state. */
-export function resetFrame(reason: string, lastEventId: string): string {
-  return encodeEvent({ type: 'reset', data: JSON.stringify({ reason, lastEventId }) });
 }

@@ -82,3 +82,8 @@ export function assertSseEvent(event: SseEvent): void {
   if (event.type !== undefined) assertSafeField('type', event.type);
   if (event.retry !== undefined) assertRetry(event.retry);
 }
+
+/** Tells a client it missed events that cannot be replayed: it must resync its state. */
+export function resetFrame(reason: string, lastEventId: string): string {
+  return encodeEvent({ type: 'reset', data: JSON.stringify({ reason, lastEventId }) });
+}

@@ -6,7 +6,7 @@ import { SseConnection } from './sse-connection';
 import { SseAdmission, SseConnectionRegistry, SseSlot } from './sse-connection-registry';
 import { SSE_CLIENT_KEY_RESOLVER, SseClientKeyResolver } from './sse-client-key-resolver';
 import { encodeComment, encodeRetry } from './sse-encoder';
-import { OutboxRelay, resetFrame } from '../outbox/outbox-relay';
+import { SSE_FEED, SseFeed } from './sse-feed';
 import { SseEvent } from './sse-event';
 import { assertTopic, SseHub } from './sse-hub';
 import { readLastEventId, SseRequest, SseRouteOptions, SseTopics } from './sse-route-options';
@@ -34,7 +34,7 @@ export class SseStreamer {
     private readonly registry: SseConnectionRegistry,
     private readonly hub: SseHub,
     @Inject(SSE_CLIENT_KEY_RESOLVER) private readonly clientKeys: SseClientKeyResolver,
-    private readonly relay: OutboxRelay,
+    @Inject(SSE_FEED) private readonly feed: SseFeed,
     private readonly platforms: HttpPlatformHost,
   ) {}
 
@@ -129,11 +129,7 @@ export class SseStreamer {
     topics: string[],
     lastEventId: string | undefined,
   ): void {
-    if (this.relay.enabled) return this.relay.attach(connection, topics, lastEventId);
-    // Without the outbox the hub keeps no history: a client that asks to resume has missed
-    // events nobody can replay, so it is told to resync (DESIGN §3) and continues live.
-    if (lastEventId !== undefined) connection.write(resetFrame('replay-unavailable', lastEventId));
-    connection.onTeardown(this.hub.subscribe(topics, connection));
+    this.feed.attach(connection, topics, lastEventId);
   }
 
   private connectObservable(connection: SseConnection, events: Observable<unknown>): void {
