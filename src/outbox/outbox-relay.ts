@@ -3,8 +3,7 @@ import { once } from 'node:events';
 import { SSE_MODULE_OPTIONS } from '../config/tokens';
 import type { ResolvedSseModuleOptions } from '../config/sse-module-options';
 import type { SseBatch, SseConnection } from '../sse/sse-connection';
-import { encodeEvent, resetFrame } from '../sse/sse-encoder';
-import { SSE_EVENT_SERIALIZER, SseEventSerializer } from '../sse/sse-event-serializer';
+import { resetFrame } from '../sse/sse-encoder';
 import { SseHub } from '../sse/sse-hub';
 import { OutboxListener } from './outbox-listener';
 import {
@@ -100,7 +99,6 @@ export class OutboxRelay implements OnApplicationBootstrap {
     private readonly postgres: PostgresConnection,
     private readonly outbox: OutboxService,
     private readonly hub: SseHub,
-    @Inject(SSE_EVENT_SERIALIZER) private readonly serializer: SseEventSerializer,
   ) {
     this.replays = new Semaphore(Math.max(1, Math.floor(this.postgres.poolSize / 2)));
     this.recent = new RecentEvents(this.options.outbox.replayCacheBytes);
@@ -328,11 +326,12 @@ export class OutboxRelay implements OnApplicationBootstrap {
     return Buffer.from(this.frameText(row, position));
   }
 
+  /** Framed as every event is, by the hub (the module's serializer, the same validation). */
   private frameText(row: OutboxRow, position: OutboxPosition): string {
-    return encodeEvent({
+    return this.hub.encode({
       id: formatEventId(position),
       type: row.type ?? undefined,
-      data: this.serializer.serialize(row.payload),
+      data: row.payload,
     });
   }
 
