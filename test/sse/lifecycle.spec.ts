@@ -57,8 +57,10 @@ describe.each(PLATFORMS)('on %s', (platform) => {
       });
       expect(hub.subscriberCount()).toBe(0);
       expect(hub.activeTopics()).toEqual([]);
-      // Not exact: unrelated timers (HTTP keep-alive and the like) come and go; a leak would add thousands.
-      expect(timeouts()).toBeLessThanOrEqual(timersBefore);
+      // Not exact: this process is the client too, and unrelated timers (keep-alive sockets of
+      // earlier requests, the platform's own) come and go — one more than before was seen on
+      // Fastify. A leak per stream would add 2,000 (one per stream) or 1,000 (per ticks stream).
+      expect(timeouts()).toBeLessThan(timersBefore + 20);
     });
   });
 
