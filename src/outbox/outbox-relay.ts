@@ -2,7 +2,7 @@ import { Inject, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/comm
 import { once } from 'node:events';
 import { SSE_MODULE_OPTIONS } from '../config/tokens';
 import type { ResolvedSseModuleOptions } from '../config/sse-module-options';
-import type { SseBatch, SseConnection } from '../sse/sse-connection';
+import type { SseBatch, SseConnection, SseSeenFilter } from '../sse/sse-connection';
 import { resetFrame } from '../sse/sse-encoder';
 import { SseHub } from '../sse/sse-hub';
 import { OutboxListener } from './outbox-listener';
@@ -313,7 +313,7 @@ export class OutboxRelay implements OnApplicationBootstrap {
     this.position = positionOf(rows[rows.length - 1]);
     this.stats.events += rows.length;
     for (const { topic, events } of runs) {
-      const batch: SseBatch = {
+      const batch: SseBatch<OutboxPosition> = {
         bytes: events.length === 1 ? events[0].bytes : Buffer.concat(events.map((e) => e.bytes)),
         events,
         last: events[events.length - 1].position,
@@ -414,7 +414,7 @@ export class OutboxRelay implements OnApplicationBootstrap {
         after.id.toString(),
       ]);
       if (rows.length === 0) return this.reset(connection, 'unknown', lastEventId);
-      return connection.endReplay(after);
+      return connection.endReplay(seenThrough(after));
     }
     const limit = this.options.sse.replayLimit;
     const { rows } = await this.postgres.query<OutboxRow>(sql.replay, [
@@ -447,4 +447,15 @@ export class OutboxRelay implements OnApplicationBootstrap {
     connection.write(resetFrame(reason, lastEventId));
     connection.endReplay();
   }
+}
+
+/** The live events a client that has every event up to `after` still lacks (see SseSeenFilter). */
+function seenThrough(after: OutboxPosition): SseSeenFilter {
+  return (batch) => {
+    const { events, last } = batch as SseBatch<OutboxPosition>;
+    if (!events || !last) return undefined;
+    if (comparePositions(last, after) <= 0) return 'seen';
+    const fresh = events.filter((event) => comparePositions(event.position, after) > 0);
+    return fresh.length === events.length ? batch.bytes : Buffer.concat(fresh.map((e) => e.bytes));
+  };
 }

@@ -1,19 +1,29 @@
 import type { ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { comparePositions, OutboxPosition } from '../outbox/outbox-position';
 import { directSocket, httpChunk, writeCorked } from './http-chunk';
 
-/** Framed events on their way to subscribers: encoded once, written to each. */
-export interface SseBatch {
+/**
+ * Framed events on their way to subscribers: encoded once, written to each. `P` is the feed's
+ * position type: opaque here, compared only by the feed (see {@link SseSeenFilter}).
+ */
+export interface SseBatch<P = unknown> {
   /** Every event of the batch, framed and concatenated. */
   bytes: Buffer;
-  /** Outbox batches: each event with its position, for streams resuming mid-batch. */
-  events?: ReadonlyArray<{ position: OutboxPosition; bytes: Buffer }>;
-  /** Outbox batches: the position of the last event. */
-  last?: OutboxPosition;
+  /** Batches of a feed with positions: each event with its position, for streams resuming mid-batch. */
+  events?: ReadonlyArray<{ position: P; bytes: Buffer }>;
+  /** Batches of a feed with positions: the position of the last event. */
+  last?: P;
   /** `bytes` as one HTTP/1.1 chunk, built once for all subscribers on first use. */
   chunk?: Buffer;
 }
+
+/**
+ * Given by a feed when a stream goes live already holding some live events (it resumed from an
+ * instance whose feed was further on). For each live batch until it says otherwise: `'seen'`
+ * (the client has all of it: skip), the bytes the client lacks (write them; the filter is done),
+ * or `undefined` (not a batch it can place: write it whole, keep filtering).
+ */
+export type SseSeenFilter = (batch: SseBatch) => 'seen' | Buffer | undefined;
 
 /** Anything the hub can deliver framed events to. */
 export interface SseSubscriber {
@@ -34,8 +44,8 @@ export class SseConnection implements SseSubscriber {
   private readonly cleanups: Array<() => void> = [];
   /** Live batches held back while a replay is being written. */
   private pending?: SseBatch[];
-  /** Live events at or before this position were already seen by the client. */
-  private seenThrough?: OutboxPosition;
+  /** Which live events the client already has; see {@link endReplay}. */
+  private seen?: SseSeenFilter;
   /** The socket to write chunks to directly (null: use `response.write()`); found on first write. */
   private directSocket?: Socket | null;
   /** Armed while the unsent backlog is above maxBufferedBytes; see {@link afterWrite}. */
@@ -67,13 +77,13 @@ export class SseConnection implements SseSubscriber {
   }
 
   /**
-   * Releases the held batches, then goes live. `seenThrough`: the client already has every
-   * event up to there (it resumed from an instance whose relay was ahead of this one's).
+   * Releases the held batches, then goes live. `seen`: which live events the client already
+   * has (it resumed from an instance whose feed was ahead of this one's).
    */
-  endReplay(seenThrough?: OutboxPosition): void {
+  endReplay(seen?: SseSeenFilter): void {
     const pending = this.pending ?? [];
     this.pending = undefined;
-    this.seenThrough = seenThrough;
+    this.seen = seen;
     for (const batch of pending) this.deliver(batch);
   }
 
@@ -85,17 +95,14 @@ export class SseConnection implements SseSubscriber {
       this.pending.push(batch);
       return;
     }
-    const seen = this.seenThrough;
-    if (seen && batch.last && batch.events) {
-      if (comparePositions(batch.last, seen) <= 0) return;
-      this.seenThrough = undefined;
-      const fresh = batch.events.filter((event) => comparePositions(event.position, seen) > 0);
-      this.write(
-        fresh.length === batch.events.length
-          ? batch.bytes
-          : Buffer.concat(fresh.map((e) => e.bytes)),
-      );
-      return;
+    if (this.seen) {
+      const fresh = this.seen(batch);
+      if (fresh === 'seen') return;
+      if (fresh !== undefined) {
+        this.seen = undefined;
+        this.write(fresh);
+        return;
+      }
     }
     this.writeBatch(batch);
   }

@@ -191,11 +191,18 @@ describe.each(PLATFORMS)('on %s', (platform) => {
 
     it('skips what a client already saw when it resumes on an instance whose relay is behind', async () => {
       // This instance is never notified (it listens on another channel) and polls rarely: its
-      // relay stays behind until it is woken by hand.
+      // relay stays behind until it is woken by hand. It reads 4 events at a time, so the client
+      // (which has the first 7) meets a batch it has seen whole, one it has seen in part, then
+      // new ones.
       const behind = await startApp(
         [FeedController],
         outboxOptions(env.schema, {
-          outbox: { migrate: false, channel: 'nobody_notifies', pollIntervalMs: 3_600_000 },
+          outbox: {
+            migrate: false,
+            channel: 'nobody_notifies',
+            pollIntervalMs: 3_600_000,
+            batchSize: 4,
+          },
         }),
         { platform },
       );
