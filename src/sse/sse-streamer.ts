@@ -84,7 +84,7 @@ export class SseStreamer {
 
     const connection = this.registry.open(raw, clientKey, slot);
     if (source.kind === 'topics')
-      this.connectTopics(connection, source.topics, readLastEventId(request));
+      this.feed.attach(connection, source.topics, readLastEventId(request));
     else this.connectObservable(connection, source.events);
     platform.release(request);
     return connection;
@@ -122,14 +122,6 @@ export class SseStreamer {
   private jitteredBackoffMs(): number {
     const base = this.options.sse.rejectRetryMs;
     return base + Math.floor(Math.random() * base);
-  }
-
-  private connectTopics(
-    connection: SseConnection,
-    topics: string[],
-    lastEventId: string | undefined,
-  ): void {
-    this.feed.attach(connection, topics, lastEventId);
   }
 
   private connectObservable(connection: SseConnection, events: Observable<unknown>): void {
