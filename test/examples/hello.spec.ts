@@ -3,17 +3,14 @@ import { Test } from '@nestjs/testing';
 import { AddressInfo } from 'node:net';
 import { DemoModule } from '../../examples/hello/demo.module';
 import { RecordingEventSource } from '../support/event-source';
-import { httpAdapter, PLATFORMS } from '../support/http';
+import { createNestApp, PLATFORMS } from '../support/http';
 
 describe.each(PLATFORMS)('the hello demo on %s', (platform) => {
   let app: INestApplication;
   let url: string;
   beforeAll(async () => {
     const moduleRef = await Test.createTestingModule({ imports: [DemoModule] }).compile();
-    const adapter = httpAdapter(platform);
-    app = adapter
-      ? moduleRef.createNestApplication(adapter, { logger: ['error'] })
-      : moduleRef.createNestApplication({ logger: ['error'] });
+    app = createNestApp(moduleRef, platform, { logger: ['error'] });
     await app.listen(0, '127.0.0.1');
     url = `http://127.0.0.1:${(app.getHttpServer().address() as AddressInfo).port}`;
   });

@@ -35,7 +35,7 @@ import {
 } from '../../src';
 import { IdempotencyExecutor } from '../../src/idempotency/idempotency-executor';
 import { LeaseRenewer } from '../../src/idempotency/lease-renewer';
-import { httpAdapter, PLATFORMS, startApp, TestApp } from '../support/http';
+import { createNestApp, PLATFORMS, startApp, TestApp } from '../support/http';
 import { deletePrefix, redisUrl, uniquePrefix } from '../support/redis';
 
 // What is replayed is what went out the first time — after interceptors, serializers and exception
@@ -356,7 +356,7 @@ describe('@Idempotent() on Fastify behind a compression hook that runs first', (
       imports: [SseModule.forRoot({ redis: { url: redisUrl(), keyPrefix } })],
       controllers: [AccountsController],
     }).compile();
-    const app = moduleRef.createNestApplication(httpAdapter('fastify')!, { logger: ['error'] });
+    const app = createNestApp(moduleRef, 'fastify', { logger: ['error'] });
     // Added before the application starts, so it runs before the module's own onSend hook, as
     // a compression plugin registered early would.
     const fastify = app.getHttpAdapter().getInstance() as FastifyInstance;
@@ -391,10 +391,7 @@ describe('@Idempotent() without SseModule', () => {
       const moduleRef = await Test.createTestingModule({
         controllers: [AccountsController],
       }).compile();
-      const adapter = httpAdapter(platform);
-      const app = adapter
-        ? moduleRef.createNestApplication(adapter, { logger: false })
-        : moduleRef.createNestApplication({ logger: false });
+      const app = createNestApp(moduleRef, platform, { logger: false });
       try {
         await expect(app.init()).rejects.toThrow(
           /@Idempotent\(\) routes need SseModule\.forRoot\(\) in this application/,

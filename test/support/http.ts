@@ -1,7 +1,7 @@
-import { INestApplication, ModuleMetadata, Type } from '@nestjs/common';
+import { INestApplication, ModuleMetadata, NestApplicationOptions, Type } from '@nestjs/common';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
-import { Test } from '@nestjs/testing';
+import { Test, TestingModule } from '@nestjs/testing';
 import * as http from 'node:http';
 import { AddressInfo } from 'node:net';
 import { SseModule } from '../../src';
@@ -17,12 +17,21 @@ export interface TestApp {
 export const PLATFORMS = ['express', 'fastify'] as const;
 export type Platform = (typeof PLATFORMS)[number];
 
-/** Nest's HTTP adapter for `platform`; undefined means Nest's default (Express). */
-export function httpAdapter(
+/**
+ * Creates the Nest application of a compiled testing module on `platform` (not initialized).
+ * `trustProxy` turns on the platform's own trust-proxy setting.
+ */
+export function createNestApp(
+  moduleRef: TestingModule,
   platform: Platform,
-  fastify: { trustProxy?: boolean } = {},
-): FastifyAdapter | undefined {
-  return platform === 'fastify' ? new FastifyAdapter(fastify) : undefined;
+  options: NestApplicationOptions & { trustProxy?: boolean } = {},
+): INestApplication {
+  const { trustProxy, ...appOptions } = options;
+  if (platform === 'fastify')
+    return moduleRef.createNestApplication(new FastifyAdapter({ trustProxy }), appOptions);
+  const app = moduleRef.createNestApplication<NestExpressApplication>(appOptions);
+  if (trustProxy) app.set('trust proxy', true);
+  return app;
 }
 
 /**
@@ -44,11 +53,10 @@ export async function startApp(
     controllers,
     providers: extra.providers ?? [],
   }).compile();
-  const adapter = httpAdapter(extra.platform ?? 'express', { trustProxy: extra.trustProxy });
-  const app = adapter
-    ? moduleRef.createNestApplication(adapter, { logger: ['error'] })
-    : moduleRef.createNestApplication<NestExpressApplication>({ logger: ['error'] });
-  if (!adapter && extra.trustProxy) (app as NestExpressApplication).set('trust proxy', true);
+  const app = createNestApp(moduleRef, extra.platform ?? 'express', {
+    logger: ['error'],
+    trustProxy: extra.trustProxy,
+  });
   extra.beforeListen?.(app);
   await app.listen(0, '127.0.0.1');
   const { port } = app.getHttpServer().address() as AddressInfo;
