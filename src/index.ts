@@ -7,6 +7,7 @@ export type {
   SseModuleOptions,
   PostgresOptions,
   PostgresPoolOptions,
+  OutboxFanout,
   OutboxOptions,
   ResolvedPostgresOptions,
   ResolvedOutboxOptions,
@@ -69,7 +70,8 @@ export type { SseClientKeyResolver } from './sse/sse-client-key-resolver';
 export { OutboxService } from './outbox/outbox.service';
 export type { OutboxEvent, OutboxQueryable } from './outbox/outbox.service';
 export { OutboxRelay } from './outbox/outbox-relay';
-export type { OutboxLag, OutboxResetReason } from './outbox/outbox-relay';
+export type { OutboxLag } from './outbox/outbox-relay';
+export type { OutboxResetReason } from './outbox/outbox-feed';
 export { OutboxRetention } from './outbox/outbox-retention';
 export { PostgresConnection, PostgresPoolExhaustedError } from './outbox/postgres-connection';
 export { pglitePostgres } from './outbox/embedded/pglite-postgres';

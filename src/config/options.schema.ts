@@ -22,6 +22,7 @@ import type {
   IdempotencyFailMode,
   IdempotencyOptions,
   RedisOptions,
+  OutboxFanout,
   OutboxOptions,
   PostgresOptions,
   PostgresPoolOptions,
@@ -97,6 +98,9 @@ export class OutboxOptionsSchema implements OutboxOptions {
   @IsOptional() @IsBoolean() migrate?: boolean;
   @IsOptional() @IsInt() @Min(100) @Max(HOUR_MS) listenerCheckMs?: number;
   @IsOptional() @IsInt() @Min(0) @Max(1024 * 1024 * 1024) replayCacheBytes?: number;
+  @IsOptional() @IsIn(['postgres', 'redis']) fanout?: OutboxFanout;
+  @IsOptional() @IsInt() @Min(100) @Max(100_000_000) streamMaxLength?: number;
+  @IsOptional() @IsInt() @Min(100) @Max(60_000) leaderCheckMs?: number;
 }
 
 export class RedisOptionsSchema implements Omit<RedisOptions, 'existingClient'> {

@@ -97,7 +97,22 @@ export interface OutboxOptions {
   listenerCheckMs?: number;
   /** Memory for the most recent events, framed, to serve resumes without a query (bytes; 0 = off). Default 16 MiB. */
   replayCacheBytes?: number;
+  /**
+   * How events reach every instance. `'postgres'` (default): each instance follows the table.
+   * `'redis'`: one elected instance appends them to a Redis Stream that every instance follows,
+   * so PostgreSQL's work stays flat in the number of instances (needs `postgres` and `redis`).
+   */
+  fanout?: OutboxFanout;
+  /** `fanout: 'redis'`: entries kept in the stream (approximate, `MAXLEN ~`). Default 100000. */
+  streamMaxLength?: number;
+  /**
+   * `fanout: 'redis'`: the relay leader checks its lock session this often (ms); a session idle
+   * for 5 × this is ended by PostgreSQL, which frees the lock for another instance. Default 1000.
+   */
+  leaderCheckMs?: number;
 }
+
+export type OutboxFanout = 'postgres' | 'redis';
 
 export interface RedisOptions {
   /** `redis://[:password@]host:port[/db]`. Either this or `existingClient`. */
@@ -293,6 +308,9 @@ export const OUTBOX_DEFAULTS: Readonly<ResolvedOutboxOptions> = Object.freeze({
   migrate: true,
   listenerCheckMs: 10_000,
   replayCacheBytes: 16 * 1024 * 1024,
+  fanout: 'postgres',
+  streamMaxLength: 100_000,
+  leaderCheckMs: 1_000,
 });
 
 export const REDIS_DEFAULTS = Object.freeze({

@@ -107,6 +107,17 @@ export function resolveSseModuleOptions(
     : undefined;
   const outbox = { ...OUTBOX_DEFAULTS, ...stripUndefined(raw?.outbox) };
   const redis = raw?.redis ? resolveRedis(raw.redis, existingClient, issues) : undefined;
+  if (outbox.fanout === 'redis' && (!raw?.postgres || !raw?.redis)) {
+    issues.push({
+      path: 'outbox.fanout',
+      message: `'redis' needs both postgres (the outbox) and redis (the stream) configured (missing: ${[
+        !raw?.postgres && 'postgres',
+        !raw?.redis && 'redis',
+      ]
+        .filter(Boolean)
+        .join(', ')})`,
+    });
+  }
   const idempotency = { ...IDEMPOTENCY_DEFAULTS, ...stripUndefined(raw?.idempotency) };
   const health = { ...HEALTH_DEFAULTS, ...stripUndefined(raw?.health) };
   const metrics = { ...METRICS_DEFAULTS, ...stripUndefined(raw?.metrics) };

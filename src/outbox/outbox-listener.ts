@@ -17,6 +17,17 @@ export interface OutboxListenerOptions {
   onListening: () => void;
 }
 
+/** State of what wakes a relay (also reported, by analogy, for the Redis Stream it follows). */
+export interface OutboxListenerStats {
+  connected: boolean;
+  /** Successful (re)connections. */
+  connects: number;
+  failures: number;
+  /** Notifications (stream entries) received. */
+  notifications: number;
+  lastCheckAt: number;
+}
+
 const BACKOFF_MIN_MS = 100;
 const BACKOFF_MAX_MS = 10_000;
 
@@ -34,7 +45,13 @@ export class OutboxListener extends EventEmitter<{ listening: []; lost: [Error] 
   private reconnectTimer?: NodeJS.Timeout;
   private checkTimer?: NodeJS.Timeout;
   private generation = 0;
-  readonly stats = { connected: false, connects: 0, failures: 0, notifications: 0, lastCheckAt: 0 };
+  readonly stats: OutboxListenerStats = {
+    connected: false,
+    connects: 0,
+    failures: 0,
+    notifications: 0,
+    lastCheckAt: 0,
+  };
 
   constructor(private readonly options: OutboxListenerOptions) {
     super();

@@ -1,34 +1,20 @@
 import { Inject, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
-import { once } from 'node:events';
+import { EventEmitter } from 'node:events';
 import { SSE_MODULE_OPTIONS } from '../config/tokens';
 import type { ResolvedSseModuleOptions } from '../config/sse-module-options';
-import type { SseBatch, SseConnection, SseSeenFilter } from '../sse/sse-connection';
-import { resetFrame } from '../sse/sse-encoder';
+import type { SseBatch } from '../sse/sse-connection';
 import { SseHub } from '../sse/sse-hub';
-import { OutboxListener } from './outbox-listener';
-import {
-  comparePositions,
-  formatEventId,
-  OutboxPosition,
-  parseEventId,
-  positionOf,
-} from './outbox-position';
+import type { OutboxEvent, OutboxRow } from './outbox-event';
+import { comparePositions, formatEventId, OutboxPosition, positionOf } from './outbox-position';
 import { OutboxService } from './outbox.service';
 import { PostgresConnection } from './postgres-connection';
-import { Semaphore } from '../common/semaphore';
 import { RecentEvents } from './recent-events';
-import { raceTimeout } from '../common/timeout';
-
-interface OutboxRow {
-  tx_id: string;
-  id: string;
-  topic: string;
-  type: string | null;
-  payload: unknown;
-}
-
-/** How long shutdown waits for an outbox read in flight. */
-const SHUTDOWN_READ_WAIT_MS = 1_000;
+import type { OutboxListenerStats } from './outbox-listener';
+import { OutboxFollowerEvents, OutboxSink, OutboxTableFollower } from './outbox-table-follower';
+import { RedisConnection } from '../idempotency/redis-connection';
+import { OutboxStreamFollower } from './redis-stream/stream-follower';
+import { OutboxStreamLeader } from './redis-stream/stream-leader';
+import { outboxStreamKey } from './redis-stream/stream-entries';
 
 /** What {@link OutboxRelay.lag} reports. */
 export interface OutboxLag {
@@ -42,36 +28,25 @@ export interface OutboxLag {
   notificationQueueUsage: number;
 }
 
-export type OutboxResetReason =
-  'malformed' | 'expired' | 'unknown' | 'too-far-behind' | 'replay-failed';
-
 /**
  * One per instance: follows the outbox in commit-safe order and hands every event to the hub,
- * framed once, and serves resuming streams (from its cache of recent events, else from the
- * table). Woken by NOTIFY (coalesced: one read in flight, at most one more queued) and by a
- * poll every `pollIntervalMs`.
+ * framed once, keeping the most recent ones for resumes ({@link OutboxFeed} serves those).
+ *
+ * Where the events come from is `outbox.fanout`: with `'postgres'` the relay follows the table
+ * itself ({@link OutboxTableFollower}); with `'redis'` it follows the Redis Stream that one
+ * elected instance ({@link OutboxStreamLeader}) appends to ({@link OutboxStreamFollower}), and
+ * the table only while Redis is unavailable.
  */
 @Injectable()
-export class OutboxRelay implements OnApplicationBootstrap {
+export class OutboxRelay implements OnApplicationBootstrap, OutboxSink {
   private readonly logger = new Logger('SseOutboxRelay');
-  /**
-   * Replays share the pool with the relay's live reads and with publishers. After a deploy or an
-   * outage every client reconnects at once; unbounded, their replays would take every pooled
-   * connection, starve the live path and time out as `replay-failed` resets — a reload storm on
-   * top of a reconnect storm. So at most half the pool replays at a time; the rest wait their
-   * turn (their live events are held meanwhile, as during any replay).
-   */
-  private readonly replays: Semaphore;
   /** Recent events, framed, so most resumes are served without a query. */
-  private readonly recent: RecentEvents;
-  private listener?: OutboxListener;
-  private pollTimer?: NodeJS.Timeout;
-  private reading?: Promise<void>;
-  private readAgain = false;
-  private stopped = true;
-  private lastErrorLogAt = 0;
+  readonly recent: RecentEvents;
+  private follower?: OutboxTableFollower | OutboxStreamFollower;
+  /** `fanout: 'redis'`: this instance's candidacy for appending to the stream. */
+  leader?: OutboxStreamLeader;
   /** Everything up to here has been handed to the hub. */
-  private position: OutboxPosition = { txId: 0n, id: 0n };
+  private current: OutboxPosition = { txId: 0n, id: 0n };
   /** The lag query in flight, shared by concurrent callers asking with the same cap. */
   private lagQuery?: { cap: number; result: Promise<OutboxLag> };
   /** Since when committed events are reported held back past health.pendingWarnMs. */
@@ -82,6 +57,7 @@ export class OutboxRelay implements OnApplicationBootstrap {
   /** Called after every outbox read with its duration (for metrics). */
   onRead?: (durationMs: number, rows: number) => void;
   readonly stats = {
+    /** Reads that fed this relay: of the table, or of the Redis Stream. */
     reads: 0,
     events: 0,
     errors: 0,
@@ -92,6 +68,8 @@ export class OutboxRelay implements OnApplicationBootstrap {
     replayed: 0,
     /** Of those, the ones served from the recent-events cache. */
     replayedFromMemory: 0,
+    /** Of those, the ones served from the Redis Stream. */
+    replayedFromStream: 0,
   };
 
   constructor(
@@ -99,8 +77,8 @@ export class OutboxRelay implements OnApplicationBootstrap {
     private readonly postgres: PostgresConnection,
     private readonly outbox: OutboxService,
     private readonly hub: SseHub,
+    private readonly redis: RedisConnection,
   ) {
-    this.replays = new Semaphore(Math.max(1, Math.floor(this.postgres.poolSize / 2)));
     this.recent = new RecentEvents(this.options.outbox.replayCacheBytes);
   }
 
@@ -108,64 +86,91 @@ export class OutboxRelay implements OnApplicationBootstrap {
     return this.postgres.enabled;
   }
 
-  get currentPosition(): OutboxPosition {
-    return this.position;
+  get position(): OutboxPosition {
+    return this.current;
   }
 
-  get listenerStats() {
-    return this.listener?.stats;
+  /** The Redis Stream follower, with `fanout: 'redis'`. */
+  get stream(): OutboxStreamFollower | undefined {
+    return this.follower instanceof OutboxStreamFollower ? this.follower : undefined;
   }
 
-  /** The LISTEN connection: emits `listening` when (re)connected and `lost` when it failed. */
-  get listenerEvents(): OutboxListener | undefined {
-    return this.listener;
+  /**
+   * State of what wakes or feeds this relay: the LISTEN connection (`fanout: 'postgres'`), or
+   * the Redis Stream or, while Redis is unavailable, the LISTEN connection that replaces it.
+   */
+  get listenerStats(): OutboxListenerStats | undefined {
+    return this.follower?.listenerStats;
+  }
+
+  /** Emits `listening` when (re)connected and `lost` when the connection failed. */
+  get listenerEvents(): EventEmitter<OutboxFollowerEvents> | undefined {
+    return this.follower;
   }
 
   async onApplicationBootstrap(): Promise<void> {
     if (!this.enabled) return;
-    const sql = this.outbox.sql;
-    const { rows } = await this.postgres.query(sql.startPosition);
-    this.position = positionOf(rows[0]);
-    this.recent.reset(this.position);
-    this.stopped = false;
-    this.listener = new OutboxListener({
-      channel: this.options.outbox.channel,
-      listenSql: sql.listen,
-      listeningSql: sql.listening,
-      checkMs: this.options.outbox.listenerCheckMs,
-      createClient: () => this.postgres.createClient(),
-      onNotify: () => this.wake(),
-      onListening: () => this.wake(),
-    });
-    // The app is ready when its first LISTEN is, and the read that follows it has answered:
-    // until then readiness would report the relay as never having read. Bounded: a failure
-    // just keeps reconnecting and polling.
-    const settled = Promise.race([once(this.listener, 'listening'), once(this.listener, 'lost')]);
-    this.listener.start();
-    this.pollTimer = setInterval(() => this.wake(), this.options.outbox.pollIntervalMs);
-    this.pollTimer.unref();
+    const { outbox } = this.options;
+    const createClient = () => this.postgres.createClient();
+    if (outbox.fanout === 'redis') {
+      const client = this.redis.client!;
+      const key = outboxStreamKey(this.options.postgres!.schema, outbox.table);
+      this.leader = new OutboxStreamLeader(
+        outbox,
+        this.outbox.sql,
+        createClient,
+        client,
+        key,
+        this.options.redis!.commandTimeoutMs,
+        (after, limit) => this.readTable(after, limit),
+        () => this.startPosition(),
+        `nestjs-durable-sse:outbox:${this.options.postgres!.schema}.${outbox.table}`,
+      );
+      const stream = new OutboxStreamFollower(
+        outbox,
+        this.options.redis!.commandTimeoutMs,
+        client,
+        key,
+        this,
+        new OutboxTableFollower(outbox, this.outbox.sql, createClient, this),
+        (ms, entries) => this.noteRead(ms, entries),
+      );
+      this.follower = stream;
+      this.current = (await stream.top()) ?? (await this.startPosition());
+      this.recent.reset(this.current);
+      await Promise.all([this.leader.start(), stream.start()]);
+    } else {
+      this.current = await this.startPosition();
+      this.recent.reset(this.current);
+      this.follower = new OutboxTableFollower(outbox, this.outbox.sql, createClient, this);
+      // The app is ready when its first LISTEN is, and the read that follows it has answered:
+      // until then readiness would report the relay as never having read. Bounded.
+      await this.follower.start();
+    }
     // Held-back events are noticed even where nothing polls health or metrics.
     this.heldBackTimer = setInterval(
       () => void this.lag().catch(() => undefined),
-      Math.max(this.options.outbox.pollIntervalMs, this.options.health.pendingWarnMs / 2),
+      Math.max(outbox.pollIntervalMs, this.options.health.pendingWarnMs / 2),
     );
     this.heldBackTimer.unref();
-    await raceTimeout(
-      settled.then(() => this.reading),
-      5_000,
-      () => undefined,
-    );
   }
 
-  /** Stops reading and listening (SseShutdown calls it once streams are ended). Bounded. */
+  /** Where a relay with no other reference starts: after every transaction that already ended. */
+  private async startPosition(): Promise<OutboxPosition> {
+    const { rows } = await this.postgres.query(this.outbox.sql.startPosition);
+    return positionOf(rows[0]);
+  }
+
+  /** Stops reading, listening and leading (SseShutdown calls it once streams are ended). Bounded. */
   async stop(): Promise<void> {
-    this.stopped = true;
-    clearInterval(this.pollTimer);
     clearInterval(this.heldBackTimer);
-    await this.listener?.stop();
-    // A read in flight is bounded by postgres.queryTimeoutMs; shutdown need not wait that long
-    // (nothing is delivered once stopped, and the pool's end destroys the connection).
-    if (this.reading) await raceTimeout(this.reading, SHUTDOWN_READ_WAIT_MS, () => undefined);
+    await Promise.all([this.follower?.stop(), this.leader?.stop()]);
+  }
+
+  /** Asks for a read of the table now (with `fanout: 'redis'`: of the stream, or of the table while it is unavailable). */
+  wake(): void {
+    this.follower?.wake();
+    this.leader?.wake();
   }
 
   /**
@@ -187,8 +192,8 @@ export class OutboxRelay implements OnApplicationBootstrap {
 
   private async measureLag(cap: number): Promise<OutboxLag> {
     const { rows } = await this.postgres.query(this.outbox.sql.lag, [
-      this.position.txId.toString(),
-      this.position.id.toString(),
+      this.current.txId.toString(),
+      this.current.id.toString(),
       cap,
     ]);
     const lag: OutboxLag = {
@@ -239,223 +244,107 @@ export class OutboxRelay implements OnApplicationBootstrap {
     );
   }
 
-  /** Asks for a read; coalesces with one already running. */
-  wake(): void {
-    if (this.stopped) return;
-    if (this.reading) {
-      this.readAgain = true;
-      return;
-    }
-    this.reading = this.readUntilCaughtUp().finally(() => {
-      this.reading = undefined;
-    });
-  }
-
-  private async readUntilCaughtUp(): Promise<void> {
-    const { batchSize } = this.options.outbox;
+  /**
+   * Settled events after `after`, framed, at most `limit`, none past `upTo`. Bounded by
+   * `postgres.queryTimeoutMs`.
+   */
+  async readTable(
+    after: OutboxPosition,
+    limit: number,
+    upTo?: OutboxPosition,
+  ): Promise<OutboxEvent[]> {
+    const started = Date.now();
+    const sql = this.outbox.sql;
     try {
-      for (;;) {
-        this.readAgain = false;
-        const started = Date.now();
-        const { rows } = await this.postgres.query<OutboxRow>(this.outbox.sql.readAfter, [
-          this.position.txId.toString(),
-          this.position.id.toString(),
-          batchSize,
-        ]);
-        this.stats.reads++;
-        this.stats.lastReadAt = Date.now();
-        this.stats.lastBatchMs = this.stats.lastReadAt - started;
-        this.onRead?.(this.stats.lastBatchMs, rows.length);
-        if (this.stopped) return;
-        if (rows.length > 0) this.deliver(rows);
-        if (rows.length < batchSize && !this.readAgain) return;
-      }
+      const { rows } = await this.postgres.query<OutboxRow>(
+        upTo ? sql.readRange : sql.readAfter,
+        upTo
+          ? [
+              after.txId.toString(),
+              after.id.toString(),
+              upTo.txId.toString(),
+              upTo.id.toString(),
+              limit,
+            ]
+          : [after.txId.toString(), after.id.toString(), limit],
+      );
+      this.noteRead(Date.now() - started, rows.length);
+      return rows.map((row) => this.frame(row));
     } catch (error) {
-      // Position is unchanged: the next notification or poll retries from the same place.
       this.stats.errors++;
-      this.warnThrottled(`Outbox read failed (will retry): ${(error as Error).message}`);
+      throw error;
     }
   }
 
-  /** One warning per 5 s at most: an outage must not turn every request into a log line. */
-  private warnThrottled(message: string): void {
-    if (Date.now() - this.lastErrorLogAt < 5_000) return;
-    this.lastErrorLogAt = Date.now();
-    this.logger.warn(message);
+  private noteRead(durationMs: number, count: number): void {
+    this.stats.reads++;
+    this.stats.lastReadAt = Date.now();
+    this.stats.lastBatchMs = durationMs;
+    this.onRead?.(durationMs, count);
+  }
+
+  /** Framed as every event is, by the hub (the module's serializer, the same validation). */
+  frame(row: OutboxRow): OutboxEvent {
+    const position = positionOf(row);
+    return {
+      topic: row.topic,
+      position,
+      frame: this.hub.encode({
+        id: formatEventId(position),
+        type: row.type ?? undefined,
+        data: row.payload,
+      }),
+    };
   }
 
   /**
-   * Frames each row once and hands the hub one batch per run of consecutive rows of the same
-   * topic, in position order, so a stream of several topics still sees one increasing order.
-   * Synchronous.
+   * Hands the hub one batch per run of consecutive events of the same topic, in position order,
+   * so a stream of several topics still sees one increasing order. Events at or before the
+   * relay's position were delivered already (a follower switching between the stream and the
+   * table may offer them twice) and are skipped. Synchronous.
    */
-  private deliver(rows: OutboxRow[]): void {
+  deliver(events: OutboxEvent[]): void {
     const runs: Array<{
       topic: string;
       events: Array<{ position: OutboxPosition; bytes: Buffer }>;
     }> = [];
     const remember = this.recent.enabled;
-    for (const row of rows) {
-      const live = this.hub.subscriberCount(row.topic) > 0;
+    let delivered = 0;
+    for (const event of events) {
+      if (comparePositions(event.position, this.current) <= 0) continue;
+      delivered++;
+      this.current = event.position;
+      const live = this.hub.subscriberCount(event.topic) > 0;
       if (!live && !remember) continue;
-      const position = positionOf(row);
-      const frame = this.frameText(row, position);
       // Every topic, subscribed here or not: a client may resume on one nobody follows right now.
       // The cache's copy then serves live delivery too.
-      const bytes = remember ? this.recent.push(row.topic, position, frame) : Buffer.from(frame);
+      const bytes = remember
+        ? this.recent.push(event.topic, event.position, event.frame)
+        : Buffer.from(event.frame);
       if (!live) continue;
       let run = runs[runs.length - 1];
-      if (run?.topic !== row.topic) runs.push((run = { topic: row.topic, events: [] }));
-      run.events.push({ position, bytes });
+      if (run?.topic !== event.topic) runs.push((run = { topic: event.topic, events: [] }));
+      run.events.push({ position: event.position, bytes });
     }
-    // Advanced in the same tick as the hand-over, so a stream that subscribes now knows exactly
-    // which events reached it live (after this position) and which it must replay (up to it).
-    this.position = positionOf(rows[rows.length - 1]);
-    this.stats.events += rows.length;
-    for (const { topic, events } of runs) {
+    // The position advanced in the same tick as the hand-over, so a stream that subscribes now
+    // knows exactly which events reached it live (after this position) and which it must
+    // replay (up to it).
+    this.stats.events += delivered;
+    for (const { topic, events: batchEvents } of runs) {
       const batch: SseBatch<OutboxPosition> = {
-        bytes: events.length === 1 ? events[0].bytes : Buffer.concat(events.map((e) => e.bytes)),
-        events,
-        last: events[events.length - 1].position,
+        bytes:
+          batchEvents.length === 1
+            ? batchEvents[0].bytes
+            : Buffer.concat(batchEvents.map((e) => e.bytes)),
+        events: batchEvents,
+        last: batchEvents[batchEvents.length - 1].position,
       };
       this.hub.deliver(topic, batch);
     }
   }
 
-  private frame(row: OutboxRow, position: OutboxPosition): Buffer {
-    return Buffer.from(this.frameText(row, position));
+  /** Moves the position past events nobody can deliver any more (deleted by retention). */
+  skipTo(position: OutboxPosition): void {
+    if (comparePositions(position, this.current) > 0) this.current = position;
   }
-
-  /** Framed as every event is, by the hub (the module's serializer, the same validation). */
-  private frameText(row: OutboxRow, position: OutboxPosition): string {
-    return this.hub.encode({
-      id: formatEventId(position),
-      type: row.type ?? undefined,
-      data: row.payload,
-    });
-  }
-
-  /**
-   * Subscribes a stream to its topics and, when it asks to resume, replays what it missed:
-   * events after its id up to this relay's position, then the live events that arrived during
-   * the replay, then live. No gap and no duplicate at the seam.
-   */
-  attach(connection: SseConnection, topics: string[], lastEventId: string | undefined): void {
-    if (lastEventId === undefined) {
-      // A stream that has received no event yet would, if cut, reconnect without an id and
-      // miss what was published meanwhile, with no reset to tell it. So it is given the
-      // position it starts after, as an id-only message: EventSource records it as the last
-      // event id and dispatches nothing. (Not before the relay delivered its first event: its
-      // start position names no event, which another instance could not resume from.)
-      if (this.position.id > 0n) connection.write(`id: ${formatEventId(this.position)}\n\n`);
-      connection.onTeardown(this.hub.subscribe(topics, connection));
-      return;
-    }
-    connection.beginReplay();
-    const upTo = this.position; // captured in the same tick as the subscription below
-    connection.onTeardown(this.hub.subscribe(topics, connection));
-    const after = parseEventId(lastEventId);
-    if (!after) return this.reset(connection, 'malformed', lastEventId);
-    if (comparePositions(after, upTo) < 0 && this.recent.covers(after)) {
-      return this.replayFromMemory(connection, topics, after, upTo, lastEventId);
-    }
-    this.replays
-      .run(() =>
-        // A client that left while queued needs nothing read for it.
-        connection.isClosed
-          ? Promise.resolve()
-          : this.replay(connection, topics, after, upTo, lastEventId),
-      )
-      .catch((error) => {
-        this.warnThrottled(
-          `Replay failed (the client was sent a reset): ${(error as Error).message}`,
-        );
-        this.reset(connection, 'replay-failed', lastEventId);
-      });
-  }
-
-  /**
-   * Synchronous, in the tick of the subscription: everything in (`after`, `upTo`] is in memory,
-   * so the replay is written before any live batch can arrive.
-   */
-  private replayFromMemory(
-    connection: SseConnection,
-    topics: string[],
-    after: OutboxPosition,
-    upTo: OutboxPosition,
-    lastEventId: string,
-  ): void {
-    const events = this.recent.collect(topics, after, upTo, this.options.sse.replayLimit);
-    if (!events) return this.reset(connection, 'too-far-behind', lastEventId);
-    if (events.length > 0) {
-      connection.write(events.length === 1 ? events[0] : Buffer.concat(events));
-      this.stats.replayed += events.length;
-      this.stats.replayedFromMemory += events.length;
-    }
-    connection.endReplay();
-  }
-
-  private async replay(
-    connection: SseConnection,
-    topics: string[],
-    after: OutboxPosition,
-    upTo: OutboxPosition,
-    lastEventId: string,
-  ): Promise<void> {
-    const sql = this.outbox.sql;
-    if (await this.expired(after)) return this.reset(connection, 'expired', lastEventId);
-    if (comparePositions(after, upTo) >= 0) {
-      // The client is level with this relay, or ahead of it (it came from an instance whose
-      // relay is further on): skip live events it has already seen. An id that names no event
-      // would silence the stream forever, so that is a reset instead.
-      if (comparePositions(after, upTo) === 0) return connection.endReplay();
-      const { rows } = await this.postgres.query(sql.exists, [
-        after.txId.toString(),
-        after.id.toString(),
-      ]);
-      if (rows.length === 0) return this.reset(connection, 'unknown', lastEventId);
-      return connection.endReplay(seenThrough(after));
-    }
-    const limit = this.options.sse.replayLimit;
-    const { rows } = await this.postgres.query<OutboxRow>(sql.replay, [
-      topics,
-      after.txId.toString(),
-      after.id.toString(),
-      upTo.txId.toString(),
-      upTo.id.toString(),
-      limit + 1,
-    ]);
-    if (rows.length > limit) return this.reset(connection, 'too-far-behind', lastEventId);
-    // Retention commits its deletions with the watermark: if it deleted part of this range before
-    // the replay read it, the watermark now says so.
-    if (await this.expired(after)) return this.reset(connection, 'expired', lastEventId);
-    if (rows.length > 0) {
-      connection.write(Buffer.concat(rows.map((row) => this.frame(row, positionOf(row)))));
-      this.stats.replayed += rows.length;
-    }
-    connection.endReplay();
-  }
-
-  /** Whether retention has deleted events after `after` (the client missed them for good). */
-  private async expired(after: OutboxPosition): Promise<boolean> {
-    const { rows } = await this.postgres.query(this.outbox.sql.deletedThrough);
-    return rows.length > 0 && comparePositions(after, positionOf(rows[0])) < 0;
-  }
-
-  private reset(connection: SseConnection, reason: OutboxResetReason, lastEventId: string): void {
-    this.stats.resets++;
-    connection.write(resetFrame(reason, lastEventId));
-    connection.endReplay();
-  }
-}
-
-/** The live events a client that has every event up to `after` still lacks (see SseSeenFilter). */
-function seenThrough(after: OutboxPosition): SseSeenFilter {
-  return (batch) => {
-    const { events, last } = batch as SseBatch<OutboxPosition>;
-    if (!events || !last) return undefined;
-    if (comparePositions(last, after) <= 0) return 'seen';
-    const fresh = events.filter((event) => comparePositions(event.position, after) > 0);
-    return fresh.length === events.length ? batch.bytes : Buffer.concat(fresh.map((e) => e.bytes));
-  };
 }

@@ -82,6 +82,15 @@ export function outboxSql(names: OutboxNames) {
       WHERE (o.tx_id, o.id) > ($1::xid8, $2::bigint) AND o.${settled}
       ORDER BY o.tx_id, o.id LIMIT $3`,
 
+    /**
+     * Settled events after ($1, $2) up to and including ($3, $4), at most $5 rows: what a stream
+     * follower missed between two entries of the Redis Stream (a restart, a trim, a flush).
+     */
+    readRange: `SELECT ${columns} FROM ${table} o
+      WHERE (o.tx_id, o.id) > ($1::xid8, $2::bigint)
+        AND (o.tx_id, o.id) <= ($3::xid8, $4::bigint) AND o.${settled}
+      ORDER BY o.tx_id, o.id LIMIT $5`,
+
     /** Where a new relay starts: everything of transactions that already ended is history. */
     startPosition: `SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS tx_id, '0' AS id`,
 
@@ -157,6 +166,12 @@ export function outboxSql(names: OutboxNames) {
       ORDER BY age(backend_xid) DESC LIMIT 1`,
 
     listen: `LISTEN ${q(names.channel)}`,
+
+    /**
+     * `fanout: 'redis'`: the relay leader's lock, held by a dedicated session for as long as it
+     * leads. Waiting is bounded by the session's lock_timeout, then tried again.
+     */
+    leaderLock: `SELECT pg_advisory_lock(hashtext($1))`,
   };
 }
 

@@ -2,8 +2,8 @@ import { Controller } from '@nestjs/common';
 import { Client } from 'pg';
 import { OutboxRelay, Sse, SseEventError } from '../../src';
 import { RecordingEventSource } from '../support/event-source';
-import { PLATFORMS, startApp, TestApp } from '../support/http';
-import { outboxOptions, relayCaughtUp, useTwoInstances } from '../support/outbox';
+import { startApp, TestApp } from '../support/http';
+import { PLATFORM_FANOUTS, relayCaughtUp, useTwoInstances } from '../support/outbox';
 import { databaseUrl } from '../support/postgres';
 
 @Controller()
@@ -26,9 +26,9 @@ const payloads = (client: RecordingEventSource) =>
     }
   });
 
-describe.each(PLATFORMS)('on %s', (platform) => {
+describe.each(PLATFORM_FANOUTS)('on %s, fanout %s', (platform, fanout) => {
   describe('outbox delivery (real PostgreSQL)', () => {
-    const env = useTwoInstances([OrdersController], 'delivery', {}, platform);
+    const env = useTwoInstances([OrdersController], 'delivery', {}, platform, fanout);
     const connect = (app: TestApp, path = 'orders', headers: Record<string, string> = {}) =>
       env.track(
         new RecordingEventSource(`${app.url}/${path}`, ['order.created', 'reset'], headers),
@@ -82,7 +82,7 @@ describe.each(PLATFORMS)('on %s', (platform) => {
       const applicationName = `listener-factory-${env.schema}`;
       const custom = await startApp(
         [OrdersController],
-        outboxOptions(env.schema, {
+        env.options({
           postgres: {
             listenerClientFactory: () =>
               new Client({ connectionString: databaseUrl(), application_name: applicationName }),

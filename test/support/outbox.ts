@@ -1,20 +1,51 @@
 import { Type } from '@nestjs/common';
-import { OutboxRelay, OutboxService, SseModuleOptions } from '../../src';
+import { OutboxFanout, OutboxRelay, OutboxService, SseModuleOptions } from '../../src';
 import { RecordingEventSource } from './event-source';
-import { Platform, startApp, TestApp } from './http';
+import { Platform, PLATFORMS, startApp, TestApp } from './http';
 import { databaseUrl, dropSchema, uniqueSchema } from './postgres';
+import { deletePrefix, redisUrl } from './redis';
 
-/** Outbox options on the test database, in `schema`; polling far apart unless a test wants it. */
-export function outboxOptions(schema: string, extra: SseModuleOptions = {}): SseModuleOptions {
+export const FANOUTS: OutboxFanout[] = ['postgres', 'redis'];
+
+/** Every platform with every fan-out, for `describe.each` (title: `on %s, fanout %s`). */
+export const PLATFORM_FANOUTS: Array<[Platform, OutboxFanout]> = PLATFORMS.flatMap((platform) =>
+  FANOUTS.map((fanout): [Platform, OutboxFanout] => [platform, fanout]),
+);
+
+/** Redis keys of the suite using `schema` (the stream, with `fanout: 'redis'`). */
+export const schemaKeyPrefix = (schema: string) => `test:${schema}:`;
+
+/**
+ * Outbox options on the test database, in `schema`; polling far apart unless a test wants it.
+ * With `fanout: 'redis'`, the shared Redis under a key prefix of the schema's.
+ */
+export function outboxOptions(
+  schema: string,
+  extra: SseModuleOptions = {},
+  fanout: OutboxFanout = 'postgres',
+): SseModuleOptions {
   return {
+    ...extra,
     sse: { heartbeatMs: 60_000, ...extra.sse },
     postgres: { connectionString: databaseUrl(), schema, ...extra.postgres },
-    outbox: { pollIntervalMs: 5_000, ...extra.outbox },
+    outbox: { pollIntervalMs: 5_000, fanout, ...extra.outbox },
+    ...(fanout === 'redis'
+      ? { redis: { url: redisUrl(), keyPrefix: schemaKeyPrefix(schema), ...extra.redis } }
+      : {}),
   };
+}
+
+/** Drops the schema and, with it, the Redis keys of its stream. */
+export async function dropOutbox(schema: string): Promise<void> {
+  await dropSchema(schema);
+  await deletePrefix(redisUrl(), schemaKeyPrefix(schema));
 }
 
 export interface TwoInstances {
   schema: string;
+  fanout: OutboxFanout;
+  /** {@link outboxOptions} of this schema and fan-out. */
+  options(extra?: SseModuleOptions): SseModuleOptions;
   a: TestApp;
   b: TestApp;
   /** OutboxService of instance A. */
@@ -32,10 +63,14 @@ export function useTwoInstances(
   schemaPrefix: string,
   extra: SseModuleOptions = {},
   platform: Platform = 'express',
+  fanout: OutboxFanout = 'postgres',
 ): TwoInstances {
   const clients: RecordingEventSource[] = [];
+  const schema = uniqueSchema(schemaPrefix);
   const instances = {
-    schema: uniqueSchema(schemaPrefix),
+    schema,
+    fanout,
+    options: (more: SseModuleOptions = {}) => outboxOptions(schema, more, fanout),
     track: (client: RecordingEventSource) => {
       clients.push(client);
       return client;
@@ -43,12 +78,10 @@ export function useTwoInstances(
   } as TwoInstances;
 
   beforeAll(async () => {
-    instances.a = await startApp(controllers, outboxOptions(instances.schema, extra), {
-      platform,
-    });
+    instances.a = await startApp(controllers, instances.options(extra), { platform });
     instances.b = await startApp(
       controllers,
-      outboxOptions(instances.schema, { ...extra, outbox: { ...extra.outbox, migrate: false } }),
+      instances.options({ ...extra, outbox: { ...extra.outbox, migrate: false } }),
       { platform },
     );
     instances.outbox = instances.a.app.get(OutboxService);
@@ -57,7 +90,7 @@ export function useTwoInstances(
   afterAll(async () => {
     await instances.a?.close();
     await instances.b?.close();
-    await dropSchema(instances.schema);
+    await dropOutbox(instances.schema);
   });
   return instances;
 }

@@ -1,0 +1,143 @@
+import { Logger } from '@nestjs/common';
+import { EventEmitter } from 'node:events';
+import type { ResolvedOutboxOptions } from '../config/sse-module-options';
+import { raceTimeout } from '../common/timeout';
+import type { OutboxEvent } from './outbox-event';
+import { OutboxListener } from './outbox-listener';
+import type { OutboxPosition } from './outbox-position';
+import type { OutboxSql } from './outbox.sql';
+import type { Client } from 'pg';
+
+/** How long stopping waits for a read in flight. */
+const STOP_READ_WAIT_MS = 1_000;
+
+/** What a follower needs from the relay it feeds. */
+export interface OutboxSink {
+  /** Everything up to here has been delivered. */
+  readonly position: OutboxPosition;
+  /** Delivers events in position order (those at or before `position` are skipped). Synchronous. */
+  deliver(events: OutboxEvent[]): void;
+  /** Moves the position past events the table no longer holds (deleted by retention). */
+  skipTo(position: OutboxPosition): void;
+  /** Reads settled events after `after` in commit-safe order (at most `limit`, none past `upTo`). */
+  readTable(after: OutboxPosition, limit: number, upTo?: OutboxPosition): Promise<OutboxEvent[]>;
+}
+
+export interface OutboxFollowerEvents {
+  /** Following (again): events may have been missed meanwhile, and are read now. */
+  listening: [];
+  /** The connection that wakes or feeds the follower failed; it reconnects by itself. */
+  lost: [Error];
+}
+
+/**
+ * Follows the outbox table itself: woken by NOTIFY on a dedicated LISTEN connection (coalesced:
+ * one read in flight, at most one more queued) and by a poll every `pollIntervalMs`. Every
+ * instance does this with `fanout: 'postgres'`; with `'redis'`, the leader does, and followers
+ * while Redis is unavailable.
+ */
+export class OutboxTableFollower extends EventEmitter<OutboxFollowerEvents> {
+  private readonly logger = new Logger('SseOutboxRelay');
+  private listener?: OutboxListener;
+  private pollTimer?: NodeJS.Timeout;
+  private reading?: Promise<void>;
+  private readAgain = false;
+  private stopped = true;
+  private lastErrorLogAt = 0;
+  readonly stats = { errors: 0 };
+
+  constructor(
+    private readonly options: ResolvedOutboxOptions,
+    private readonly sql: OutboxSql,
+    private readonly createClient: () => Client,
+    private readonly sink: OutboxSink,
+  ) {
+    super();
+  }
+
+  /** State of the LISTEN connection. */
+  get listenerStats() {
+    return this.listener?.stats;
+  }
+
+  get following(): boolean {
+    return !this.stopped;
+  }
+
+  /** Starts listening and polling; resolves once listening (or failing to) and the first read answered, within 5 s. */
+  async start(): Promise<void> {
+    if (!this.stopped) return;
+    this.stopped = false;
+    this.listener = new OutboxListener({
+      channel: this.options.channel,
+      listenSql: this.sql.listen,
+      listeningSql: this.sql.listening,
+      checkMs: this.options.listenerCheckMs,
+      createClient: this.createClient,
+      onNotify: () => this.wake(),
+      onListening: () => this.wake(),
+    });
+    this.listener.on('listening', () => this.emit('listening'));
+    this.listener.on('lost', (error) => this.emit('lost', error));
+    const settled = Promise.race([
+      EventEmitter.once(this.listener, 'listening'),
+      EventEmitter.once(this.listener, 'lost'),
+    ]);
+    this.listener.start();
+    this.pollTimer = setInterval(() => this.wake(), this.options.pollIntervalMs);
+    this.pollTimer.unref();
+    await raceTimeout(
+      settled.then(() => this.reading),
+      5_000,
+      () => undefined,
+    );
+  }
+
+  /** Stops listening and reading; nothing is delivered once it resolves. Bounded. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    clearInterval(this.pollTimer);
+    const listener = this.listener;
+    listener?.removeAllListeners();
+    await listener?.stop();
+    // A read in flight is bounded by postgres.queryTimeoutMs; it delivers nothing once stopped.
+    if (this.reading) await raceTimeout(this.reading, STOP_READ_WAIT_MS, () => undefined);
+  }
+
+  /** Asks for a read; coalesces with one already running. */
+  wake(): void {
+    if (this.stopped) return;
+    if (this.reading) {
+      this.readAgain = true;
+      return;
+    }
+    this.reading = this.readUntilCaughtUp().finally(() => {
+      this.reading = undefined;
+    });
+  }
+
+  private async readUntilCaughtUp(): Promise<void> {
+    const { batchSize } = this.options;
+    try {
+      for (;;) {
+        this.readAgain = false;
+        const events = await this.sink.readTable(this.sink.position, batchSize);
+        if (this.stopped) return;
+        if (events.length > 0) this.sink.deliver(events);
+        if (events.length < batchSize && !this.readAgain) return;
+      }
+    } catch (error) {
+      // Position is unchanged: the next notification or poll retries from the same place.
+      this.stats.errors++;
+      this.warnThrottled(`Outbox read failed (will retry): ${(error as Error).message}`);
+    }
+  }
+
+  /** One warning per 5 s at most: an outage must not turn every request into a log line. */
+  private warnThrottled(message: string): void {
+    if (Date.now() - this.lastErrorLogAt < 5_000) return;
+    this.lastErrorLogAt = Date.now();
+    this.logger.warn(message);
+  }
+}
