@@ -109,3 +109,20 @@ export async function relayCaughtUp(app: TestApp, timeoutMs = 10_000): Promise<v
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
+
+/**
+ * Polls `check` until it holds (bounded): for states that emit no event, such as which instance
+ * leads. Rejects naming `what` after `timeoutMs`.
+ */
+export async function eventually(
+  check: () => boolean | Promise<boolean>,
+  what: string,
+  timeoutMs = 15_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}

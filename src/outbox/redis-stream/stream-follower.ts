@@ -184,12 +184,14 @@ export class OutboxStreamFollower extends EventEmitter<OutboxFollowerEvents> {
   /** The entries after this relay's position (waits up to one block for some). Bounded. */
   private async read(): Promise<RawEntry[]> {
     const connection = this.connection!;
+    // Not following yet (starting, or back from the table): answer at once, so the switch is
+    // known without waiting out a block.
+    const block = this.stats.connected && !this.table.following ? ['BLOCK', this.blockMs] : [];
     const reply = (await raceTimeout(
       connection.xread(
         'COUNT',
         this.options.batchSize,
-        'BLOCK',
-        this.blockMs,
+        ...(block as ['BLOCK', number]),
         'STREAMS',
         this.key,
         formatEventId(this.sink.position),

@@ -46,6 +46,8 @@ export class OutboxStreamLeader {
   private onCandidate?: () => void;
   readonly stats = {
     leading: false,
+    /** Backend pid of the session holding the lock, while leading (pg_stat_activity, pg_locks). */
+    sessionPid: 0,
     /** Terms led by this instance. */
     terms: 0,
     appended: 0,
@@ -154,6 +156,14 @@ export class OutboxStreamLeader {
       await raceTimeout(session.query(this.sql.listen), bound, () => {
         throw new Error('LISTEN timed out');
       });
+      const { rows } = await raceTimeout(
+        session.query('SELECT pg_backend_pid() AS pid'),
+        bound,
+        () => {
+          throw new Error('reading the session pid timed out');
+        },
+      );
+      this.stats.sessionPid = rows[0].pid;
     } catch (error) {
       return this.lost(session, error as Error);
     }
@@ -166,7 +176,9 @@ export class OutboxStreamLeader {
     this.position = undefined;
     this.stats.leading = true;
     this.stats.terms++;
-    this.logger.log('This instance now appends the outbox to the Redis Stream');
+    this.logger.log(
+      `This instance now appends the outbox to the Redis Stream (lock session pid ${this.stats.sessionPid})`,
+    );
     session.on('notification', () => this.wake());
     const check = setInterval(() => void this.check(session), this.options.leaderCheckMs);
     const poll = setInterval(() => this.wake(), this.options.pollIntervalMs);
@@ -193,6 +205,7 @@ export class OutboxStreamLeader {
     this.timers = [];
     if (this.stats.leading) this.lastTermPosition = this.position;
     this.stats.leading = false;
+    this.stats.sessionPid = 0;
     this.session = undefined;
   }
 
