@@ -59,7 +59,11 @@ export class SseHealthIndicators {
     }
   }
 
-  /** The LISTEN connection is up, and the relay read the outbox recently. */
+  /**
+   * The LISTEN connection is up, and the relay read the outbox recently. With `fanout: 'redis'`:
+   * the Redis Stream is followed (or, while it is unavailable, the table through LISTEN), and
+   * read recently; the data says which, and whether this instance leads.
+   */
   async outboxListener(key = 'outbox_listener'): Promise<HealthIndicatorResult> {
     const check = this.indicators.check(key);
     const listener = this.relay.listenerStats;
@@ -68,8 +72,22 @@ export class SseHealthIndicators {
     const readAgeMs = this.relay.stats.lastReadAt
       ? Date.now() - this.relay.stats.lastReadAt
       : undefined;
-    const data = { connected: listener?.connected ?? false, readAgeMs, maxReadAgeMs };
-    if (!listener?.connected) return check.down({ ...data, message: 'LISTEN connection is down' });
+    const stream = this.relay.stream;
+    const data = {
+      connected: listener?.connected ?? false,
+      readAgeMs,
+      maxReadAgeMs,
+      ...(stream && {
+        following: stream.fallingBack ? 'table' : 'stream',
+        leading: this.relay.leader?.leading ?? false,
+      }),
+    };
+    if (!listener?.connected) {
+      const message = stream
+        ? 'neither the Redis Stream nor the LISTEN connection that replaces it is followed'
+        : 'LISTEN connection is down';
+      return check.down({ ...data, message });
+    }
     if (readAgeMs === undefined || readAgeMs > maxReadAgeMs) {
       return check.down({ ...data, message: 'the relay has not read the outbox recently' });
     }

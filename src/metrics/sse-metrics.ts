@@ -108,6 +108,29 @@ export class SseMetrics implements OnModuleInit {
       () => relay.stats.replayed,
     );
     mirror('resets_total', 'event: reset sent to resuming streams', () => relay.stats.resets);
+    if (this.options.outbox.fanout === 'redis') {
+      new prom.Gauge({
+        name: name('outbox_stream_leader'),
+        help: "1 while this instance appends the outbox to the Redis Stream (fanout: 'redis')",
+        registers,
+        collect() {
+          this.set(relay.leader?.leading ? 1 : 0);
+        },
+      });
+      new prom.Gauge({
+        name: name('outbox_stream_fallback'),
+        help: '1 while this instance follows the outbox table because the Redis Stream is unavailable',
+        registers,
+        collect() {
+          this.set(relay.stream?.fallingBack ? 1 : 0);
+        },
+      });
+      mirror(
+        'outbox_stream_gap_events_total',
+        'Events read from the table because the Redis Stream did not hold them (trim, flush, new leader)',
+        () => relay.stream?.stats.gapEvents ?? 0,
+      );
+    }
     new prom.Counter({
       name: name('idempotency_requests_total'),
       help: 'Idempotent requests by outcome',

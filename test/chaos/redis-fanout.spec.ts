@@ -185,15 +185,35 @@ describe("fanout: 'redis' under faults (real PostgreSQL and Redis)", () => {
 
     it('follows the table while Redis is down mid-burst, then the stream again: nothing lost or doubled', async () => {
       const a = await onPrivate(true);
-      const b = await onPrivate();
+      const b = await start({
+        redis: { url: redis.url, connectTimeoutMs: 1_000 },
+        metrics: { path: 'metrics' },
+        health: { cacheMs: 0 },
+      });
       const subscribers = [subscribe(a), subscribe(b)];
       await Promise.all(subscribers.map((s) => s.opened()));
+      /** What B's /health and /metrics say about following. */
+      const observed = async () => {
+        const health = await (await fetch(`${b.url}/health`)).json();
+        const metrics = await (await fetch(`${b.url}/metrics`)).text();
+        return {
+          following: health.details.outbox_listener.following,
+          fallbackGauge: /^sse_outbox_stream_fallback (\d)/m.exec(metrics)?.[1],
+          leaderGauge: /^sse_outbox_stream_leader (\d)/m.exec(metrics)?.[1],
+        };
+      };
+      expect(await observed()).toEqual({
+        following: 'stream',
+        fallbackGauge: '0',
+        leaderGauge: '0',
+      });
 
       const stored = await burst(a.app.get(OutboxService), 300, {
         100: async () => {
           await subscribers[1].received(100);
           await redis.stop();
           await eventually(() => relayOf(b).stream!.fallingBack, 'B to follow the table');
+          expect(await observed()).toMatchObject({ following: 'table', fallbackGauge: '1' });
         },
         200: async () => {
           await subscribers[1].received(200); // delivered from the table, with Redis down
@@ -206,6 +226,7 @@ describe("fanout: 'redis' under faults (real PostgreSQL and Redis)", () => {
         expect(relayOf(app).stream!.stats.fallbacks).toBe(1);
         await eventually(() => !relayOf(app).stream!.fallingBack, 'following the stream again');
       }
+      expect(await observed()).toMatchObject({ following: 'stream', fallbackGauge: '0' });
       // Back on the stream: the next events come from it.
       const entries = relayOf(b).stream!.stats.entries;
       const more = await burst(a.app.get(OutboxService), 5);
