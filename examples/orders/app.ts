@@ -1,6 +1,7 @@
 import { INestApplication, LogLevel, Logger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import type { PGlite } from '@electric-sql/pglite';
+import type { OutboxFanout } from '../../src';
 import type { Backends } from './backends';
 import { OrdersModule, ordersSseOptions } from './orders.module';
 
@@ -21,6 +22,8 @@ export interface OrdersAppOptions {
    * count, true/false, or addresses/subnets), so clients behind a proxy keep their own address.
    */
   trustProxy?: number | boolean | string;
+  /** `outbox.fanout` (needs Redis for `'redis'`). Default `'postgres'`. */
+  fanout?: OutboxFanout;
 }
 
 /** Builds the example app on the chosen backends (not listening yet). */
@@ -36,7 +39,7 @@ export async function createOrdersApp(
   }
   try {
     const module = OrdersModule.register(
-      ordersSseOptions(backends, pglite, options.schema, options.redisKeyPrefix),
+      ordersSseOptions(backends, pglite, options.schema, options.redisKeyPrefix, options.fanout),
     );
     const appOptions = { logger: options.logger ?? ['log', 'warn', 'error'] } as const;
     let app: INestApplication;

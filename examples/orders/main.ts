@@ -21,6 +21,7 @@ async function main() {
     // Behind a proxy (docker/nginx.conf), the platform must trust X-Forwarded-For, or every client
     // has the proxy's address and the per-client stream limit counts them all as one.
     trustProxy: process.env.TRUST_PROXY ? parseTrustProxy(process.env.TRUST_PROXY) : undefined,
+    fanout: parseFanout(process.env.OUTBOX_FANOUT),
   });
   const port = Number(process.env.PORT ?? 3000);
   await app.listen(port, process.env.HOST ?? '0.0.0.0');
@@ -46,6 +47,13 @@ function parsePlatform(value: string | undefined): 'express' | 'fastify' {
   if (value === undefined || value === '' || value === 'express') return 'express';
   if (value === 'fastify') return 'fastify';
   throw new Error(`PLATFORM must be express or fastify, not ${JSON.stringify(value)}`);
+}
+
+/** OUTBOX_FANOUT=postgres (default) or redis (one relay leader, a Redis Stream to every instance). */
+function parseFanout(value: string | undefined): 'postgres' | 'redis' {
+  if (value === undefined || value === '' || value === 'postgres') return 'postgres';
+  if (value === 'redis') return 'redis';
+  throw new Error(`OUTBOX_FANOUT must be postgres or redis, not ${JSON.stringify(value)}`);
 }
 
 /** The platform's trust-proxy setting: a hop count, true/false, or addresses/subnet names. */

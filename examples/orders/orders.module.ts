@@ -1,6 +1,6 @@
 import { DynamicModule, Module, ValidationPipe } from '@nestjs/common';
 import { APP_PIPE } from '@nestjs/core';
-import { pglitePostgres, PgliteLike, SseModule, SseModuleOptions } from '../../src';
+import { OutboxFanout, pglitePostgres, PgliteLike, SseModule, SseModuleOptions } from '../../src';
 import type { Backends } from './backends';
 import { OrdersController } from './orders.controller';
 import { ORDERS_SCHEMA, ORDERS_SCHEMA_NAME, OrdersRepository } from './orders.repository';
@@ -11,6 +11,7 @@ export function ordersSseOptions(
   embedded?: PgliteLike,
   schema = ORDERS_SCHEMA,
   redisKeyPrefix = 'orders-demo:',
+  fanout: OutboxFanout = 'postgres',
 ): SseModuleOptions {
   const postgres =
     backends.postgres.kind === 'server'
@@ -26,7 +27,7 @@ export function ordersSseOptions(
       rejectMode: 'retry',
     },
     postgres: { ...postgres, schema },
-    outbox: { pollIntervalMs: 1_000 },
+    outbox: { pollIntervalMs: 1_000, fanout },
     ...(backends.redis.kind === 'server'
       ? { redis: { url: backends.redis.url, keyPrefix: redisKeyPrefix } }
       : {}),

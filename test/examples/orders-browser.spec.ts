@@ -1,28 +1,16 @@
 /// <reference lib="dom" />
 // Page functions below run in the browser.
-import { existsSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { Browser, chromium, Page } from 'playwright-core';
+import { Browser, Page } from 'playwright-core';
 import { createOrdersApp, OrdersApp } from '../../examples/orders/app';
 import type { Backends } from '../../examples/orders/backends';
 import { OrdersRepository } from '../../examples/orders/orders.repository';
+import { launchChromium } from '../support/browser';
 import { databaseUrl, dropSchema, uniqueSchema } from '../support/postgres';
 import { deletePrefix, redisUrl } from '../support/redis';
 
-/** Debian's Chromium; never a browser download. `.ci/run` installs it when missing. */
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-// The flags a closed, root-run machine needs (no sandbox as root; no background networking,
-// whose refused connections slow start-up).
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 const RESULTS = join(__dirname, '..', '..', 'test-results');
 
 /**
@@ -70,18 +58,7 @@ describe('orders page in Chromium (real PostgreSQL and Redis)', () => {
     page.waitForFunction((n) => document.querySelectorAll('#log li').length >= n, count);
 
   beforeAll(async () => {
-    if (!existsSync(CHROMIUM)) {
-      throw new Error(
-        `Chromium not found at ${CHROMIUM}: install Debian's chromium package ` +
-          '(apt-get install -y chromium; .ci/run does this) or set CHROMIUM_PATH. ' +
-          'This test fails rather than pass without a browser.',
-      );
-    }
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: CHROMIUM_ARGS,
-    });
+    browser = await launchChromium();
     await startServer('express');
   });
   afterAll(async () => {
