@@ -140,6 +140,41 @@ describe('option validation (pure)', () => {
     ).toBe(factory);
   });
 
+  it("accepts fanout 'redis' only with both postgres and redis, and names what is missing", () => {
+    const postgres = { connectionString: 'postgres://x' };
+    const redis = { url: 'redis://x' };
+    expect(
+      resolveSseModuleOptions({ postgres, redis, outbox: { fanout: 'redis' } }).outbox,
+    ).toMatchObject({ fanout: 'redis', streamMaxLength: 100_000, leaderCheckMs: 1_000 });
+    expect(resolveSseModuleOptions({ postgres }).outbox.fanout).toBe('postgres');
+    const missing = (options: SseModuleOptions) => {
+      try {
+        resolveSseModuleOptions(options);
+      } catch (error) {
+        return (error as SseConfigError).issues;
+      }
+      return [];
+    };
+    expect(missing({ postgres, outbox: { fanout: 'redis' } })).toEqual([
+      expect.objectContaining({
+        path: 'outbox.fanout',
+        message: expect.stringMatching(/missing: redis\)$/),
+      }),
+    ]);
+    expect(missing({ redis, outbox: { fanout: 'redis' } })).toEqual([
+      expect.objectContaining({ message: expect.stringMatching(/missing: postgres\)$/) }),
+    ]);
+    expect(
+      issuesOf(() =>
+        resolveSseModuleOptions({
+          postgres,
+          redis,
+          outbox: { fanout: 'kafka' as never, streamMaxLength: 10, leaderCheckMs: 0 },
+        }),
+      ).sort(),
+    ).toEqual(['outbox.fanout', 'outbox.leaderCheckMs', 'outbox.streamMaxLength']);
+  });
+
   it('rejects bad redis and idempotency options, naming each', () => {
     const paths = issuesOf(() =>
       resolveSseModuleOptions({
