@@ -123,7 +123,7 @@ export class OutboxRelay implements OnApplicationBootstrap, OutboxSink {
         key,
         this.options.redis!.commandTimeoutMs,
         (after, limit) => this.readTable(after, limit),
-        () => this.startPosition(),
+        () => this.current,
         `nestjs-durable-sse:outbox:${this.options.postgres!.schema}.${outbox.table}`,
       );
       const stream = new OutboxStreamFollower(

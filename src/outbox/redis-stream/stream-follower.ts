@@ -37,6 +37,8 @@ export class OutboxStreamFollower extends EventEmitter<OutboxFollowerEvents> {
   private sleeping?: { timer: NodeJS.Timeout; wake: () => void };
   private lastErrorLogAt = 0;
   private readonly blockMs: number;
+  /** The last stream entry read, deliverable or not. */
+  private lastEntry?: OutboxPosition;
   readonly stats = {
     /** The last read of the stream succeeded. */
     connected: false,
@@ -194,7 +196,7 @@ export class OutboxStreamFollower extends EventEmitter<OutboxFollowerEvents> {
         ...(block as ['BLOCK', number]),
         'STREAMS',
         this.key,
-        formatEventId(this.sink.position),
+        formatEventId(this.readFrom()),
       ),
       this.blockMs + 2 * this.commandTimeoutMs,
       () => {
@@ -206,6 +208,17 @@ export class OutboxStreamFollower extends EventEmitter<OutboxFollowerEvents> {
       },
     )) as Array<[string, RawEntry[]]> | null;
     return reply?.[0]?.[1] ?? [];
+  }
+
+  /**
+   * Where the next read starts: after the last event delivered, or after the last entry read if
+   * that is further (an entry that is not an event of ours must not be read again and again).
+   */
+  private readFrom(): OutboxPosition {
+    const position = this.sink.position;
+    return this.lastEntry && comparePositions(this.lastEntry, position) > 0
+      ? this.lastEntry
+      : position;
   }
 
   /** The stream answers again: the table follower stops before any stream entry is delivered. */
@@ -238,6 +251,7 @@ export class OutboxStreamFollower extends EventEmitter<OutboxFollowerEvents> {
   /** Delivers entries in order, reading from the table whatever lies between them and the relay. */
   private async take(raw: RawEntry[]): Promise<void> {
     this.stats.entries += raw.length;
+    const last = raw.length > 0 ? parseEventId(raw[raw.length - 1][0]) : undefined;
     let batch: OutboxEvent[] = [];
     let at = this.sink.position;
     for (const item of raw) {
@@ -253,6 +267,8 @@ export class OutboxStreamFollower extends EventEmitter<OutboxFollowerEvents> {
       at = entry.position;
     }
     this.sink.deliver(batch);
+    // Only once everything before it was delivered (a gap read that failed is read again).
+    if (last) this.lastEntry = last;
   }
 
   /** Reads (position, upTo] from the table and delivers it. */

@@ -46,7 +46,7 @@ export class OutboxStreamLeader {
   private retryTimer?: NodeJS.Timeout;
   /** The stream's last entry as this instance knows it; undefined until read in this term. */
   private position?: OutboxPosition;
-  /** Where the previous term ended: a flushed stream is continued from there. */
+  /** Where the previous term ended: a flushed stream is continued from there (no gap for anyone). */
   private lastTermPosition?: OutboxPosition;
   private appending?: Promise<void>;
   private lastReadAt = 0;
@@ -73,7 +73,13 @@ export class OutboxStreamLeader {
     private readonly key: string,
     private readonly commandTimeoutMs: number,
     private readonly readTable: (after: OutboxPosition, limit: number) => Promise<OutboxEvent[]>,
-    private readonly startPosition: () => Promise<OutboxPosition>,
+    /**
+     * Where a stream that is empty or gone starts, when this instance has not led before: where
+     * its own relay is. Starting "now" instead would leave whatever was committed between the
+     * relay's start and this term out of the stream, and instances that are behind would only
+     * read it from the table once a newer event arrives.
+     */
+    private readonly localPosition: () => OutboxPosition,
     private readonly lockName: string,
   ) {
     this.stream = withAppendScript(client);
@@ -240,8 +246,7 @@ export class OutboxStreamLeader {
     try {
       for (;;) {
         this.appendAgain = false;
-        this.position ??= (await this.streamTop()) ?? this.lastTermPosition;
-        this.position ??= await this.startPosition();
+        this.position ??= (await this.streamTop()) ?? this.lastTermPosition ?? this.localPosition();
         const wait = this.lastReadAt + READ_SPACING_MS - Date.now();
         if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
         if (!this.stats.leading) return;
