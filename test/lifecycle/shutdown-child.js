@@ -40,7 +40,11 @@ Module({
       sse: { maxConnections: 5000, maxConnectionsPerClient: 5000, heartbeatMs: 1000 },
       postgres: { connectionString: process.env.DATABASE_URL, schema: process.env.SHUTDOWN_SCHEMA },
       redis: { url: process.env.REDIS_URL, keyPrefix: `${process.env.SHUTDOWN_SCHEMA}:` },
-      outbox: { pollIntervalMs: 100, retentionIntervalMs: 1000 },
+      outbox: {
+        pollIntervalMs: 100,
+        retentionIntervalMs: 1000,
+        fanout: process.env.FANOUT || 'postgres',
+      },
       shutdown: {
         drainMs: Number(process.env.DRAIN_MS ?? 0),
         graceMs: Number(process.env.GRACE_MS ?? 10000),

@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { openRaw, PLATFORMS, RawStream } from '../support/http';
+import { FANOUTS } from '../support/outbox';
 import { dropSchema, uniqueSchema } from '../support/postgres';
 import { redisUrl, withRedis } from '../support/redis';
 
@@ -40,32 +41,36 @@ describe.each(PLATFORMS)('on %s', (platform) => {
   describe('graceful shutdown (DESIGN §7)', () => {
     const schema = useChildSchema('shutdown');
 
-    it('closes an app holding 1,000 open streams, and the process then exits on its own', async () => {
-      const { app, exited, url } = await forkApp(platform, schema);
+    it.each(FANOUTS)(
+      'closes an app (fanout %s) holding 1,000 open streams, and the process then exits on its own',
+      async (fanout) => {
+        const { app, exited, url } = await forkApp(platform, schema, { FANOUT: fanout });
 
-      const streams: RawStream[] = [];
-      for (let i = 0; i < 1000; i += 100) {
-        streams.push(
-          ...(await Promise.all(Array.from({ length: 100 }, () => openRaw(`${url}/stream`)))),
-        );
-      }
-      await Promise.all(streams.map((s) => s.until((text) => text.startsWith('retry'))));
-      const paid = await fetch(`${url}/pay`, {
-        method: 'POST',
-        headers: { 'idempotency-key': 'k1' },
-      });
-      expect(paid.status).toBe(201);
+        const streams: RawStream[] = [];
+        for (let i = 0; i < 1000; i += 100) {
+          streams.push(
+            ...(await Promise.all(Array.from({ length: 100 }, () => openRaw(`${url}/stream`)))),
+          );
+        }
+        await Promise.all(streams.map((s) => s.until((text) => text.startsWith('retry'))));
+        const paid = await fetch(`${url}/pay`, {
+          method: 'POST',
+          headers: { 'idempotency-key': 'k1' },
+        });
+        expect(paid.status).toBe(201);
 
-      app.send({ cmd: 'close' });
-      const [closed] = (await once(app, 'message')) as [{ cmd: string; ms: number }];
-      expect(closed.cmd).toBe('closed');
-      // Every stream was ended by the server (clients resume elsewhere by id).
-      await Promise.all(streams.map((s) => s.ended));
-      expect(streams.every((s) => s.response.complete)).toBe(true);
-      // No process.exit() in the child: it ends only when no timer, socket or pool keeps it alive.
-      const [code] = await exited;
-      expect(code).toBe(0);
-    }, 60_000);
+        app.send({ cmd: 'close' });
+        const [closed] = (await once(app, 'message')) as [{ cmd: string; ms: number }];
+        expect(closed.cmd).toBe('closed');
+        // Every stream was ended by the server (clients resume elsewhere by id).
+        await Promise.all(streams.map((s) => s.ended));
+        expect(streams.every((s) => s.response.complete)).toBe(true);
+        // No process.exit() in the child: it ends only when no timer, socket or pool keeps it alive.
+        const [code] = await exited;
+        expect(code).toBe(0);
+      },
+      60_000,
+    );
   });
 
   describe('SIGTERM (DESIGN §7): drain, then a bounded close that waits on no client', () => {
