@@ -75,6 +75,28 @@ describe("fanout: 'redis' under faults (real PostgreSQL and Redis)", () => {
   const subscribe = (app: TestApp | string) =>
     track(new RecordingEventSource(`${typeof app === 'string' ? app : app.url}/feed`, ['reset']));
 
+  /**
+   * A (started first, migrating, with `aOptions`) leads; B (with `bOptions`) follows; one stream
+   * on each, open.
+   */
+  const leaderAndFollower = async (
+    aOptions: SseModuleOptions = {},
+    bOptions: SseModuleOptions = {},
+  ) => {
+    const a = await start(aOptions, true);
+    await eventually(() => leading(a), 'A to lead');
+    const b = await start(bOptions);
+    const subscribers = [subscribe(a), subscribe(b)];
+    await Promise.all(subscribers.map((s) => s.opened()));
+    return { a, b, subscribers };
+  };
+  /** A plain client on the shared Redis, and the key of this test's stream there. */
+  const streamAdmin = () => {
+    const redis = new Redis(redisUrl());
+    cleanups.push(() => redis.disconnect());
+    return { redis, key: `${schemaKeyPrefix(schema)}outbox:{${schema}.sse_outbox}:events` };
+  };
+
   beforeEach(() => {
     schema = uniqueSchema('fanout');
   });
@@ -151,14 +173,9 @@ describe("fanout: 'redis' under faults (real PostgreSQL and Redis)", () => {
   it("hands the lead over when the leader's network path to PostgreSQL goes silent", async () => {
     const proxy = await FaultProxy.start(databaseUrl());
     cleanups.push(() => proxy.close());
-    const a = await start(
-      { postgres: { connectionString: proxy.via(databaseUrl()), queryTimeoutMs: 1_000 } },
-      true,
-    );
-    await eventually(() => leading(a), 'A to lead');
-    const b = await start();
-    const subscribers = [subscribe(a), subscribe(b)];
-    await Promise.all(subscribers.map((s) => s.opened()));
+    const { b, subscribers } = await leaderAndFollower({
+      postgres: { connectionString: proxy.via(databaseUrl()), queryTimeoutMs: 1_000 },
+    });
 
     const stored = await burst(b.app.get(OutboxService), 150, {
       50: async () => {
@@ -252,20 +269,14 @@ describe("fanout: 'redis' under faults (real PostgreSQL and Redis)", () => {
   });
 
   it('a leader starting on a lost stream appends from where its own relay is: nothing is left to the table', async () => {
-    const a = await start({}, true);
-    await eventually(() => leading(a), 'A to lead');
-    const b = await start();
-    const subscribers = [subscribe(a), subscribe(b)];
-    await Promise.all(subscribers.map((s) => s.opened()));
+    const { a, b, subscribers } = await leaderAndFollower();
     const outbox = a.app.get(OutboxService);
     const before = await burst(outbox, 30);
     await Promise.all(subscribers.map((s) => s.received(30)));
 
     // Nobody leads while the stream is lost and events are committed…
     await Promise.all([relayOf(a).leader!.stop(), relayOf(b).leader!.stop()]);
-    const redis = new Redis(redisUrl());
-    cleanups.push(() => redis.disconnect());
-    const key = `${schemaKeyPrefix(schema)}outbox:{${schema}.sse_outbox}:events`;
+    const { redis, key } = streamAdmin();
     await redis.del(key);
     const unappended = await burst(outbox, 30);
     // …then B, which never led, starts the stream again: from its relay's position, so the 30
@@ -283,11 +294,8 @@ describe("fanout: 'redis' under faults (real PostgreSQL and Redis)", () => {
   });
 
   it('a follower that fell behind the trimmed stream reads exactly the difference from the table', async () => {
-    const a = await start({ outbox: { streamMaxLength: 100, batchSize: 50 } }, true);
-    await eventually(() => leading(a), 'A to lead');
-    const b = await start({ outbox: { streamMaxLength: 100, batchSize: 50 } });
-    const subscribers = [subscribe(a), subscribe(b)];
-    await Promise.all(subscribers.map((s) => s.opened()));
+    const trimmed = { outbox: { streamMaxLength: 100, batchSize: 50 } };
+    const { a, b, subscribers } = await leaderAndFollower(trimmed, trimmed);
     const outbox = a.app.get(OutboxService);
     const stored = await burst(outbox, 10);
     await Promise.all(subscribers.map((s) => s.received(10)));
@@ -307,18 +315,12 @@ describe("fanout: 'redis' under faults (real PostgreSQL and Redis)", () => {
   });
 
   it('steps over an entry that is not an event (written by someone else) without reading it again and again', async () => {
-    const a = await start({}, true);
-    await eventually(() => leading(a), 'A to lead');
-    const b = await start();
-    const subscribers = [subscribe(a), subscribe(b)];
-    await Promise.all(subscribers.map((s) => s.opened()));
+    const { a, b, subscribers } = await leaderAndFollower();
     const outbox = a.app.get(OutboxService);
     const before = await burst(outbox, 5);
     await Promise.all(subscribers.map((s) => s.received(5)));
 
-    const redis = new Redis(redisUrl());
-    cleanups.push(() => redis.disconnect());
-    const key = `${schemaKeyPrefix(schema)}outbox:{${schema}.sse_outbox}:events`;
+    const { redis, key } = streamAdmin();
     const [txId, id] = before[4].split('-');
     await redis.xadd(key, `${txId}-${BigInt(id) + 1n}`, 'note', 'not an event');
     const reads = relayOf(b).stats.reads;
@@ -344,9 +346,7 @@ describe("fanout: 'redis' under faults (real PostgreSQL and Redis)", () => {
       stored.push(...(await outbox.transaction((tx) => outbox.publish(tx, batch))));
     }
     await live.received(600);
-    const redis = new Redis(redisUrl());
-    cleanups.push(() => redis.disconnect());
-    const key = `${schemaKeyPrefix(schema)}outbox:{${schema}.sse_outbox}:events`;
+    const { redis, key } = streamAdmin();
     const length = await redis.xlen(key);
     expect(length).toBeLessThan(400); // trimmed (MAXLEN ~ keeps whole nodes)
 

@@ -1,11 +1,12 @@
 /// <reference lib="dom" />
 // Page functions below run in the browser.
 import { AddressInfo } from 'node:net';
-import { Browser, Page } from 'playwright-core';
+import { Browser } from 'playwright-core';
 import { createOrdersApp, OrdersApp } from '../../examples/orders/app';
 import type { Backends } from '../../examples/orders/backends';
 import { SseConnectionRegistry } from '../../src/sse/sse-connection-registry';
 import { launchChromium } from '../support/browser';
+import { loggedIds, placeOrder as placeOrderAt, waitForLogged } from '../support/orders-page';
 import { Nginx, startRepositoryNginx } from '../support/nginx';
 import { FANOUTS } from '../support/outbox';
 import { databaseUrl, dropSchema, uniqueSchema } from '../support/postgres';
@@ -32,21 +33,8 @@ describe.each(FANOUTS)(
     let nginx: Nginx | undefined;
     const instances: Array<{ app: OrdersApp; url: string }> = [];
 
-    const placeOrder = async (baseUrl: string, item: string) => {
-      const response = await fetch(`${baseUrl}/orders`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', 'idempotency-key': `${schema}-${item}` },
-        body: JSON.stringify({ item, quantity: 1 }),
-      });
-      expect(response.status).toBe(201);
-      return ((await response.json()) as { eventId: string }).eventId;
-    };
-    const loggedIds = (page: Page) =>
-      page.$$eval('#log li', (items) =>
-        items.map((li) => (li as HTMLElement).dataset.eventId).reverse(),
-      );
-    const waitForLogged = (page: Page, count: number) =>
-      page.waitForFunction((n) => document.querySelectorAll('#log li').length >= n, count);
+    const placeOrder = (baseUrl: string, item: string) =>
+      placeOrderAt(baseUrl, item, `${schema}-${item}`);
     const openStreams = (instance: { app: OrdersApp }) =>
       instance.app.app.get(SseConnectionRegistry).stats.open;
 

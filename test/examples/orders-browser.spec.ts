@@ -3,11 +3,12 @@
 import { mkdirSync } from 'node:fs';
 import { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { Browser, Page } from 'playwright-core';
+import { Browser } from 'playwright-core';
 import { createOrdersApp, OrdersApp } from '../../examples/orders/app';
 import type { Backends } from '../../examples/orders/backends';
 import { OrdersRepository } from '../../examples/orders/orders.repository';
 import { launchChromium } from '../support/browser';
+import { loggedIds, placeOrder as placeOrderAt, waitForLogged } from '../support/orders-page';
 import { databaseUrl, dropSchema, uniqueSchema } from '../support/postgres';
 import { deletePrefix, redisUrl } from '../support/redis';
 
@@ -40,22 +41,8 @@ describe('orders page in Chromium (real PostgreSQL and Redis)', () => {
     await server.app.listen(port, '127.0.0.1');
     port = (server.app.getHttpServer().address() as AddressInfo).port;
   };
-  const placeOrder = async (item: string) => {
-    const response = await fetch(`http://127.0.0.1:${port}/orders`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', 'idempotency-key': `${schema}-${item}` },
-      body: JSON.stringify({ item, quantity: 1 }),
-    });
-    expect(response.status).toBe(201);
-    return ((await response.json()) as { eventId: string }).eventId;
-  };
-  /** The ids of the event log, oldest first (the page lists every event it received). */
-  const loggedIds = (page: Page) =>
-    page.$$eval('#log li', (items) =>
-      items.map((li) => (li as HTMLElement).dataset.eventId).reverse(),
-    );
-  const waitForLogged = (page: Page, count: number) =>
-    page.waitForFunction((n) => document.querySelectorAll('#log li').length >= n, count);
+  const placeOrder = (item: string) =>
+    placeOrderAt(`http://127.0.0.1:${port}`, item, `${schema}-${item}`);
 
   beforeAll(async () => {
     browser = await launchChromium();
