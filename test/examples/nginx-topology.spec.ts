@@ -97,6 +97,20 @@ describe.each(FANOUTS)(
       for (const item of ['during-1', 'during-2', 'during-3'])
         ids.push(await placeOrder(other.url, `${fanout}-${item}`));
       await stopping;
+      // Right away, before anything else marks the stopped instance as failed in nginx: whichever
+      // instance nginx picks for a stream, a stopped one must cost the client nothing (refused
+      // before anything was sent, nginx must try the other rather than answer 502, on which a
+      // plain EventSource gives up for good).
+      for (let i = 0; i < 4; i++) {
+        const response = await fetch(`${nginx!.url}/orders/stream`, {
+          headers: { 'last-event-id': ids[ids.length - 1] },
+        });
+        expect([response.status, response.headers.get('content-type')]).toEqual([
+          200,
+          'text/event-stream',
+        ]);
+        await response.body?.cancel();
+      }
 
       await waitForLogged(page, 5);
       await page.waitForFunction(() => document.getElementById('state')?.textContent === 'open');
@@ -107,6 +121,7 @@ describe.each(FANOUTS)(
 
       expect(await loggedIds(page)).toEqual(ids);
       expect(await page.textContent('#count')).toBe('6');
+      expect(states).toContain('reconnecting');
       expect(states).not.toContain('closed, retrying');
       expect(errors).toEqual([]);
     });
