@@ -35,3 +35,13 @@ CREATE OR REPLACE FUNCTION "public"."sse_outbox_notify"() RETURNS trigger LANGUA
 
 CREATE OR REPLACE TRIGGER "sse_outbox_notify" AFTER INSERT ON "public"."sse_outbox"
   FOR EACH STATEMENT EXECUTE FUNCTION "public"."sse_outbox_notify"();
+
+CREATE TABLE IF NOT EXISTS "public"."sse_outbox_effects" (
+  scope text NOT NULL,
+  key text NOT NULL,
+  seq integer NOT NULL,
+  fingerprint text NOT NULL,
+  result text NOT NULL,
+  expires_at timestamptz NOT NULL,
+  PRIMARY KEY (scope, key, seq)
+);

@@ -11,6 +11,7 @@ import { IdempotencyProblem, IdempotencyProblemFilter } from './idempotency-prob
 import { IdempotentReplay } from './idempotency-replay';
 import { AcquireResult, StoredResponse } from './idempotency-store';
 import { IdempotencyService } from './idempotency.service';
+import { idempotentEffects, IdempotentEffects } from './idempotent-effects';
 import { LeaseRenewer } from './lease-renewer';
 import { IDEMPOTENT_METADATA, IdempotentOptions, IdempotentRequest } from './idempotent.options';
 
@@ -56,6 +57,8 @@ interface Execution {
   recordKey: string;
   owner: string;
   route: Route;
+  /** What outbox transactions of the request record with their result. */
+  effects: Omit<IdempotentEffects, 'transactions'>;
 }
 
 /**
@@ -257,7 +260,15 @@ export class IdempotencyExecutor implements OnModuleInit {
     switch (acquired.state) {
       case 'acquired':
         this.service.count('first');
-        return { kind: 'execute', execution: { recordKey, owner, route } };
+        return {
+          kind: 'execute',
+          execution: {
+            recordKey,
+            owner,
+            route,
+            effects: { scope, key: parsed.key, fingerprint, ttlMs: route.ttlMs },
+          },
+        };
       case 'mismatch':
         this.service.count('mismatch');
         throw new IdempotencyProblem(
@@ -368,7 +379,7 @@ export class IdempotencyExecutor implements OnModuleInit {
     });
 
     try {
-      return await call();
+      return await idempotentEffects.run({ ...execution.effects, transactions: 0 }, call);
     } catch (error) {
       thrown = error;
       throw error;

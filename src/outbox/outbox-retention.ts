@@ -63,6 +63,14 @@ export class OutboxRetention implements OnApplicationBootstrap, BeforeApplicatio
         total += rows[0].deleted;
         if (rows[0].deleted < RETENTION_BATCH) break;
       }
+      // Recorded outcomes of idempotent requests, past their TTL.
+      for (let batch = 0; batch < MAX_BATCHES_PER_RUN; batch++) {
+        const { rows } = await this.postgres.query<{ deleted: number }>(
+          this.outbox.sql.effectsRetention,
+          [RETENTION_BATCH],
+        );
+        if (rows[0].deleted < RETENTION_BATCH) break;
+      }
     } catch (error) {
       this.logger.warn(`Outbox retention failed (will retry): ${(error as Error).message}`);
     }

@@ -8,6 +8,8 @@ import { assertTopic } from '../sse/sse-hub';
 import { comparePositions, formatEventId, positionOf } from './outbox-position';
 import { outboxSql, OutboxSql } from './outbox.sql';
 import { PostgresConnection } from './postgres-connection';
+import { IdempotencyProblem } from '../idempotency/idempotency-problem';
+import { idempotentEffects, IdempotentEffects } from '../idempotency/idempotent-effects';
 
 /** An event to store in the outbox. */
 export interface OutboxEvent {
@@ -36,6 +38,10 @@ const MAX_KEY_LENGTH = 512;
 export class OutboxService implements OnModuleInit {
   private readonly logger = new Logger('SseOutbox');
   readonly sql: OutboxSql;
+  readonly stats = {
+    /** Transactions of @Idempotent() requests not run again: their committed result was returned. */
+    recordedOutcomesReturned: 0,
+  };
 
   constructor(
     @Inject(SSE_MODULE_OPTIONS) private readonly options: ResolvedSseModuleOptions,
@@ -77,6 +83,11 @@ export class OutboxService implements OnModuleInit {
    * retry safe.
    */
   async transaction<T>(fn: (client: PoolClient) => Promise<T>): Promise<T> {
+    const effects = idempotentEffects.getStore();
+    return effects ? this.exactlyOnce(effects, fn) : this.run(fn);
+  }
+
+  private async run<T>(fn: (client: PoolClient) => Promise<T>): Promise<T> {
     const client = await this.postgres.connect();
     let broken: Error | undefined;
     try {
@@ -94,6 +105,59 @@ export class OutboxService implements OnModuleInit {
       throw error;
     } finally {
       client.release(broken);
+    }
+  }
+
+  /**
+   * Inside an `@Idempotent()` request: the transaction first claims its row (scope, key, n-th
+   * transaction of the request) and commits `fn`'s result with it. A row already committed means
+   * this request ran before and its effects are in: `fn` does not run again, the transaction is
+   * rolled back and the recorded result returned. A concurrent execution's claim makes this one
+   * wait on the row's unique index until that one ends, so two can never both commit. The result
+   * goes through JSON both times, so the handler sees the same value on a retry as the first time.
+   */
+  private async exactlyOnce<T>(
+    effects: IdempotentEffects,
+    fn: (client: PoolClient) => Promise<T>,
+  ): Promise<T> {
+    const seq = effects.transactions++;
+    const id = [effects.scope, effects.key, seq];
+    const sql = this.sql;
+    try {
+      return await this.run(async (client) => {
+        const q = (text: string, values: unknown[]) =>
+          client.query(this.postgres.bounded(text, values));
+        await q(sql.effectsExpired, id);
+        const claimed = await q(sql.effectsClaim, [...id, effects.fingerprint, effects.ttlMs]);
+        if (claimed.rowCount === 0) {
+          const { rows } = await q(sql.effectsFind, id);
+          throw new RecordedOutcome(rows[0]);
+        }
+        const result = await fn(client);
+        const json = resultJson(result);
+        await q(sql.effectsRecord, [...id, json]);
+        return (JSON.parse(json) as { v: T }).v;
+      });
+    } catch (error) {
+      if ((error as { code?: string }).code === '42P01') {
+        // undefined_table: migrations run by the team (outbox.migrate: false) predate it.
+        throw new Error(
+          `nestjs-durable-sse: ${(error as Error).message}. Inside @Idempotent() requests ` +
+            "outbox.transaction() records its result in the outbox's _effects table: apply " +
+            'docs/outbox-schema.sql (or let the module migrate).',
+        );
+      }
+      if (!(error instanceof RecordedOutcome)) throw error;
+      const row = error.row;
+      if (!row) throw new Error('the recorded outcome of this request vanished; retry it');
+      if (row.fingerprint !== effects.fingerprint) {
+        throw new IdempotencyProblem(
+          'key-reused',
+          'This idempotency key was already used for a different request (method, URL or body).',
+        );
+      }
+      this.stats.recordedOutcomesReturned++;
+      return (JSON.parse(row.result) as { v: T }).v;
     }
   }
 
@@ -148,5 +212,21 @@ function validate(event: OutboxEvent): void {
     (typeof event.key !== 'string' || event.key.length === 0 || event.key.length > MAX_KEY_LENGTH)
   ) {
     throw new SseEventError(`outbox event key must be a string of 1..${MAX_KEY_LENGTH} characters`);
+  }
+}
+
+/** Thrown inside the transaction to roll it back when the request's outcome is already committed. */
+class RecordedOutcome {
+  constructor(readonly row: { fingerprint: string; result: string } | undefined) {}
+}
+
+function resultJson(result: unknown): string {
+  try {
+    return JSON.stringify({ v: result });
+  } catch (error) {
+    throw new TypeError(
+      'outbox.transaction() inside an @Idempotent() request must return a JSON-serializable ' +
+        `result: it is committed with the effects and returned to a retry (${(error as Error).message})`,
+    );
   }
 }

@@ -28,6 +28,7 @@ export function outboxSql(names: OutboxNames) {
   const table = `${q(names.schema)}.${q(names.table)}`;
   const meta = `${q(names.schema)}.${q(`${names.table}_meta`)}`;
   const notifyFunction = `${q(names.schema)}.${q(`${names.table}_notify`)}`;
+  const effects = `${q(names.schema)}.${q(`${names.table}_effects`)}`;
   // Output names differ from the columns: a bare ORDER BY tx_id would sort the text aliases.
   const columns = `o.tx_id::text AS tx_id, o.id::text AS id, o.topic, o.type, o.payload`;
   // Rows of transactions that may still be running are left for a later read.
@@ -67,6 +68,19 @@ export function outboxSql(names: OutboxNames) {
        END $$`,
         `CREATE OR REPLACE TRIGGER ${q(`${names.table}_notify`)} AFTER INSERT ON ${table}
          FOR EACH STATEMENT EXECUTE FUNCTION ${notifyFunction}()`,
+        // The results of outbox.transaction() inside @Idempotent() requests, committed with their
+        // effects: what a retry returns when Redis no longer knows the request (seq: the n-th
+        // transaction of the request). Text, not jsonb: jsonb reorders keys, and the retry must
+        // see the very same value for the handler to answer byte for byte as the first time.
+        `CREATE TABLE IF NOT EXISTS ${effects} (
+        scope text NOT NULL,
+        key text NOT NULL,
+        seq integer NOT NULL,
+        fingerprint text NOT NULL,
+        result text NOT NULL,
+        expires_at timestamptz NOT NULL,
+        PRIMARY KEY (scope, key, seq)
+      )`,
       ] as const
     ).map(tidy),
 
@@ -166,6 +180,28 @@ export function outboxSql(names: OutboxNames) {
       ORDER BY age(backend_xid) DESC LIMIT 1`,
 
     listen: `LISTEN ${q(names.channel)}`,
+
+    /** $1 scope, $2 key, $3 seq: a recorded result past its expiry no longer counts. */
+    effectsExpired: `DELETE FROM ${effects} WHERE scope = $1 AND key = $2 AND seq = $3 AND expires_at <= now()`,
+
+    /**
+     * Claims ($1, $2, $3) for this transaction with fingerprint $4 for $5 ms. No row when it is
+     * taken: by a committed transaction, or — after waiting for it — by one that committed
+     * meanwhile (a concurrent one that rolls back leaves it to this one).
+     */
+    effectsClaim: `INSERT INTO ${effects} (scope, key, seq, fingerprint, result, expires_at)
+      VALUES ($1, $2, $3, $4, '', now() + make_interval(secs => $5::float8 / 1000))
+      ON CONFLICT DO NOTHING RETURNING 1`,
+
+    effectsFind: `SELECT fingerprint, result FROM ${effects} WHERE scope = $1 AND key = $2 AND seq = $3`,
+
+    /** $4: the transaction's result as JSON text (`{"v": …}`). */
+    effectsRecord: `UPDATE ${effects} SET result = $4 WHERE scope = $1 AND key = $2 AND seq = $3`,
+
+    /** Deletes up to $1 expired results (retention). */
+    effectsRetention: `WITH gone AS (DELETE FROM ${effects} WHERE ctid IN (
+        SELECT ctid FROM ${effects} WHERE expires_at <= now() LIMIT $1) RETURNING 1)
+      SELECT count(*)::int AS deleted FROM gone`,
 
     /**
      * `fanout: 'redis'`: the relay leader's lock, held by a dedicated session for as long as it

@@ -1,0 +1,168 @@
+import { Body, Controller, Post } from '@nestjs/common';
+import { Idempotent, OutboxService } from '../../src';
+import { PLATFORMS, startApp, TestApp } from '../support/http';
+import { dropOutbox, outboxOptions, schemaKeyPrefix } from '../support/outbox';
+import { databaseUrl, uniqueSchema, withClient } from '../support/postgres';
+import { deletePrefix, redisUrl } from '../support/redis';
+
+/** Lets a test hold an order's transaction open after its claim (item 'held'). */
+let hold: Promise<void> = Promise.resolve();
+let holding: () => void = () => undefined;
+
+@Controller()
+class OrdersController {
+  constructor(private readonly outbox: OutboxService) {}
+
+  @Post('orders')
+  @Idempotent()
+  async place(@Body() body: { item: string }) {
+    const placed = await this.outbox.transaction(async (tx) => {
+      const { rows } = await tx.query(
+        `INSERT INTO ${ORDERS} (item) VALUES ($1) RETURNING id, created_at`,
+        [body.item],
+      );
+      const [eventId] = await this.outbox.publish(tx, {
+        topic: 'orders',
+        type: 'order.placed',
+        data: { id: rows[0].id, item: body.item },
+      });
+      if (body.item === 'held') {
+        holding();
+        await hold;
+      }
+      return { id: rows[0].id as number, createdAt: rows[0].created_at as Date, eventId };
+    });
+    return { ...placed, item: body.item };
+  }
+}
+
+let ORDERS = '';
+
+/**
+ * DESIGN §11: inside an @Idempotent() request, outbox.transaction() commits its result with its
+ * effects; a retry that Redis cannot answer (record lost) gets that result, and the effects do
+ * not run again. Real PostgreSQL and Redis.
+ */
+describe.each(PLATFORMS)('on %s: exactly-once effects across a Redis that forgets', (platform) => {
+  const schema = uniqueSchema('effects');
+  let t: TestApp;
+  const counts = () =>
+    withClient(databaseUrl(), async (client) => {
+      const orders = await client.query(`SELECT count(*)::int AS n FROM ${ORDERS}`);
+      const events = await client.query(`SELECT count(*)::int AS n FROM "${schema}".sse_outbox`);
+      return { orders: orders.rows[0].n, events: events.rows[0].n };
+    });
+  const post = (item: string, key: string) =>
+    fetch(`${t.url}/orders`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'idempotency-key': key },
+      body: JSON.stringify({ item }),
+    });
+  /** Redis forgets everything this app stored (a restart without persistence, an eviction). */
+  const redisForgets = () => deletePrefix(redisUrl(), schemaKeyPrefix(schema));
+
+  beforeAll(async () => {
+    t = await startApp([OrdersController], outboxOptions(schema, {}, 'redis'), { platform });
+    ORDERS = `"${schema}".orders`;
+    await withClient(databaseUrl(), (client) =>
+      client.query(
+        `CREATE TABLE ${ORDERS} (id serial PRIMARY KEY, item text NOT NULL, created_at timestamptz NOT NULL DEFAULT now())`,
+      ),
+    );
+  });
+  afterAll(async () => {
+    await t?.close();
+    await dropOutbox(schema);
+  });
+  beforeEach(() =>
+    withClient(databaseUrl(), (client) =>
+      client.query(`TRUNCATE ${ORDERS}, "${schema}".sse_outbox`),
+    ),
+  );
+
+  it('answers a retry after Redis lost the record with the first body, byte for byte: one order, one event', async () => {
+    const first = await post('book', 'k-lost');
+    expect(first.status).toBe(201);
+    const firstBody = await first.text();
+    await redisForgets();
+
+    const retry = await post('book', 'k-lost');
+    expect(retry.status).toBe(201);
+    expect(await retry.text()).toBe(firstBody);
+    expect(await counts()).toEqual({ orders: 1, events: 1 });
+    expect(t.app.get(OutboxService).stats.recordedOutcomesReturned).toBeGreaterThanOrEqual(1);
+
+    // And Redis has the outcome again: the next retry is a plain replay.
+    const again = await post('book', 'k-lost');
+    expect(again.headers.get('idempotent-replayed')).toBe('true');
+    expect(await again.text()).toBe(firstBody);
+  });
+
+  it('refuses the same key for a different body even when Redis forgot the first', async () => {
+    expect((await post('pen', 'k-reused')).status).toBe(201);
+    await redisForgets();
+    const other = await post('pencil', 'k-reused');
+    expect(other.status).toBe(422);
+    expect(await counts()).toEqual({ orders: 1, events: 1 });
+  });
+
+  it('lets only one of two concurrent executions of a key commit, and both answer alike', async () => {
+    let release!: () => void;
+    const entered = new Promise<void>((resolve) => (holding = resolve));
+    hold = new Promise<void>((resolve) => (release = resolve));
+    try {
+      const first = post('held', 'k-twice');
+      await entered; // its transaction has claimed the key and holds it, uncommitted
+      await redisForgets(); // so Redis lets a second execution in
+      const second = post('held', 'k-twice'); // its claim waits on the first's
+      // The second is waiting on the row the first holds (no event to await inside PostgreSQL:
+      // poll pg_locks for a backend waiting on a transaction lock, bounded).
+      await waitForLockWaiter();
+      release();
+      const [a, b] = await Promise.all([first, second]);
+      expect([a.status, b.status]).toEqual([201, 201]);
+      expect(await b.text()).toBe(await a.text());
+      expect(await counts()).toEqual({ orders: 1, events: 1 });
+    } finally {
+      release?.();
+      hold = Promise.resolve();
+    }
+  });
+
+  it('refuses a transaction result that cannot be JSON', async () => {
+    const outbox = t.app.get(OutboxService);
+    const { idempotentEffects } = await import('../../src/idempotency/idempotent-effects');
+    const effects = { scope: '', key: 'k-json', fingerprint: 'f', ttlMs: 60_000, transactions: 0 };
+    await expect(
+      idempotentEffects.run(effects, () => outbox.transaction(async () => ({ n: 1n }))),
+    ).rejects.toThrow(/JSON-serializable result/);
+  });
+
+  it('says what to apply when migrations run by the team predate the _effects table', async () => {
+    const outbox = t.app.get(OutboxService);
+    const { idempotentEffects } = await import('../../src/idempotency/idempotent-effects');
+    const effects = { scope: '', key: 'k-old', fingerprint: 'f', ttlMs: 60_000, transactions: 0 };
+    await withClient(databaseUrl(), (client) =>
+      client.query(`DROP TABLE "${schema}".sse_outbox_effects`),
+    );
+    try {
+      await expect(
+        idempotentEffects.run(effects, () => outbox.transaction(async () => 1)),
+      ).rejects.toThrow(/_effects table: apply docs\/outbox-schema.sql/);
+    } finally {
+      await outbox.migrate();
+    }
+  });
+});
+
+async function waitForLockWaiter(timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const waiting = await withClient(databaseUrl(), (client) =>
+      client.query(`SELECT 1 FROM pg_locks WHERE locktype = 'transactionid' AND NOT granted`),
+    );
+    if (waiting.rowCount! > 0) return;
+    if (Date.now() > deadline) throw new Error('the second execution never waited on the first');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
