@@ -1,4 +1,7 @@
 import { Body, Controller, Post } from '@nestjs/common';
+import { fork } from 'node:child_process';
+import { once } from 'node:events';
+import * as path from 'node:path';
 import { Idempotent, OutboxService } from '../../src';
 import { PLATFORMS, startApp, TestApp } from '../support/http';
 import { dropOutbox, outboxOptions, schemaKeyPrefix } from '../support/outbox';
@@ -127,6 +130,55 @@ describe.each(PLATFORMS)('on %s: exactly-once effects across a Redis that forget
       release?.();
       hold = Promise.resolve();
     }
+  });
+
+  it('runs the effects once when the process died after COMMIT, before its response reached Redis', async () => {
+    const child = fork(path.join(__dirname, 'crash-child.js'), [], {
+      env: {
+        ...process.env,
+        SCHEMA: schema,
+        KEY_PREFIX: schemaKeyPrefix(schema),
+        DATABASE_URL: databaseUrl(),
+        REDIS_URL: redisUrl(),
+      },
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    const exited = once(child, 'exit');
+    const [ready] = (await once(child, 'message')) as [{ port: number }];
+    const body = JSON.stringify({ item: 'crash', crash: true });
+    const send = (url: string) =>
+      fetch(`${url}/orders`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'idempotency-key': 'k-crash' },
+        body,
+      });
+    // The child commits the order and its event, then is killed before answering.
+    await expect(send(`http://127.0.0.1:${ready.port}`)).rejects.toThrow();
+    const [, signal] = await exited;
+    expect(signal).toBe('SIGKILL');
+    expect(await counts()).toEqual({ orders: 1, events: 1 });
+
+    // Another instance gets the retry: 409 while the dead one's lease (1 s) lasts, then the
+    // handler runs, its transaction finds the committed outcome, and nothing runs twice.
+    let retry = await send(t.url);
+    const deadline = Date.now() + 10_000;
+    while (retry.status === 409 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      retry = await send(t.url);
+    }
+    expect(retry.status).toBe(201);
+    const answered = (await retry.json()) as { id: number; eventId: string; item: string };
+    const recorded = await withClient(databaseUrl(), (client) =>
+      client.query(
+        `SELECT o.id, e.tx_id || '-' || e.id AS event_id FROM ${ORDERS} o, "${schema}".sse_outbox e`,
+      ),
+    );
+    expect(answered).toMatchObject({
+      id: recorded.rows[0].id,
+      eventId: recorded.rows[0].event_id,
+      item: 'crash',
+    });
+    expect(await counts()).toEqual({ orders: 1, events: 1 });
   });
 
   it('refuses a transaction result that cannot be JSON', async () => {
