@@ -3,6 +3,7 @@ import Redis, { Cluster } from 'ioredis';
 import { SSE_MODULE_OPTIONS } from '../config/tokens';
 import type { ResolvedSseModuleOptions } from '../config/sse-module-options';
 import { raceTimeout } from '../common/timeout';
+import { ThrottledWarning } from '../common/throttled-warning';
 
 /**
  * The module's Redis client: created from `redis.url` (one connection, offline queue off so calls
@@ -14,7 +15,7 @@ export class RedisConnection implements OnModuleInit, OnApplicationShutdown {
   private readonly logger = new Logger('SseRedis');
   private readonly owned?: Redis;
   readonly client?: Redis | Cluster;
-  private lastErrorLogAt = 0;
+  private readonly throttled = new ThrottledWarning(this.logger);
 
   constructor(@Inject(SSE_MODULE_OPTIONS) private readonly options: ResolvedSseModuleOptions) {
     const redis = options.redis;
@@ -38,11 +39,9 @@ export class RedisConnection implements OnModuleInit, OnApplicationShutdown {
       // Reconnect forever with a capped backoff; requests meanwhile follow idempotency.failMode.
       retryStrategy: (attempt) => Math.min(2_000, 50 * 2 ** Math.min(attempt, 6)),
     });
-    this.owned.on('error', (error) => {
-      if (Date.now() - this.lastErrorLogAt < 5_000) return;
-      this.lastErrorLogAt = Date.now();
-      this.logger.warn(`Redis connection error: ${error.message}`);
-    });
+    this.owned.on('error', (error) =>
+      this.throttled.warn(`Redis connection error: ${error.message}`),
+    );
   }
 
   /**

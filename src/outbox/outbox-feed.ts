@@ -1,4 +1,5 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
+import { ThrottledWarning } from '../common/throttled-warning';
 import { SSE_MODULE_OPTIONS } from '../config/tokens';
 import type { ResolvedSseModuleOptions } from '../config/sse-module-options';
 import { Semaphore } from '../common/semaphore';
@@ -33,6 +34,7 @@ export type OutboxResetReason =
 @Injectable()
 export class OutboxFeed implements SseFeed {
   private readonly logger = new Logger('SseOutboxRelay');
+  private readonly throttled = new ThrottledWarning(this.logger);
   /**
    * Replays share the pool with the relay's live reads and with publishers. After a deploy or an
    * outage every client reconnects at once; unbounded, their replays would take every pooled
@@ -41,7 +43,6 @@ export class OutboxFeed implements SseFeed {
    * turn (their live events are held meanwhile, as during any replay).
    */
   private readonly replays: Semaphore;
-  private lastErrorLogAt = 0;
 
   constructor(
     @Inject(SSE_MODULE_OPTIONS) private readonly options: ResolvedSseModuleOptions,
@@ -85,7 +86,7 @@ export class OutboxFeed implements SseFeed {
           : this.replay(connection, topics, after, upTo, lastEventId),
       )
       .catch((error) => {
-        this.warnThrottled(
+        this.throttled.warn(
           `Replay failed (the client was sent a reset): ${(error as Error).message}`,
         );
         this.reset(connection, 'replay-failed', lastEventId);
@@ -174,13 +175,6 @@ export class OutboxFeed implements SseFeed {
     this.relay.stats.resets++;
     connection.write(resetFrame(reason, lastEventId));
     connection.endReplay();
-  }
-
-  /** One warning per 5 s at most: an outage must not turn every request into a log line. */
-  private warnThrottled(message: string): void {
-    if (Date.now() - this.lastErrorLogAt < 5_000) return;
-    this.lastErrorLogAt = Date.now();
-    this.logger.warn(message);
   }
 }
 

@@ -1,6 +1,7 @@
 import { Logger } from '@nestjs/common';
 import { EventEmitter } from 'node:events';
 import type { ResolvedOutboxOptions } from '../config/sse-module-options';
+import { ThrottledWarning } from '../common/throttled-warning';
 import { raceTimeout } from '../common/timeout';
 import type { OutboxEvent } from './outbox-event';
 import { OutboxListener } from './outbox-listener';
@@ -38,12 +39,12 @@ export interface OutboxFollowerEvents {
  */
 export class OutboxTableFollower extends EventEmitter<OutboxFollowerEvents> {
   private readonly logger = new Logger('SseOutboxRelay');
+  private readonly throttled = new ThrottledWarning(this.logger);
   private listener?: OutboxListener;
   private pollTimer?: NodeJS.Timeout;
   private reading?: Promise<void>;
   private readAgain = false;
   private stopped = true;
-  private lastErrorLogAt = 0;
   readonly stats = { errors: 0 };
 
   constructor(
@@ -130,14 +131,7 @@ export class OutboxTableFollower extends EventEmitter<OutboxFollowerEvents> {
     } catch (error) {
       // Position is unchanged: the next notification or poll retries from the same place.
       this.stats.errors++;
-      this.warnThrottled(`Outbox read failed (will retry): ${(error as Error).message}`);
+      this.throttled.warn(`Outbox read failed (will retry): ${(error as Error).message}`);
     }
-  }
-
-  /** One warning per 5 s at most: an outage must not turn every request into a log line. */
-  private warnThrottled(message: string): void {
-    if (Date.now() - this.lastErrorLogAt < 5_000) return;
-    this.lastErrorLogAt = Date.now();
-    this.logger.warn(message);
   }
 }

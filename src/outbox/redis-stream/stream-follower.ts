@@ -2,6 +2,7 @@ import { Logger } from '@nestjs/common';
 import type { Cluster, Redis } from 'ioredis';
 import { EventEmitter } from 'node:events';
 import type { ResolvedOutboxOptions } from '../../config/sse-module-options';
+import { ThrottledWarning } from '../../common/throttled-warning';
 import { raceTimeout } from '../../common/timeout';
 import type { OutboxEvent } from '../outbox-event';
 import { comparePositions, formatEventId, OutboxPosition, parseEventId } from '../outbox-position';
@@ -30,12 +31,12 @@ type RawEntry = [string, string[]];
  */
 export class OutboxStreamFollower extends EventEmitter<OutboxFollowerEvents> {
   private readonly logger = new Logger('SseOutboxRelay');
+  private readonly throttled = new ThrottledWarning(this.logger);
   private connection?: Redis | Cluster;
   private stopped = true;
   private running?: Promise<void>;
   private attempt = 0;
   private sleeping?: { timer: NodeJS.Timeout; wake: () => void };
-  private lastErrorLogAt = 0;
   private readonly blockMs: number;
   /** The last stream entry read, deliverable or not. */
   private lastEntry?: OutboxPosition;
@@ -175,7 +176,7 @@ export class OutboxStreamFollower extends EventEmitter<OutboxFollowerEvents> {
       } catch (error) {
         // A range the stream lacked could not be read from the table: retried from the same place.
         if (this.stopped) return;
-        this.warnThrottled(
+        this.throttled.warn(
           `Reading a gap in the Redis Stream from the table failed (will retry): ${(error as Error).message}`,
         );
         await this.sleep();
@@ -244,7 +245,7 @@ export class OutboxStreamFollower extends EventEmitter<OutboxFollowerEvents> {
       );
       await this.table.start();
     } else {
-      this.warnThrottled(`Redis Stream still unavailable: ${error.message}`);
+      this.throttled.warn(`Redis Stream still unavailable: ${error.message}`);
     }
   }
 
@@ -344,11 +345,5 @@ export class OutboxStreamFollower extends EventEmitter<OutboxFollowerEvents> {
       timer.unref();
       this.sleeping = { timer, wake };
     });
-  }
-
-  private warnThrottled(message: string): void {
-    if (Date.now() - this.lastErrorLogAt < 5_000) return;
-    this.lastErrorLogAt = Date.now();
-    this.logger.warn(message);
   }
 }

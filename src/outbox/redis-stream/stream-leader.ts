@@ -2,6 +2,7 @@ import { Logger } from '@nestjs/common';
 import type { Cluster, Redis } from 'ioredis';
 import type { Client } from 'pg';
 import type { ResolvedOutboxOptions } from '../../config/sse-module-options';
+import { ThrottledWarning } from '../../common/throttled-warning';
 import { raceTimeout } from '../../common/timeout';
 import type { OutboxEvent } from '../outbox-event';
 import { formatEventId, OutboxPosition, parseEventId } from '../outbox-position';
@@ -38,6 +39,7 @@ const BACKOFF_MAX_MS = 5_000;
  */
 export class OutboxStreamLeader {
   private readonly logger = new Logger('SseOutboxLeader');
+  private readonly throttled = new ThrottledWarning(this.logger);
   private readonly stream: StreamClient;
   private session?: Client;
   private stopped = true;
@@ -51,7 +53,6 @@ export class OutboxStreamLeader {
   private appending?: Promise<void>;
   private lastReadAt = 0;
   private appendAgain = false;
-  private lastErrorLogAt = 0;
   private onCandidate?: () => void;
   readonly stats = {
     leading: false,
@@ -236,7 +237,7 @@ export class OutboxStreamLeader {
     const jittered = Math.round(delay / 2 + Math.random() * (delay / 2));
     const message = `${error.message}; trying again in ${jittered} ms`;
     if (wasLeading) this.logger.warn(`Lost the relay lead (${message})`);
-    else this.warnThrottled(`Relay lock session failed (${message})`);
+    else this.throttled.warn(`Relay lock session failed (${message})`);
     this.retryTimer = setTimeout(() => void this.campaign(), jittered);
     this.retryTimer.unref();
   }
@@ -281,7 +282,7 @@ export class OutboxStreamLeader {
       // The position is the stream's: a failed append is retried from it on the next wake.
       // After a timeout the script may have run after all; the next append then resyncs.
       this.stats.errors++;
-      this.warnThrottled(
+      this.throttled.warn(
         `Appending to the Redis Stream failed (will retry): ${(error as Error).message}`,
       );
     }
@@ -296,12 +297,6 @@ export class OutboxStreamLeader {
       },
     );
     return entries[0] ? parseEventId(entries[0][0]) : undefined;
-  }
-
-  private warnThrottled(message: string): void {
-    if (Date.now() - this.lastErrorLogAt < 5_000) return;
-    this.lastErrorLogAt = Date.now();
-    this.logger.warn(message);
   }
 
   /** For logs and tests: where this leader's stream ends. */
