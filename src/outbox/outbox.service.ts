@@ -127,7 +127,6 @@ export class OutboxService implements OnModuleInit {
       return await this.run(async (client) => {
         const q = (text: string, values: unknown[]) =>
           client.query(this.postgres.bounded(text, values));
-        await q(sql.effectsExpired, id);
         const claimed = await q(sql.effectsClaim, [...id, effects.fingerprint, effects.ttlMs]);
         if (claimed.rowCount === 0) {
           const { rows } = await q(sql.effectsFind, id);

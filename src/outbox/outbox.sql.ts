@@ -181,17 +181,18 @@ export function outboxSql(names: OutboxNames) {
 
     listen: `LISTEN ${q(names.channel)}`,
 
-    /** $1 scope, $2 key, $3 seq: a recorded result past its expiry no longer counts. */
-    effectsExpired: `DELETE FROM ${effects} WHERE scope = $1 AND key = $2 AND seq = $3 AND expires_at <= now()`,
-
     /**
      * Claims ($1, $2, $3) for this transaction with fingerprint $4 for $5 ms. No row when it is
      * taken: by a committed transaction, or — after waiting for it — by one that committed
-     * meanwhile (a concurrent one that rolls back leaves it to this one).
+     * meanwhile (a concurrent one that rolls back leaves it to this one). A recorded result past
+     * its expiry no longer counts: it is claimed over.
      */
-    effectsClaim: `INSERT INTO ${effects} (scope, key, seq, fingerprint, result, expires_at)
+    effectsClaim: `INSERT INTO ${effects} AS e (scope, key, seq, fingerprint, result, expires_at)
       VALUES ($1, $2, $3, $4, '', now() + make_interval(secs => $5::float8 / 1000))
-      ON CONFLICT DO NOTHING RETURNING 1`,
+      ON CONFLICT (scope, key, seq) DO UPDATE
+        SET fingerprint = EXCLUDED.fingerprint, result = '', expires_at = EXCLUDED.expires_at
+        WHERE e.expires_at <= now()
+      RETURNING 1`,
 
     effectsFind: `SELECT fingerprint, result FROM ${effects} WHERE scope = $1 AND key = $2 AND seq = $3`,
 

@@ -109,6 +109,19 @@ describe.each(PLATFORMS)('on %s: exactly-once effects across a Redis that forget
     expect(await counts()).toEqual({ orders: 1, events: 1 });
   });
 
+  it('runs again once the recorded outcome has expired (the idempotency TTL)', async () => {
+    expect((await post('old', 'k-expired')).status).toBe(201);
+    await redisForgets();
+    await withClient(databaseUrl(), (client) =>
+      client.query(
+        `UPDATE "${schema}".sse_outbox_effects SET expires_at = now() - interval '1 second' WHERE key = 'k-expired'`,
+      ),
+    );
+    // Another body under the key: 422 while the record lived; now a new request.
+    expect((await post('new', 'k-expired')).status).toBe(201);
+    expect(await counts()).toEqual({ orders: 2, events: 2 });
+  });
+
   it('lets only one of two concurrent executions of a key commit, and both answer alike', async () => {
     let release!: () => void;
     const entered = new Promise<void>((resolve) => (holding = resolve));
