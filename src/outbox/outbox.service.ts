@@ -10,6 +10,14 @@ import { outboxSql, OutboxSql } from './outbox.sql';
 import { PostgresConnection } from './postgres-connection';
 import { IdempotencyProblem } from '../idempotency/idempotency-problem';
 import { idempotentEffects, IdempotentEffects } from '../idempotency/idempotent-effects';
+import {
+  ormTransaction,
+  type OrmTransaction,
+  type OutboxQueryable,
+  type TransactionOf,
+} from './transactions/orm-transactions';
+
+export type { OutboxQueryable, TransactionOf };
 
 /** An event to store in the outbox. */
 export interface OutboxEvent {
@@ -22,15 +30,6 @@ export interface OutboxEvent {
   key?: string;
 }
 
-/**
- * Anything that runs a parameterized query on the caller's open transaction: a `pg` client,
- * or an adapter around TypeORM's query runner, Prisma's `$queryRawUnsafe`, Kysely… (see
- * docs/outbox.md).
- */
-export interface OutboxQueryable {
-  query(text: string, values: unknown[]): Promise<{ rows: any[] }>;
-}
-
 const MAX_KEY_LENGTH = 512;
 
 /** Writes events in the caller's transaction; the relay delivers them once committed. */
@@ -38,6 +37,8 @@ const MAX_KEY_LENGTH = 512;
 export class OutboxService implements OnModuleInit {
   private readonly logger = new Logger('SseOutbox');
   readonly sql: OutboxSql;
+  /** Savepoint names: unique in the process, so nested calls never release each other's. */
+  private savepoints = 0;
   readonly stats = {
     /** Transactions of @Idempotent() requests not run again: their committed result was returned. */
     recordedOutcomesReturned: 0,
@@ -76,15 +77,51 @@ export class OutboxService implements OnModuleInit {
    * Runs `fn` inside BEGIN … COMMIT on a pooled connection; rolls back (and rethrows) if it
    * throws. Publish with the client it receives so events commit with your data.
    *
+   * `transaction(source, fn)` runs `fn` in a transaction of your own library instead: a TypeORM
+   * `DataSource`/`EntityManager`, a Kysely, Knex or Drizzle database, a MikroORM `EntityManager`,
+   * a pg `Pool`, or `@nestjs-cls/transactional`'s `TransactionHost` begin one and hand `fn` the
+   * library's transaction object; an open transaction (a pg client after BEGIN, a `QueryRunner`,
+   * a Knex/Kysely/Drizzle transaction, an `EntityManager` inside one) is used as it is.
+   *
+   * Inside an `@Idempotent()` request the transaction also records `fn`'s result under the
+   * request's key, in the same commit: a retry that Redis no longer knows gets that result back
+   * and `fn` does not run again (docs/idempotency.md).
+   *
    * The connection may die at any moment (terminated by an admin, by
    * `idle_in_transaction_session_timeout`, by a failover, or a silent network): the call then
    * rejects, the connection is discarded, and nothing crashes. A COMMIT that fails that way has
    * an unknown outcome, as with any database; an `Idempotency-Key` or an event `key` makes the
    * retry safe.
    */
-  async transaction<T>(fn: (client: PoolClient) => Promise<T>): Promise<T> {
+  transaction<T>(fn: (client: PoolClient) => Promise<T>): Promise<T>;
+  transaction<S extends object, T>(source: S, fn: (tx: TransactionOf<S>) => Promise<T>): Promise<T>;
+  async transaction<T>(
+    sourceOrFn: object | ((client: PoolClient) => Promise<T>),
+    maybeFn?: (tx: any) => Promise<T>,
+  ): Promise<T> {
+    const own = maybeFn === undefined;
+    const fn = (own ? sourceOrFn : maybeFn) as (tx: any) => Promise<T>;
+    if (typeof fn !== 'function') {
+      throw new TypeError(
+        'outbox.transaction(fn) / transaction(source, fn): fn must be a function',
+      );
+    }
+    const tx: OrmTransaction = own ? this.ownTransaction() : ormTransaction(sourceOrFn);
     const effects = idempotentEffects.getStore();
-    return effects ? this.exactlyOnce(effects, fn) : this.run(fn);
+    if (tx.kind === 'open') return this.nested(tx, sourceOrFn, fn, effects);
+    return effects ? this.exactlyOnce(effects, tx, fn) : tx.begin(fn);
+  }
+
+  /** The module's own pool, every statement bounded. */
+  private ownTransaction(): OrmTransaction {
+    return {
+      library: 'nestjs-durable-sse',
+      kind: 'starter',
+      queryable: () => {
+        throw new Error('unreachable');
+      },
+      begin: (fn) => this.run(fn),
+    };
   }
 
   private async run<T>(fn: (client: PoolClient) => Promise<T>): Promise<T> {
@@ -108,6 +145,13 @@ export class OutboxService implements OnModuleInit {
     }
   }
 
+  /** Statements on the module's own clients are bounded; an ORM's run as its library runs them. */
+  private queryableOf(tx: OrmTransaction, txObject: unknown): OutboxQueryable {
+    if (tx.library !== 'nestjs-durable-sse') return ormTransaction(txObject).queryable();
+    const client = txObject as PoolClient;
+    return { query: (text, values) => client.query(this.postgres.bounded(text, values)) };
+  }
+
   /**
    * Inside an `@Idempotent()` request: the transaction first claims its row (scope, key, n-th
    * transaction of the request) and commits `fn`'s result with it. A row already committed means
@@ -118,46 +162,116 @@ export class OutboxService implements OnModuleInit {
    */
   private async exactlyOnce<T>(
     effects: IdempotentEffects,
-    fn: (client: PoolClient) => Promise<T>,
+    tx: OrmTransaction,
+    fn: (tx: any) => Promise<T>,
   ): Promise<T> {
-    const seq = effects.transactions++;
-    const id = [effects.scope, effects.key, seq];
-    const sql = this.sql;
+    const id = this.effectsId(effects);
     try {
-      return await this.run(async (client) => {
-        const q = (text: string, values: unknown[]) =>
-          client.query(this.postgres.bounded(text, values));
-        const claimed = await q(sql.effectsClaim, [...id, effects.fingerprint, effects.ttlMs]);
-        if (claimed.rowCount === 0) {
-          const { rows } = await q(sql.effectsFind, id);
-          throw new RecordedOutcome(rows[0]);
-        }
-        const result = await fn(client);
-        const json = resultJson(result);
-        await q(sql.effectsRecord, [...id, json]);
-        return (JSON.parse(json) as { v: T }).v;
+      return await tx.begin(async (txObject) => {
+        const q = this.queryableOf(tx, txObject);
+        const recorded = await this.claim(q, id, effects);
+        if (recorded) throw new RecordedOutcome(recorded);
+        const result = await fn(txObject);
+        return this.record(q, id, result);
       });
     } catch (error) {
-      if ((error as { code?: string }).code === '42P01') {
-        // undefined_table: migrations run by the team (outbox.migrate: false) predate it.
-        throw new Error(
-          `nestjs-durable-sse: ${(error as Error).message}. Inside @Idempotent() requests ` +
-            "outbox.transaction() records its result in the outbox's _effects table: apply " +
-            'docs/outbox-schema.sql (or let the module migrate).',
-        );
-      }
-      if (!(error instanceof RecordedOutcome)) throw error;
-      const row = error.row;
-      if (!row) throw new Error('the recorded outcome of this request vanished; retry it');
-      if (row.fingerprint !== effects.fingerprint) {
-        throw new IdempotencyProblem(
-          'key-reused',
-          'This idempotency key was already used for a different request (method, URL or body).',
-        );
-      }
-      this.stats.recordedOutcomesReturned++;
-      return (JSON.parse(row.result) as { v: T }).v;
+      if (error instanceof RecordedOutcome) return this.recorded(error.row, effects);
+      throw this.explained(error);
     }
+  }
+
+  /**
+   * In a transaction that is already open (its owner commits it), a savepoint stands for the
+   * transaction: `fn`'s writes are undone when it throws, as they would be by ROLLBACK, whatever
+   * the owner does next — and inside an `@Idempotent()` request, so is the claim, so a retry can
+   * run. Otherwise as `exactlyOnce`.
+   */
+  private async nested<T>(
+    tx: OrmTransaction,
+    txObject: unknown,
+    fn: (tx: any) => Promise<T>,
+    effects: IdempotentEffects | undefined,
+  ): Promise<T> {
+    const id = effects && this.effectsId(effects);
+    const q = tx.queryable();
+    const savepoint = `nestjs_durable_sse_${this.savepoints++}`;
+    try {
+      await q.query(`SAVEPOINT ${savepoint}`, []);
+    } catch (error) {
+      throw this.explained(error, tx.library);
+    }
+    try {
+      const recorded = id && (await this.claim(q, id, effects!));
+      let value: T;
+      if (recorded) value = this.recorded(recorded, effects!);
+      else {
+        const result = await fn(txObject);
+        value = id ? await this.record(q, id, result) : result;
+      }
+      await q.query(`RELEASE SAVEPOINT ${savepoint}`, []);
+      return value;
+    } catch (error) {
+      await q.query(`ROLLBACK TO SAVEPOINT ${savepoint}`, []).catch(() => undefined);
+      throw this.explained(error);
+    }
+  }
+
+  private effectsId(effects: IdempotentEffects): [string, string, number] {
+    return [effects.scope, effects.key, effects.transactions++];
+  }
+
+  /** Claims the row; a row already taken is returned (after waiting for its transaction to end). */
+  private async claim(
+    q: OutboxQueryable,
+    id: [string, string, number],
+    effects: IdempotentEffects,
+  ): Promise<RecordedRow | undefined> {
+    const claimed = await q.query(this.sql.effectsClaim, [
+      ...id,
+      effects.fingerprint,
+      effects.ttlMs,
+    ]);
+    if (claimed.rows.length > 0) return undefined;
+    const { rows } = await q.query(this.sql.effectsFind, id);
+    if (!rows[0]) throw new Error('the recorded outcome of this request vanished; retry it');
+    return rows[0] as RecordedRow;
+  }
+
+  private async record<T>(q: OutboxQueryable, id: [string, string, number], result: T): Promise<T> {
+    const json = resultJson(result);
+    await q.query(this.sql.effectsRecord, [...id, json]);
+    return (JSON.parse(json) as { v: T }).v;
+  }
+
+  private recorded<T>(row: RecordedRow, effects: IdempotentEffects): T {
+    if (row.fingerprint !== effects.fingerprint) {
+      throw new IdempotencyProblem(
+        'key-reused',
+        'This idempotency key was already used for a different request (method, URL or body).',
+      );
+    }
+    this.stats.recordedOutcomesReturned++;
+    return (JSON.parse(row.result) as { v: T }).v;
+  }
+
+  private explained(error: unknown, library?: string): unknown {
+    const code = (error as { code?: string }).code;
+    if (code === '42P01') {
+      // undefined_table: migrations run by the team (outbox.migrate: false) predate it.
+      return new Error(
+        `nestjs-durable-sse: ${(error as Error).message}. Inside @Idempotent() requests ` +
+          "outbox.transaction() records its result in the outbox's _effects table: apply " +
+          'docs/outbox-schema.sql (or let the module migrate).',
+      );
+    }
+    if (code === '25P01' && library) {
+      // no_active_sql_transaction: a pg client without BEGIN.
+      return new TypeError(
+        `outbox.transaction(source, fn): the ${library} given is not in a transaction ` +
+          '(run BEGIN first, or pass what begins one: a Pool, a DataSource, a database…).',
+      );
+    }
+    return error;
   }
 
   /**
@@ -166,9 +280,10 @@ export class OutboxService implements OnModuleInit {
    * and has no id. Throws `SseEventError` for an invalid event, before writing anything.
    */
   async publish(
-    client: OutboxQueryable,
+    tx: OutboxQueryable | object,
     events: OutboxEvent | readonly OutboxEvent[],
   ): Promise<string[]> {
+    const client = ormTransaction(tx).queryable();
     const list: readonly OutboxEvent[] = Array.isArray(events) ? events : [events as OutboxEvent];
     if (list.length === 0) return [];
     const columns = {
@@ -214,9 +329,14 @@ function validate(event: OutboxEvent): void {
   }
 }
 
+interface RecordedRow {
+  fingerprint: string;
+  result: string;
+}
+
 /** Thrown inside the transaction to roll it back when the request's outcome is already committed. */
 class RecordedOutcome {
-  constructor(readonly row: { fingerprint: string; result: string } | undefined) {}
+  constructor(readonly row: RecordedRow) {}
 }
 
 function resultJson(result: unknown): string {
