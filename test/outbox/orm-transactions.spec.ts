@@ -236,6 +236,7 @@ const KITS: Record<string, Kit> = {
     kind: 'starter',
     start: async () => undefined,
     stop: async () => undefined,
+    starter: () => clsTxHost,
     place: (outbox, item) => clsOrders.place(item),
   },
 };
@@ -266,6 +267,7 @@ class ClsOrders {
   }
 }
 let clsOrders: ClsOrders;
+let clsTxHost: TransactionHost;
 
 @Controller()
 class OrdersController {
@@ -341,6 +343,7 @@ describe('outbox.transaction(source, fn) with the libraries teams use', () => {
     );
     outbox = t.app.get(OutboxService);
     clsOrders = t.app.get(ClsOrders);
+    clsTxHost = t.app.get(TransactionHost);
   });
   afterAll(async () => {
     await t?.close();
