@@ -1,20 +1,50 @@
 /**
  * Idempotency benchmark server (child process). Mode `plain`: the route alone; `durable`: with
- * this package's @Idempotent() on Redis; `competitor`: with @node-idempotency/nestjs on Redis.
- * On Nest's Express adapter, or its Fastify adapter when the fourth argument says `fastify`.
+ * this package's @Idempotent() on Redis; `durable-no-row`: the same, its insert kept out of the
+ * exactly-once record (what that record costs); `competitor`: with @node-idempotency/nestjs on
+ * Redis. Route `constant` returns a constant-sized object; route `insert` first inserts an order
+ * in a PostgreSQL transaction (`outbox.transaction()`). On Nest's Express adapter, or its Fastify
+ * adapter when asked.
  */
 import 'reflect-metadata';
 import { Body, Controller, DynamicModule, Module, Post } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
 import { AddressInfo } from 'node:net';
-import { Idempotent, SseModule } from '../../src';
+import { Idempotent, OutboxService, SseModule, SseModuleOptions } from '../../src';
+import { idempotentEffects } from '../../src/idempotency/idempotent-effects';
 import { toolRequire } from '../shared/tools';
 
-const [mode, redisUrl, keyPrefix, platform] = process.argv.slice(2);
+const [mode, redisUrl, keyPrefix, platform, route, databaseUrl, schema] = process.argv.slice(2);
+const ORDERS = `"${schema}".bench_orders`;
 
 let next = 0;
-const handle = (body: unknown) => ({ id: ++next, status: 'created', order: body });
+let outbox: OutboxService | undefined;
+
+/** The route's work: a constant, or one order inserted in a transaction. */
+async function handle(body: unknown) {
+  if (route !== 'insert') return { id: ++next, status: 'created', order: body };
+  const insert = () =>
+    outbox!.transaction(async (tx) => {
+      const { rows } = await tx.query(`INSERT INTO ${ORDERS} (body) VALUES ($1) RETURNING id`, [
+        JSON.stringify(body),
+      ]);
+      return { id: rows[0].id as string, status: 'created', order: body };
+    });
+  // durable-no-row: the transaction runs outside the request's exactly-once context.
+  return mode === 'durable-no-row' ? idempotentEffects.exit(insert) : insert();
+}
+
+/** The module where the route needs it: Redis for @Idempotent(), PostgreSQL for the insert. */
+function sseModule(): DynamicModule[] {
+  const options: SseModuleOptions = {};
+  if (mode.startsWith('durable')) options.redis = { url: redisUrl, keyPrefix };
+  if (route === 'insert') {
+    options.postgres = { connectionString: databaseUrl, schema, pool: { max: 10 } };
+    options.outbox = { pollIntervalMs: 60_000 };
+  }
+  return Object.keys(options).length > 0 ? [SseModule.forRoot(options)] : [];
+}
 
 function routeFor(): { controller: new () => unknown; imports: DynamicModule[] } {
   if (mode === 'plain') {
@@ -25,9 +55,9 @@ function routeFor(): { controller: new () => unknown; imports: DynamicModule[] }
         return handle(body);
       }
     }
-    return { controller: Plain, imports: [] };
+    return { controller: Plain, imports: sseModule() };
   }
-  if (mode === 'durable') {
+  if (mode.startsWith('durable')) {
     @Controller()
     class Durable {
       @Post('orders')
@@ -36,10 +66,7 @@ function routeFor(): { controller: new () => unknown; imports: DynamicModule[] }
         return handle(body);
       }
     }
-    return {
-      controller: Durable,
-      imports: [SseModule.forRoot({ redis: { url: redisUrl, keyPrefix } })],
-    };
+    return { controller: Durable, imports: sseModule() };
   }
   const competitor = toolRequire('@node-idempotency/nestjs');
   @Controller()
@@ -53,6 +80,7 @@ function routeFor(): { controller: new () => unknown; imports: DynamicModule[] }
   return {
     controller: Competitor,
     imports: [
+      ...sseModule(),
       competitor.NodeIdempotencyModule.forRootAsync({
         storage: { adapter: 'redis', options: { url: redisUrl } },
         cacheTTLMS: 86_400_000,
@@ -69,6 +97,7 @@ async function main() {
     platform === 'fastify'
       ? await NestFactory.create(BenchModule, new FastifyAdapter(), { logger: ['error'] })
       : await NestFactory.create(BenchModule, { logger: ['error'] });
+  if (route === 'insert') outbox = app.get(OutboxService);
   await app.listen(0, '127.0.0.1');
   process.on('message', async (message: { cmd: string }) => {
     // CPU time (user + system) this process has used: the load generator samples it around a run.

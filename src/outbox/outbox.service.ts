@@ -1,5 +1,5 @@
 import { Inject, Injectable, Logger, OnModuleInit } from '@nestjs/common';
-import type { PoolClient } from 'pg';
+import { escapeLiteral, type PoolClient, type QueryResult } from 'pg';
 import { SSE_MODULE_OPTIONS } from '../config/tokens';
 import type { ResolvedSseModuleOptions } from '../config/sse-module-options';
 import { assertSafeField } from '../sse/sse-encoder';
@@ -109,7 +109,8 @@ export class OutboxService implements OnModuleInit {
     const tx: OrmTransaction = own ? this.ownTransaction() : ormTransaction(sourceOrFn);
     const effects = idempotentEffects.getStore();
     if (tx.kind === 'open') return this.nested(tx, sourceOrFn, fn, effects);
-    return effects ? this.exactlyOnce(effects, tx, fn) : tx.begin(fn);
+    if (!effects) return tx.begin(fn);
+    return own ? this.exactlyOnceOwn(effects, fn) : this.exactlyOnce(effects, tx, fn);
   }
 
   /** The module's own pool, every statement bounded. */
@@ -145,13 +146,6 @@ export class OutboxService implements OnModuleInit {
     }
   }
 
-  /** Statements on the module's own clients are bounded; an ORM's run as its library runs them. */
-  private queryableOf(tx: OrmTransaction, txObject: unknown): OutboxQueryable {
-    if (tx.library !== 'nestjs-durable-sse') return ormTransaction(txObject).queryable();
-    const client = txObject as PoolClient;
-    return { query: (text, values) => client.query(this.postgres.bounded(text, values)) };
-  }
-
   /**
    * Inside an `@Idempotent()` request: the transaction first claims its row (scope, key, n-th
    * transaction of the request) and commits `fn`'s result with it. A row already committed means
@@ -168,7 +162,7 @@ export class OutboxService implements OnModuleInit {
     const id = this.effectsId(effects);
     try {
       return await tx.begin(async (txObject) => {
-        const q = this.queryableOf(tx, txObject);
+        const q = ormTransaction(txObject).queryable();
         const recorded = await this.claim(q, id, effects);
         if (recorded) throw new RecordedOutcome(recorded);
         const result = await fn(txObject);
@@ -177,6 +171,55 @@ export class OutboxService implements OnModuleInit {
     } catch (error) {
       if (error instanceof RecordedOutcome) return this.recorded(error.row, effects);
       throw this.explained(error);
+    }
+  }
+
+  /**
+   * `exactlyOnce` on the module's own pool, in as many round trips as the transaction without
+   * the record: BEGIN travels with the claim, the record with COMMIT (one simple query each, the
+   * values written as escaped literals, as the simple protocol takes no parameters).
+   */
+  private async exactlyOnceOwn<T>(
+    effects: IdempotentEffects,
+    fn: (client: PoolClient) => Promise<T>,
+  ): Promise<T> {
+    const id = this.effectsId(effects);
+    const client = await this.postgres.connect();
+    const simple = async (...statements: string[]) => {
+      const results = (await client.query(this.postgres.bounded(statements.join(';\n')))) as
+        QueryResult | QueryResult[];
+      // pg answers a multi-statement query with one result per statement (PGlite: the last).
+      return Array.isArray(results) ? results[results.length - 1] : results;
+    };
+    let broken: Error | undefined;
+    let committed = false;
+    try {
+      const claimed = await simple(
+        'BEGIN',
+        withLiterals(this.sql.effectsClaim, [...id, effects.fingerprint, effects.ttlMs]),
+      );
+      if (claimed.rows.length === 0) {
+        const { rows } = await client.query(this.postgres.bounded(this.sql.effectsFind, id));
+        if (!rows[0]) throw new Error('the recorded outcome of this request vanished; retry it');
+        return this.recorded(rows[0] as RecordedRow, effects);
+      }
+      const result = await fn(client);
+      const json = resultJson(result);
+      await simple(withLiterals(this.sql.effectsRecord, [...id, json]), 'COMMIT');
+      committed = true;
+      return (JSON.parse(json) as { v: T }).v;
+    } catch (error) {
+      throw this.explained(error);
+    } finally {
+      if (!committed) {
+        try {
+          await client.query(this.postgres.bounded('ROLLBACK'));
+        } catch (rollbackError) {
+          // A connection that cannot roll back must not go back to the pool.
+          broken = rollbackError as Error;
+        }
+      }
+      client.release(broken);
     }
   }
 
@@ -337,6 +380,19 @@ interface RecordedRow {
 /** Thrown inside the transaction to roll it back when the request's outcome is already committed. */
 class RecordedOutcome {
   constructor(readonly row: RecordedRow) {}
+}
+
+/**
+ * `text` with each `$n` replaced by `values[n-1]` as a literal: strings escaped by pg's own
+ * `escapeLiteral` (quotes doubled, backslashes as E''), numbers only when finite.
+ */
+function withLiterals(text: string, values: unknown[]): string {
+  return text.replace(/\$(\d+)/g, (_, n: string) => {
+    const value = values[Number(n) - 1];
+    if (typeof value === 'number' && Number.isFinite(value)) return String(value);
+    if (typeof value === 'string') return escapeLiteral(value);
+    throw new TypeError(`cannot write ${typeof value} as a literal`);
+  });
 }
 
 function resultJson(result: unknown): string {

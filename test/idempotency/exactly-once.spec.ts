@@ -222,6 +222,37 @@ describe.each(PLATFORMS)('on %s: exactly-once effects across a Redis that forget
     expect(await counts()).toEqual({ orders: 1, events: 1 });
   });
 
+  it('keeps a key and a result full of quotes and backslashes as they are (literals escaped)', async () => {
+    const outbox = t.app.get(OutboxService);
+    const { idempotentEffects } = await import('../../src/idempotency/idempotent-effects');
+    const key = `k'); DELETE FROM ${ORDERS}; --\\'\\`;
+    const request = () => ({
+      scope: "s'\\",
+      key,
+      fingerprint: 'f',
+      ttlMs: 60_000,
+      transactions: 0,
+    });
+    const result = { text: `it's \\'quoted'\\ ; COMMIT; --`, n: [1, 2] };
+    let runs = 0;
+    const place = () =>
+      outbox.transaction(async (tx) => {
+        runs++;
+        await tx.query(`INSERT INTO ${ORDERS} (item) VALUES ('quoted')`);
+        return result;
+      });
+    expect(await idempotentEffects.run(request(), place)).toEqual(result);
+    expect(await idempotentEffects.run(request(), place)).toEqual(result);
+    expect(runs).toBe(1);
+    const stored = await withClient(databaseUrl(), (client) =>
+      client.query(
+        `SELECT scope, key FROM "${schema}".sse_outbox_effects WHERE key LIKE 'k''); DELETE%'`,
+      ),
+    );
+    expect(stored.rows).toEqual([{ scope: "s'\\", key }]);
+    expect(await counts()).toEqual({ orders: 1, events: 0 });
+  });
+
   it('refuses a transaction result that cannot be JSON', async () => {
     const outbox = t.app.get(OutboxService);
     const { idempotentEffects } = await import('../../src/idempotency/idempotent-effects');

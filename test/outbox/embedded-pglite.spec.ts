@@ -102,6 +102,29 @@ describe('outbox on embedded PostgreSQL (PGlite)', () => {
     expect(client.events.map((e) => e.lastEventId).sort()).toEqual(results.flat().sort());
   });
 
+  it('commits the exactly-once record of an @Idempotent() request with its effects, and returns it to a retry', async () => {
+    const outbox = t.app.get(OutboxService);
+    const { idempotentEffects } = await import('../../src/idempotency/idempotent-effects');
+    const request = () => ({
+      scope: '',
+      key: "k-'pglite'",
+      fingerprint: 'f',
+      ttlMs: 60_000,
+      transactions: 0,
+    });
+    let runs = 0;
+    const place = () =>
+      outbox.transaction(async (tx) => {
+        runs++;
+        const [id] = await outbox.publish(tx, { topic: 'feed', data: 'once' });
+        return { id };
+      });
+    const first = await idempotentEffects.run(request(), place);
+    const retry = await idempotentEffects.run(request(), place);
+    expect(retry).toEqual(first);
+    expect(runs).toBe(1);
+  });
+
   it('returns int8 and numeric as strings, like pg', async () => {
     const { rows } = await t.app
       .get(OutboxService)
