@@ -68,7 +68,7 @@ export {
 export type { SseClientKeyResolver } from './sse/sse-client-key-resolver';
 
 export { OutboxService } from './outbox/outbox.service';
-export type { OutboxEvent, OutboxQueryable } from './outbox/outbox.service';
+export type { OutboxEvent, OutboxQueryable, TransactionOf } from './outbox/outbox.service';
 export { OutboxRelay } from './outbox/outbox-relay';
 export type { OutboxLag } from './outbox/outbox-relay';
 export type { OutboxResetReason } from './outbox/outbox-feed';

@@ -232,6 +232,13 @@ const KITS: Record<string, Kit> = {
       }
     },
   },
+  'nestjs-cls-active': {
+    // Already inside a @Transactional() method: the outbox joins it with a savepoint.
+    kind: 'open',
+    start: async () => undefined,
+    stop: async () => undefined,
+    place: (outbox, item) => clsOrders.placeInside(item),
+  },
   'nestjs-cls': {
     kind: 'starter',
     start: async () => undefined,
@@ -251,6 +258,23 @@ class ClsOrders {
 
   place(item: string): Promise<Placed> {
     return this.outbox.transaction(this.txHost, () => this.insert(item));
+  }
+
+  /** Inside a @Transactional() method of the caller's, which commits even when the order failed. */
+  async placeInside(item: string): Promise<Placed> {
+    const outcome = await this.inside(item);
+    if ('error' in outcome) throw outcome.error;
+    return outcome.placed;
+  }
+
+  @Transactional()
+  private async inside(item: string): Promise<{ placed: Placed } | { error: unknown }> {
+    await this.txHost.tx.query('SELECT 1'); // the caller's own work in its transaction
+    try {
+      return { placed: await this.outbox.transaction(this.txHost, () => this.insert(item)) };
+    } catch (error) {
+      return { error };
+    }
   }
 
   @Transactional()
