@@ -29,6 +29,10 @@ class OrdersController {
         type: 'order.placed',
         data: { id: rows[0].id, item: body.item },
       });
+      if (body.item === 'cut' && !cutOnce) {
+        cutOnce = true; // the connection dies mid-transaction (an admin, a failover), once
+        await tx.query('SELECT pg_terminate_backend(pg_backend_pid())').catch(() => undefined);
+      }
       if (body.item === 'held') {
         holding();
         await hold;
@@ -40,6 +44,7 @@ class OrdersController {
 }
 
 let ORDERS = '';
+let cutOnce = false;
 
 /**
  * DESIGN §11: inside an @Idempotent() request, outbox.transaction() commits its result with its
@@ -65,6 +70,7 @@ describe.each(PLATFORMS)('on %s: exactly-once effects across a Redis that forget
   const redisForgets = () => deletePrefix(redisUrl(), schemaKeyPrefix(schema));
 
   beforeAll(async () => {
+    cutOnce = false;
     t = await startApp([OrdersController], outboxOptions(schema, {}, 'redis'), { platform });
     ORDERS = `"${schema}".orders`;
     await withClient(databaseUrl(), (client) =>
@@ -251,6 +257,18 @@ describe.each(PLATFORMS)('on %s: exactly-once effects across a Redis that forget
     );
     expect(stored.rows).toEqual([{ scope: "s'\\", key }]);
     expect(await counts()).toEqual({ orders: 1, events: 0 });
+  });
+
+  it('answers 5xx when the connection dies mid-transaction, commits nothing, and the retry runs once', async () => {
+    const cut = await post('cut', 'k-cut');
+    expect(cut.status).toBeGreaterThanOrEqual(500);
+    expect(await counts()).toEqual({ orders: 0, events: 0 });
+    const retry = await post('cut', 'k-cut');
+    expect(retry.status).toBe(201);
+    await redisForgets();
+    const again = await post('cut', 'k-cut');
+    expect(await again.text()).toBe(await retry.text());
+    expect(await counts()).toEqual({ orders: 1, events: 1 });
   });
 
   it('refuses a transaction result that cannot be JSON', async () => {
