@@ -22,6 +22,8 @@ export type {
   ResolvedMetricsOptions,
   ShutdownOptions,
   ResolvedShutdownOptions,
+  JobsOptions,
+  ResolvedJobsOptions,
   SseModuleExtras,
   SseStreamOptions,
   SseRejectMode,
@@ -109,6 +111,11 @@ export {
 export type { IdempotencyScopeResolver } from './idempotency/idempotency-scope';
 export { parseIdempotencyKey } from './idempotency/idempotency-key';
 export { RedisConnection } from './idempotency/redis-connection';
+
+export { SseJob, SseJobSignal } from './jobs/sse-job.decorator';
+export type { SseJobRouteOptions } from './jobs/sse-job.decorator';
+export { SseJobs } from './jobs/sse-jobs';
+export type { SseJobErrorReason } from './jobs/sse-jobs';
 
 export { SseHealthIndicators } from './health/sse-health.indicators';
 export { SseHealthRoutes } from './health/sse-health.routes';

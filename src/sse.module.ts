@@ -23,6 +23,8 @@ import { OutboxService } from './outbox/outbox.service';
 import { OutboxRetention } from './outbox/outbox-retention';
 import { PostgresConnection } from './outbox/postgres-connection';
 import { SseShutdown } from './lifecycle/sse-shutdown';
+import { SseJobs } from './jobs/sse-jobs';
+import { SseJobInterceptor } from './jobs/sse-job.interceptor';
 import {
   IDEMPOTENCY_FINGERPRINT_STRATEGY,
   Sha256FingerprintStrategy,
@@ -89,6 +91,8 @@ import type { ResolvedSseModuleOptions } from './config/sse-module-options';
     SseHealthRoutes,
     SseMetrics,
     SseShutdown,
+    SseJobs,
+    SseJobInterceptor,
   ],
   exports: [
     SseMetrics,
@@ -108,6 +112,8 @@ import type { ResolvedSseModuleOptions } from './config/sse-module-options';
     SseHub,
     SseStreamer,
     SseInterceptor,
+    SseJobs,
+    SseJobInterceptor,
     // For the pipe and the filter @Idempotent() puts on routes: Nest creates them in the module
     // of each controller, and resolves their dependencies there.
     IdempotencyExecutor,

@@ -29,6 +29,7 @@ import type {
   SseModuleOptions,
   SseRejectMode,
   ShutdownOptions,
+  JobsOptions,
   SseStreamOptions,
 } from './sse-module-options';
 
@@ -142,6 +143,16 @@ export class HealthOptionsSchema implements HealthOptions {
   @IsOptional() @IsInt() @Min(1) @Max(DAY_MS) pendingWarnMs?: number;
 }
 
+export class JobsOptionsSchema implements JobsOptions {
+  @IsOptional() @IsInt() @Min(1) @Max(10_000_000) maxEvents?: number;
+  @IsOptional() @IsInt() @Min(1024) @Max(1024 * 1024 * 1024) maxBytes?: number;
+  @IsOptional() @IsInt() @Min(1) @Max(1_000_000) maxConcurrent?: number;
+  @IsOptional() @IsInt() @Min(1) @Max(1_000_000) maxConcurrentPerClient?: number;
+  @IsOptional() @IsInt() @Min(100) @Max(7 * DAY_MS) timeoutMs?: number;
+  @IsOptional() @IsInt() @Min(1000) @Max(30 * DAY_MS) retentionMs?: number;
+  @IsOptional() @IsInt() @Min(5) @Max(60_000) followIntervalMs?: number;
+}
+
 export class ShutdownOptionsSchema implements ShutdownOptions {
   @IsOptional() @IsInt() @Min(0) @Max(HOUR_MS) drainMs?: number;
   @IsOptional() @IsInt() @Min(0) @Max(HOUR_MS) graceMs?: number;
@@ -181,4 +192,6 @@ export class SseModuleOptionsSchema implements SseModuleOptions {
 
   @OptionGroup(() => ShutdownOptionsSchema)
   shutdown?: ShutdownOptionsSchema;
+  @OptionGroup(() => JobsOptionsSchema)
+  jobs?: JobsOptionsSchema;
 }

@@ -190,6 +190,24 @@ export interface ShutdownOptions {
   graceMs?: number;
 }
 
+/** Resumable job streams (`@SseJob()`, docs/jobs.md); they need `redis`. */
+export interface JobsOptions {
+  /** Events kept in one job's log; a job that emits more ends with `event: error` (`too-large`). Default 10000. */
+  maxEvents?: number;
+  /** Bytes of framed events in one job's log, same rule. Default 4194304 (4 MiB). */
+  maxBytes?: number;
+  /** Jobs running at once on this instance; beyond, 503 + `Retry-After`. Default 100. */
+  maxConcurrent?: number;
+  /** Jobs running at once per client (the SSE client key); beyond, 429 + `Retry-After`. Default 5. */
+  maxConcurrentPerClient?: number;
+  /** A job still running after this long is aborted and ends with `event: error` (`timeout`) (ms). Default 900000. */
+  timeoutMs?: number;
+  /** How long a finished job stays resumable (ms). Default 3600000. */
+  retentionMs?: number;
+  /** How often a stream following a job that runs on another instance reads its log (ms). Default 50. */
+  followIntervalMs?: number;
+}
+
 export interface MetricsOptions {
   /** Serve the module's Prometheus metrics at `/<path>` (needs `prom-client`). Default `false`. */
   path?: string | false;
@@ -209,6 +227,7 @@ export interface SseModuleOptions {
   health?: HealthOptions;
   metrics?: MetricsOptions;
   shutdown?: ShutdownOptions;
+  jobs?: JobsOptions;
 }
 
 /** Extras accepted next to the options by `forRoot` / `forRootAsync`. */
@@ -265,6 +284,8 @@ export interface ResolvedHealthOptions {
 
 export type ResolvedShutdownOptions = Required<ShutdownOptions>;
 
+export type ResolvedJobsOptions = Required<JobsOptions>;
+
 /** The validated options with every default applied; injectable with `SSE_MODULE_OPTIONS`. */
 export interface ResolvedSseModuleOptions {
   sse: ResolvedSseStreamOptions;
@@ -277,6 +298,7 @@ export interface ResolvedSseModuleOptions {
   health: ResolvedHealthOptions;
   metrics: ResolvedMetricsOptions;
   shutdown: ResolvedShutdownOptions;
+  jobs: ResolvedJobsOptions;
 }
 
 export const SSE_STREAM_DEFAULTS: Readonly<ResolvedSseStreamOptions> = Object.freeze({
@@ -344,6 +366,16 @@ export const HEALTH_DEFAULTS: Readonly<ResolvedHealthOptions> = Object.freeze({
 export const SHUTDOWN_DEFAULTS: Readonly<ResolvedShutdownOptions> = Object.freeze({
   drainMs: 5_000,
   graceMs: 10_000,
+});
+
+export const JOBS_DEFAULTS: Readonly<ResolvedJobsOptions> = Object.freeze({
+  maxEvents: 10_000,
+  maxBytes: 4 * 1024 * 1024,
+  maxConcurrent: 100,
+  maxConcurrentPerClient: 5,
+  timeoutMs: 15 * 60_000,
+  retentionMs: 3_600_000,
+  followIntervalMs: 50,
 });
 
 export const METRICS_DEFAULTS: Readonly<ResolvedMetricsOptions> = Object.freeze({

@@ -6,6 +6,7 @@ import {
   HEALTH_DEFAULTS,
   METRICS_DEFAULTS,
   SHUTDOWN_DEFAULTS,
+  JOBS_DEFAULTS,
   IDEMPOTENCY_DEFAULTS,
   REDIS_DEFAULTS,
   RedisOptions,
@@ -122,6 +123,13 @@ export function resolveSseModuleOptions(
   const health = { ...HEALTH_DEFAULTS, ...stripUndefined(raw?.health) };
   const metrics = { ...METRICS_DEFAULTS, ...stripUndefined(raw?.metrics) };
   const shutdown = { ...SHUTDOWN_DEFAULTS, ...stripUndefined(raw?.shutdown) };
+  const jobs = { ...JOBS_DEFAULTS, ...stripUndefined(raw?.jobs) };
+  if (jobs.maxConcurrentPerClient > jobs.maxConcurrent) {
+    issues.push({
+      path: 'jobs.maxConcurrentPerClient',
+      message: `must not exceed jobs.maxConcurrent (${jobs.maxConcurrentPerClient} > ${jobs.maxConcurrent})`,
+    });
+  }
   if (issues.length > 0) throw new SseConfigError(issues);
   return Object.freeze({
     sse: Object.freeze(sse),
@@ -132,6 +140,7 @@ export function resolveSseModuleOptions(
     health: Object.freeze(health),
     metrics: Object.freeze(metrics),
     shutdown: Object.freeze(shutdown),
+    jobs: Object.freeze(jobs),
   });
 }
 

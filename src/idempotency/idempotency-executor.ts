@@ -28,6 +28,14 @@ const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 /** Default `storeIf`: a 5xx (or a crash) means nothing happened, so the key is released. */
 const storeBelow500 = (status: number) => status < 500;
 const NOTHING_THROWN = Symbol('nothing thrown');
+/**
+ * Set on the request while its `@Idempotent()` execution runs. A route whose response is not a
+ * single body (a job stream) calls it to complete the key's record at once with `stored` (for a
+ * job: where to attach); the response it then writes is not recorded.
+ */
+export const SETTLE_IDEMPOTENT = Symbol('nestjs-durable-sse:settle-idempotent');
+export type SettleIdempotent = (stored: StoredResponse) => Promise<void>;
+
 /** Marks the handlers `@Idempotent()` wrapped (a property of the wrapper function itself). */
 const IDEMPOTENT_HANDLER = Symbol('nestjs-durable-sse:idempotent-handler');
 
@@ -340,6 +348,12 @@ export class IdempotencyExecutor implements OnModuleInit {
     let handlerDone = false;
     let closed = false;
     let sent = false;
+    let settled = false;
+    (request as Record<symbol, SettleIdempotent>)[SETTLE_IDEMPOTENT] = async (stored) => {
+      settled = true;
+      stopRenewing();
+      await this.complete(execution, stored);
+    };
     // The client left and the handler is done, with no response written (Nest writes none to a
     // client that is gone in some cases): stop renewing, and the lease simply expires. Checked
     // when either of the two happens, whichever is last.
@@ -349,6 +363,7 @@ export class IdempotencyExecutor implements OnModuleInit {
     this.platform.capture(request, response, {
       sending: (outgoing) => {
         sent = true;
+        if (settled) return Promise.resolve();
         stopRenewing();
         return (
           this.record(execution, outgoing, thrown)
@@ -362,6 +377,7 @@ export class IdempotencyExecutor implements OnModuleInit {
       },
       closed: (written) => {
         closed = true;
+        if (settled) return;
         if (written) {
           // A response went out around the platform's reply path (a raw write, say).
           sent = true;

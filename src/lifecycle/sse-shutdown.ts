@@ -11,6 +11,7 @@ import { SSE_MODULE_OPTIONS } from '../config/tokens';
 import type { ResolvedSseModuleOptions } from '../config/sse-module-options';
 import { OutboxRelay } from '../outbox/outbox-relay';
 import { SseConnectionRegistry } from '../sse/sse-connection-registry';
+import { SseJobs } from '../jobs/sse-jobs';
 
 /**
  * The module's shutdown, in order (DESIGN §7). Nest runs every provider's
@@ -34,15 +35,20 @@ export class SseShutdown implements BeforeApplicationShutdown, OnApplicationShut
     private readonly registry: SseConnectionRegistry,
     private readonly relay: OutboxRelay,
     private readonly adapterHost: HttpAdapterHost,
+    private readonly jobs: SseJobs,
   ) {}
 
   async beforeApplicationShutdown(signal?: string): Promise<void> {
     const { drainMs, graceMs } = this.options.shutdown;
     this.registry.beginDrain();
+    // Jobs cannot move to another process: they get the drain window to finish (no new one
+    // starts), and then end with `event: error` in their logs before their streams close.
+    const jobs = this.jobs.drain(signal ? drainMs : 0);
     if (signal && drainMs > 0) {
       this.logger.log(`${signal}: readiness is 503; draining for ${drainMs} ms before closing`);
       await new Promise((resolve) => setTimeout(resolve, drainMs));
     }
+    await jobs;
     this.registry.shutdown();
     await this.relay.stop();
 

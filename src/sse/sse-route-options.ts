@@ -19,6 +19,11 @@ export interface SseRouteOptions {
   topic?: SseTopics | ((request: SseRequest) => SseTopics | Promise<SseTopics>);
   /** Overrides `sse.rejectMode` for this route. */
   rejectMode?: SseRejectMode;
+  /**
+   * The HTTP method of the route. Default `GET` (what `EventSource` sends); `POST` for streams
+   * started with a body (read with `fetch`), as Nest's own `@Sse` allows.
+   */
+  method?: 'GET' | 'POST' | 'PUT' | 'PATCH';
 }
 
 export const SSE_ROUTE_METADATA = 'nestjs-durable-sse:route';

@@ -22,7 +22,10 @@ export const SSE_RESPONSE_HEADERS: Readonly<Record<string, string>> = Object.fre
 
 /** What a stream is fed from once it is open. */
 export type SseSource =
-  { kind: 'observable'; events: Observable<unknown> } | { kind: 'topics'; topics: string[] };
+  | { kind: 'observable'; events: Observable<unknown> }
+  | { kind: 'topics'; topics: string[] }
+  /** Fed by its owner (a job stream): given the connection once it is open. */
+  | { kind: 'attach'; attach: (connection: SseConnection) => void };
 
 /** Opens event streams on HTTP responses and feeds them; also writes refusals. */
 @Injectable()
@@ -58,6 +61,7 @@ export class SseStreamer {
     clientKey: string,
     slot: SseSlot,
     source: SseSource,
+    headers?: Record<string, string>,
   ) {
     const { platform } = this.platforms;
     const raw = platform.takeOver(response);
@@ -75,7 +79,7 @@ export class SseStreamer {
     }
     socket.setTimeout(0);
     socket.setNoDelay(true);
-    raw.writeHead(200, SSE_RESPONSE_HEADERS);
+    raw.writeHead(200, headers ? { ...SSE_RESPONSE_HEADERS, ...headers } : SSE_RESPONSE_HEADERS);
     // Sent at once so clients see the stream open before the first event. Flushing the head on
     // its own also lets V8 flatten the header string, which otherwise stays a rope of ~25
     // pieces (~800 bytes) for the life of every connection.
@@ -85,6 +89,7 @@ export class SseStreamer {
     const connection = this.registry.open(raw, clientKey, slot);
     if (source.kind === 'topics')
       this.feed.attach(connection, source.topics, readLastEventId(request));
+    else if (source.kind === 'attach') source.attach(connection);
     else this.connectObservable(connection, source.events);
     platform.release(request);
     return connection;
@@ -119,7 +124,8 @@ export class SseStreamer {
     raw.end(encodeRetry(backoffMs) + encodeComment(`rejected: ${reason}`));
   }
 
-  private jitteredBackoffMs(): number {
+  /** `sse.rejectRetryMs` plus up to as much again, so refused clients do not return together. */
+  jitteredBackoffMs(): number {
     const base = this.options.sse.rejectRetryMs;
     return base + Math.floor(Math.random() * base);
   }

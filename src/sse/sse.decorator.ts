@@ -1,10 +1,17 @@
-import { applyDecorators, Get, Res, SetMetadata, UseInterceptors } from '@nestjs/common';
+import {
+  applyDecorators,
+  RequestMapping,
+  RequestMethod,
+  Res,
+  SetMetadata,
+  UseInterceptors,
+} from '@nestjs/common';
 import { wrapWithHiddenArgument } from '../common/hidden-argument';
 import { SSE_ROUTE_METADATA, SseHandlerResult, SseRouteOptions } from './sse-route-options';
 import { SseInterceptor } from './sse.interceptor';
 
 /**
- * Declares a Server-Sent Events route (GET). Use this instead of Nest's `@Sse`:
+ * Declares a Server-Sent Events route (GET, or `options.method`). Use this instead of Nest's `@Sse`:
  *
  * ```ts
  * @Sse('orders/stream', { topic: 'orders' })                        // served from the hub
@@ -30,7 +37,7 @@ export function Sse(path?: string | string[], options: SseRouteOptions = {}): Me
         : new SseHandlerResult(result);
     });
     applyDecorators(
-      Get(path),
+      RequestMapping({ path, method: RequestMethod[options.method ?? 'GET'] }),
       SetMetadata(SSE_ROUTE_METADATA, { ...options }),
       UseInterceptors(SseInterceptor),
     )(target, key, descriptor);

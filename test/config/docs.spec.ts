@@ -10,6 +10,7 @@ import {
   PostgresPoolOptionsSchema,
   RedisOptionsSchema,
   ShutdownOptionsSchema,
+  JobsOptionsSchema,
   SseStreamOptionsSchema,
 } from '../../src/config/options.schema';
 
@@ -48,6 +49,7 @@ describe('docs/configuration.md', () => {
     ['health', validated(HealthOptionsSchema)],
     ['metrics', validated(MetricsOptionsSchema)],
     ['shutdown', validated(ShutdownOptionsSchema)],
+    ['jobs', validated(JobsOptionsSchema)],
   ];
 
   it.each(groups)('documents every `%s` option in its table', (group, options) => {

@@ -13,6 +13,7 @@ import {
   SSE_MODULE_OPTIONS,
   SSE_STREAM_DEFAULTS,
   SHUTDOWN_DEFAULTS,
+  JOBS_DEFAULTS,
   SseConfigError,
   SseEventSerializer,
   SseHub,
@@ -43,6 +44,7 @@ describe('option validation (pure)', () => {
       health: HEALTH_DEFAULTS,
       metrics: METRICS_DEFAULTS,
       shutdown: SHUTDOWN_DEFAULTS,
+      jobs: JOBS_DEFAULTS,
     });
     expect(resolveSseModuleOptions({ sse: { retryMs: 0 } }).sse).toEqual({
       ...SSE_STREAM_DEFAULTS,
@@ -84,6 +86,16 @@ describe('option validation (pure)', () => {
     expect(() =>
       resolveSseModuleOptions({ sse: { maxConnections: 10, maxConnectionsPerClient: 10 } }),
     ).not.toThrow();
+  });
+
+  it('rejects bad jobs options: a per-client job limit above the instance one, a tiny timeout', () => {
+    expect(
+      issuesOf(() =>
+        resolveSseModuleOptions({
+          jobs: { maxConcurrent: 2, maxConcurrentPerClient: 3, timeoutMs: 5, followIntervalMs: 0 },
+        }),
+      ).sort(),
+    ).toEqual(['jobs.followIntervalMs', 'jobs.maxConcurrentPerClient', 'jobs.timeoutMs']);
   });
 
   it('resolves postgres options, keeping an existing pool instance as it is', () => {

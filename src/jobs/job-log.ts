@@ -1,0 +1,170 @@
+import type { Cluster, Redis } from 'ioredis';
+import { raceTimeout } from '../common/timeout';
+
+/**
+ * A job's log in Redis: a stream of framed SSE events whose entry ids are `0-<n>`, n the event's
+ * `id:` (1, 2, 3…), written by the one instance running the job; a hash with its owner and state;
+ * and a key the runner keeps alive while it runs. One hash tag per job, so a Redis Cluster keeps
+ * the three on one slot.
+ */
+export function jobKeys(id: string) {
+  return { log: `job:{${id}}:log`, meta: `job:{${id}}:meta`, alive: `job:{${id}}:alive` };
+}
+
+export type JobState = 'running' | 'done' | 'error';
+export type JobEnd = 'done' | 'error';
+
+export interface JobMeta {
+  owner: string;
+  state: JobState;
+  cancel?: string;
+}
+
+export interface LogEntry {
+  n: number;
+  frame: string;
+  end?: JobEnd;
+}
+
+/** The runner's lease on being alive: refreshed every ALIVE_REFRESH_MS, gone ALIVE_TTL_MS after it stops. */
+export const ALIVE_REFRESH_MS = 1_000;
+export const ALIVE_TTL_MS = 5_000;
+
+/**
+ * Ends a job whose runner is gone (its process died: the alive key expired) with `event: error`,
+ * once: only while the job is still `running` and nobody is alive for it. The next id is the
+ * log's last + 1, so a runner that was only slow fails its next append (ids must grow) instead
+ * of writing after the end.
+ */
+const ABANDON_SCRIPT = `
+if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
+if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 0 end
+local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+local n = 0
+if last[1] then n = tonumber(string.match(last[1][1], '%-(%d+)$')) end
+n = n + 1
+local frame = 'id: ' .. n .. '\\nevent: error\\ndata: ' .. ARGV[1] .. '\\n\\n'
+redis.call('XADD', KEYS[2], '0-' .. n, 'f', frame, 'end', 'error')
+redis.call('HSET', KEYS[1], 'state', 'error')
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return 1`;
+
+type Client = Redis | Cluster;
+
+/** Every call bounded by `timeoutMs`: a silent Redis fails the call, it never hangs it. */
+export class JobLog {
+  constructor(
+    private readonly client: Client,
+    private readonly timeoutMs: number,
+  ) {
+    if (!(client as { sseJobAbandon?: unknown }).sseJobAbandon) {
+      client.defineCommand('sseJobAbandon', { numberOfKeys: 3, lua: ABANDON_SCRIPT });
+    }
+  }
+
+  private bounded<T>(call: Promise<T>): Promise<T> {
+    return raceTimeout(call, this.timeoutMs, () => {
+      throw new Error(`Redis did not answer within ${this.timeoutMs} ms`);
+    });
+  }
+
+  /** Registers a new job, running, owned by `owner`; everything expires after `ttlMs` if never ended. */
+  async create(id: string, owner: string, ttlMs: number): Promise<void> {
+    const keys = jobKeys(id);
+    await this.bounded(
+      Promise.all([
+        this.client.hset(keys.meta, 'owner', owner, 'state', 'running'),
+        this.client.pexpire(keys.meta, ttlMs),
+        this.client.set(keys.alive, '1', 'PX', ALIVE_TTL_MS),
+      ]),
+    );
+  }
+
+  /** Appends entries in order (ids must grow: an append after someone else's end fails). */
+  async append(id: string, entries: LogEntry[], ttlMs: number): Promise<void> {
+    const keys = jobKeys(id);
+    await this.bounded(
+      Promise.all([
+        ...entries.map((entry) =>
+          entry.end
+            ? this.client.xadd(keys.log, `0-${entry.n}`, 'f', entry.frame, 'end', entry.end)
+            : this.client.xadd(keys.log, `0-${entry.n}`, 'f', entry.frame),
+        ),
+        this.client.pexpire(keys.log, ttlMs),
+      ]),
+    );
+  }
+
+  /** Marks the job ended and starts its retention. */
+  async end(id: string, state: JobEnd, retentionMs: number): Promise<void> {
+    const keys = jobKeys(id);
+    await this.bounded(
+      Promise.all([
+        this.client.hset(keys.meta, 'state', state),
+        this.client.pexpire(keys.meta, retentionMs),
+        this.client.pexpire(keys.log, retentionMs),
+        this.client.del(keys.alive),
+      ]),
+    );
+  }
+
+  /** Refreshes the runner's alive key and reads whether a cancel was asked for. */
+  async heartbeat(id: string): Promise<boolean> {
+    const keys = jobKeys(id);
+    const [, cancel] = await this.bounded(
+      Promise.all([
+        this.client.set(keys.alive, '1', 'PX', ALIVE_TTL_MS),
+        this.client.hget(keys.meta, 'cancel'),
+      ]),
+    );
+    return cancel === '1';
+  }
+
+  async meta(id: string): Promise<JobMeta | undefined> {
+    const fields = await this.bounded(this.client.hgetall(jobKeys(id).meta));
+    // An anonymous job's owner is '' (the hash still has the field).
+    if (fields.owner === undefined || !fields.state) return undefined;
+    return fields as unknown as JobMeta;
+  }
+
+  async requestCancel(id: string): Promise<void> {
+    await this.bounded(this.client.hset(jobKeys(id).meta, 'cancel', '1'));
+  }
+
+  /** Entries after event `after`, at most `count`. */
+  async read(id: string, after: number, count: number): Promise<LogEntry[]> {
+    const entries = await this.bounded(
+      this.client.xrange(jobKeys(id).log, `(0-${after}`, '+', 'COUNT', count),
+    );
+    return entries.map(([entryId, fields]) => {
+      const entry: LogEntry = { n: Number(entryId.slice(2)), frame: '' };
+      for (let i = 0; i < fields.length; i += 2) {
+        if (fields[i] === 'f') entry.frame = fields[i + 1];
+        if (fields[i] === 'end') entry.end = fields[i + 1] as JobEnd;
+      }
+      return entry;
+    });
+  }
+
+  /** The id of the last entry (0 when empty). */
+  async last(id: string): Promise<number> {
+    const [entry] = await this.bounded(
+      this.client.xrevrange(jobKeys(id).log, '+', '-', 'COUNT', 1),
+    );
+    return entry ? Number(entry[0].slice(2)) : 0;
+  }
+
+  /** See ABANDON_SCRIPT: true when this call ended the job. */
+  async abandonIfDead(id: string, problemJson: string, retentionMs: number): Promise<boolean> {
+    const keys = jobKeys(id);
+    const ended = await this.bounded(
+      (
+        this.client as unknown as {
+          sseJobAbandon(...args: unknown[]): Promise<number>;
+        }
+      ).sseJobAbandon(keys.meta, keys.log, keys.alive, problemJson, retentionMs),
+    );
+    return ended === 1;
+  }
+}

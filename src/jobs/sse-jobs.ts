@@ -1,0 +1,483 @@
+import {
+  HttpException,
+  Inject,
+  Injectable,
+  Logger,
+  NotFoundException,
+  OnApplicationShutdown,
+  OnModuleInit,
+  ServiceUnavailableException,
+} from '@nestjs/common';
+import { ModulesContainer } from '@nestjs/core';
+import { randomBytes } from 'node:crypto';
+import type { Observable, Subscription } from 'rxjs';
+import { ThrottledWarning } from '../common/throttled-warning';
+import { raceTimeout } from '../common/timeout';
+import { SSE_MODULE_OPTIONS } from '../config/tokens';
+import type { ResolvedSseModuleOptions } from '../config/sse-module-options';
+import {
+  IDEMPOTENCY_SCOPE_RESOLVER,
+  IdempotencyScopeResolver,
+} from '../idempotency/idempotency-scope';
+import { RedisConnection } from '../idempotency/redis-connection';
+import type { SseConnection } from '../sse/sse-connection';
+import type { SseEvent } from '../sse/sse-event';
+import { SseHub } from '../sse/sse-hub';
+import type { SseRequest } from '../sse/sse-route-options';
+import { ALIVE_REFRESH_MS, JobEnd, JobLog, JobMeta, LogEntry } from './job-log';
+import { SSE_JOB_METADATA } from './sse-job.options';
+
+/** Why a job ended with `event: error`; the `type` of its problem body is `urn:nestjs-durable-sse:job:<reason>`. */
+export type SseJobErrorReason =
+  'failed' | 'timeout' | 'cancelled' | 'shutdown' | 'too-large' | 'abandoned' | 'log-unavailable';
+
+const PROBLEMS: Record<SseJobErrorReason, [number, string]> = {
+  failed: [500, 'Internal Server Error'],
+  timeout: [504, 'The job ran past jobs.timeoutMs'],
+  cancelled: [409, 'The job was cancelled'],
+  shutdown: [503, 'The instance running the job shut down before it finished'],
+  'too-large': [413, "The job's events exceeded its log's bounds"],
+  abandoned: [503, 'The instance running the job stopped before it finished'],
+  'log-unavailable': [503, "The job's log could not be written"],
+};
+
+export function jobProblem(
+  reason: SseJobErrorReason,
+  title?: string,
+  status?: number,
+): Record<string, unknown> {
+  const [defaultStatus, defaultTitle] = PROBLEMS[reason];
+  return {
+    type: `urn:nestjs-durable-sse:job:${reason}`,
+    title: title ?? defaultTitle,
+    status: status ?? defaultStatus,
+  };
+}
+
+export type JobAdmission =
+  { admitted: true; release(): void } | { admitted: false; status: 503 | 429; reason: string };
+
+/** One job running on this instance. */
+interface RunningJob {
+  id: string;
+  clientKey: string;
+  /** Every event so far, framed (the log, in memory while the job runs here). */
+  entries: LogEntry[];
+  bytes: number;
+  subscribers: Set<SseConnection>;
+  abort: AbortController;
+  subscription?: Subscription;
+  timer?: NodeJS.Timeout;
+  ended?: JobEnd;
+  /** Entries not yet in Redis, and whether a write is under way. */
+  pending: LogEntry[];
+  writing: boolean;
+  logBroken: boolean;
+  /** Resolves once the job has ended and its log is written (or could not be). */
+  settled: Promise<void>;
+  settle: () => void;
+  release: () => void;
+}
+
+/**
+ * The job streams of this instance (`@SseJob()`): runs each job detached from the connection
+ * that started it, keeps its events in memory and in its Redis log, and feeds every stream
+ * attached to it — here from memory, on other instances from the log. Jobs cannot move between
+ * processes: a shutdown gives them the drain window, then ends them with `event: error`.
+ */
+@Injectable()
+export class SseJobs implements OnModuleInit, OnApplicationShutdown {
+  private readonly logger = new Logger('SseJobs');
+  private readonly throttled = new ThrottledWarning(this.logger);
+  private readonly running = new Map<string, RunningJob>();
+  private readonly perClient = new Map<string, number>();
+  private reserved = 0;
+  private stopping = false;
+  private heartbeat?: NodeJS.Timeout;
+  private log?: JobLog;
+  readonly stats = { started: 0, done: 0, failed: 0, resumed: 0 };
+
+  constructor(
+    @Inject(SSE_MODULE_OPTIONS) private readonly options: ResolvedSseModuleOptions,
+    private readonly redis: RedisConnection,
+    private readonly hub: SseHub,
+    @Inject(IDEMPOTENCY_SCOPE_RESOLVER) private readonly scopes: IdempotencyScopeResolver,
+    private readonly modules: ModulesContainer,
+  ) {}
+
+  /** A job route without `redis` fails bootstrap: its log lives there. */
+  onModuleInit(): void {
+    if (this.redis.client) {
+      this.log = new JobLog(this.redis.client, this.options.redis!.commandTimeoutMs);
+      return;
+    }
+    const routes = this.jobRoutes();
+    if (routes.length > 0) {
+      throw new Error(
+        `nestjs-durable-sse: @SseJob() routes (${routes.join(', ')}) keep their job logs in ` +
+          'Redis: configure the redis option of SseModule.',
+      );
+    }
+  }
+
+  private jobRoutes(): string[] {
+    const found: string[] = [];
+    for (const module of this.modules.values()) {
+      for (const { metatype } of module.controllers.values()) {
+        const proto = metatype?.prototype;
+        if (!proto) continue;
+        for (const name of Object.getOwnPropertyNames(proto)) {
+          const method = Object.getOwnPropertyDescriptor(proto, name)?.value;
+          if (
+            typeof method === 'function' &&
+            Reflect.getMetadata(SSE_JOB_METADATA, method) === 'start'
+          )
+            found.push(`${metatype.name}.${name}`);
+        }
+      }
+    }
+    return found;
+  }
+
+  private get jobLog(): JobLog {
+    if (!this.log) throw new ServiceUnavailableException('Job streams need redis');
+    return this.log;
+  }
+
+  /** Reserves a place for a new job under `jobs.maxConcurrent` and `maxConcurrentPerClient`. */
+  admit(clientKey: string): JobAdmission {
+    const { maxConcurrent, maxConcurrentPerClient } = this.options.jobs;
+    if (this.stopping)
+      return { admitted: false, status: 503, reason: 'This instance is shutting down' };
+    if (this.reserved >= maxConcurrent)
+      return { admitted: false, status: 503, reason: 'This instance runs as many jobs as it may' };
+    const mine = this.perClient.get(clientKey) ?? 0;
+    if (mine >= maxConcurrentPerClient)
+      return { admitted: false, status: 429, reason: 'Too many jobs running for this client' };
+    this.reserved++;
+    this.perClient.set(clientKey, mine + 1);
+    let released = false;
+    return {
+      admitted: true,
+      release: () => {
+        if (released) return;
+        released = true;
+        this.reserved--;
+        const left = (this.perClient.get(clientKey) ?? 1) - 1;
+        if (left > 0) this.perClient.set(clientKey, left);
+        else this.perClient.delete(clientKey);
+      },
+    };
+  }
+
+  /** The principal a job belongs to (the idempotency scope rules); '' for an anonymous one. */
+  async ownerOf(request: SseRequest): Promise<string> {
+    return (await this.scopes.resolve(request)) ?? '';
+  }
+
+  /**
+   * Registers a job in Redis and starts running `events` detached from any connection. `abort`
+   * is the controller behind the handler's `@SseJobSignal()`.
+   */
+  async start(
+    owner: string,
+    clientKey: string,
+    admission: Extract<JobAdmission, { admitted: true }>,
+    events: Observable<unknown>,
+    abort: AbortController,
+  ): Promise<string> {
+    const id = randomBytes(16).toString('base64url');
+    const { timeoutMs, retentionMs } = this.options.jobs;
+    try {
+      await this.jobLog.create(id, owner, timeoutMs + retentionMs);
+    } catch (error) {
+      throw new ServiceUnavailableException(
+        `The job could not be registered: ${(error as Error).message}`,
+      );
+    }
+    let settle!: () => void;
+    const settled = new Promise<void>((resolve) => (settle = resolve));
+    const job: RunningJob = {
+      id,
+      clientKey,
+      entries: [],
+      bytes: 0,
+      subscribers: new Set(),
+      abort,
+      pending: [],
+      writing: false,
+      logBroken: false,
+      settled,
+      settle,
+      release: admission.release,
+    };
+    this.running.set(id, job);
+    this.stats.started++;
+    this.ensureHeartbeat();
+    job.timer = setTimeout(() => this.fail(job, 'timeout'), timeoutMs);
+    job.timer.unref();
+    if (abort.signal.aborted) {
+      this.fail(job, 'cancelled');
+      return id;
+    }
+    job.subscription = events.subscribe({
+      next: (value) => this.emit(job, value),
+      error: (error) => this.failWith(job, error),
+      complete: () => this.end(job, 'done', 'id: %n\nevent: done\ndata: {}\n\n'),
+    });
+    return id;
+  }
+
+  /** The job if it runs on this instance. */
+  local(id: string): RunningJob | undefined {
+    return this.running.get(id);
+  }
+
+  /**
+   * The job's meta if it exists and belongs to `owner`; a job of someone else is as unknown as
+   * one that never existed (404), so ids cannot be probed.
+   */
+  async find(id: string, owner: string): Promise<JobMeta> {
+    let meta: JobMeta | undefined;
+    try {
+      meta =
+        typeof id === 'string' && /^[A-Za-z0-9_-]{22}$/.test(id)
+          ? await this.jobLog.meta(id)
+          : undefined;
+    } catch (error) {
+      throw new ServiceUnavailableException(
+        `The job log is unavailable: ${(error as Error).message}`,
+      );
+    }
+    if (!meta || meta.owner !== owner) {
+      throw new NotFoundException({
+        type: 'urn:nestjs-durable-sse:job:not-found',
+        title: 'No such job (unknown, expired, or not yours)',
+        status: 404,
+      });
+    }
+    return meta;
+  }
+
+  /** The id of the job's last event (its end, once it has ended). */
+  lastEventOf(id: string): Promise<number> {
+    const job = this.running.get(id);
+    if (job) return Promise.resolve(job.entries.length);
+    return this.jobLog.last(id);
+  }
+
+  /** Writes what `connection` has not seen of a job running here, then follows it live. */
+  attach(id: string, connection: SseConnection, after: number): boolean {
+    const job = this.running.get(id);
+    if (!job) return false;
+    const missed = job.entries.slice(after);
+    if (missed.length > 0) connection.write(missed.map((entry) => entry.frame).join(''));
+    if (job.ended) {
+      connection.close('complete');
+      return true;
+    }
+    job.subscribers.add(connection);
+    connection.onTeardown(() => job.subscribers.delete(connection));
+    return true;
+  }
+
+  /**
+   * Follows a job that runs elsewhere (or has ended) from its log: reads what is after `after`,
+   * writes it, and reads again every `followIntervalMs` until the end. A runner that is gone
+   * (its alive key expired) gets its job ended with `event: error` (`abandoned`) by the first
+   * follower that notices, once.
+   */
+  follow(id: string, connection: SseConnection, after: number): void {
+    const { followIntervalMs, retentionMs } = this.options.jobs;
+    let timer: NodeJS.Timeout | undefined;
+    let idleSince = Date.now();
+    connection.onTeardown(() => clearTimeout(timer));
+    const step = async (): Promise<void> => {
+      if (connection.isClosed) return;
+      try {
+        const entries = await this.jobLog.read(id, after, 500);
+        if (connection.isClosed) return;
+        if (entries.length > 0) {
+          idleSince = Date.now();
+          connection.write(entries.map((entry) => entry.frame).join(''));
+          after = entries[entries.length - 1].n;
+          if (entries[entries.length - 1].end) return connection.close('complete');
+          return step();
+        }
+        if (Date.now() - idleSince >= ALIVE_REFRESH_MS) {
+          idleSince = Date.now();
+          const problem = JSON.stringify(jobProblem('abandoned'));
+          if (await this.jobLog.abandonIfDead(id, problem, retentionMs)) return step();
+        }
+      } catch (error) {
+        // The client resumes by id from wherever it is sent next.
+        this.throttled.warn(`Could not follow job ${id}: ${(error as Error).message}`);
+        return connection.close('error');
+      }
+      timer = setTimeout(() => void step(), followIntervalMs);
+    };
+    void step();
+  }
+
+  /** Cancels a job (this instance, or through its log for the one running it). */
+  async cancel(id: string): Promise<void> {
+    const job = this.running.get(id);
+    if (job) return this.fail(job, 'cancelled');
+    await this.jobLog.requestCancel(id);
+  }
+
+  private emit(job: RunningJob, value: unknown): void {
+    if (job.ended) return;
+    const event = toSseEvent(value);
+    const n = job.entries.length + 1;
+    let frame: string;
+    try {
+      frame = this.hub.encode({
+        id: String(n),
+        type: event.type,
+        retry: event.retry,
+        data: event.data,
+      });
+    } catch (error) {
+      this.logger.error(
+        `Job ${job.id}: dropped an event that cannot be framed: ${(error as Error).message}`,
+      );
+      return;
+    }
+    const { maxEvents, maxBytes } = this.options.jobs;
+    if (n > maxEvents || job.bytes + frame.length > maxBytes) return this.fail(job, 'too-large');
+    this.record(job, { n, frame });
+  }
+
+  private record(job: RunningJob, entry: LogEntry): void {
+    job.entries.push(entry);
+    job.bytes += entry.frame.length;
+    for (const connection of job.subscribers) connection.write(entry.frame);
+    if (job.logBroken) return;
+    job.pending.push(entry);
+    this.flush(job);
+  }
+
+  /** Writes pending entries to Redis, one batch at a time, in order. */
+  private flush(job: RunningJob): void {
+    if (job.writing || job.pending.length === 0) return;
+    job.writing = true;
+    const batch = job.pending.splice(0);
+    const { timeoutMs, retentionMs } = this.options.jobs;
+    this.jobLog.append(job.id, batch, timeoutMs + retentionMs).then(
+      () => {
+        job.writing = false;
+        if (job.pending.length > 0) return this.flush(job);
+        if (job.ended) this.finishLog(job);
+      },
+      (error: Error) => {
+        job.writing = false;
+        job.logBroken = true;
+        job.pending = [];
+        this.logger.error(`Job ${job.id}: its log could not be written: ${error.message}`);
+        if (!job.ended) this.fail(job, 'log-unavailable');
+        else job.settle();
+      },
+    );
+  }
+
+  private finishLog(job: RunningJob): void {
+    this.jobLog
+      .end(job.id, job.ended!, this.options.jobs.retentionMs)
+      .catch((error: Error) =>
+        this.logger.error(`Job ${job.id}: could not mark its end: ${error.message}`),
+      )
+      .finally(() => job.settle());
+  }
+
+  private failWith(job: RunningJob, error: unknown): void {
+    if (error instanceof HttpException) {
+      const body = error.getResponse();
+      const title =
+        typeof body === 'string'
+          ? body
+          : ((body as { message?: unknown }).message ?? error.message);
+      return this.fail(job, 'failed', String(title), error.getStatus());
+    }
+    // Never the message or the stack: they may say anything about the server.
+    this.logger.error(
+      `Job ${job.id} failed: ${(error as Error)?.message ?? error}`,
+      (error as Error)?.stack,
+    );
+    this.fail(job, 'failed');
+  }
+
+  private fail(job: RunningJob, reason: SseJobErrorReason, title?: string, status?: number): void {
+    const problem = JSON.stringify(jobProblem(reason, title, status));
+    this.end(job, 'error', `id: %n\nevent: error\ndata: ${problem}\n\n`, reason);
+  }
+
+  /** Ends the job: its last event (done or error) to the log and every stream, then closes them. */
+  private end(job: RunningJob, end: JobEnd, template: string, reason?: SseJobErrorReason): void {
+    if (job.ended) return;
+    job.ended = end;
+    clearTimeout(job.timer);
+    job.subscription?.unsubscribe();
+    if (!job.abort.signal.aborted && reason) job.abort.abort(reason);
+    this.stats[end === 'done' ? 'done' : 'failed']++;
+    const n = job.entries.length + 1;
+    this.record(job, { n, frame: template.replace('%n', String(n)), end });
+    // Streams end once the end is in the log (or could not be written): a client that saw the
+    // end and comes back finds it there (204), on any instance.
+    const subscribers = [...job.subscribers];
+    job.subscribers.clear();
+    void job.settled.then(() => subscribers.forEach((connection) => connection.close('complete')));
+    this.running.delete(job.id);
+    job.release();
+    if (job.logBroken) job.settle();
+    else if (!job.writing && job.pending.length === 0) this.finishLog(job);
+    if (this.running.size === 0) this.stopHeartbeat();
+  }
+
+  private ensureHeartbeat(): void {
+    if (this.heartbeat) return;
+    this.heartbeat = setInterval(() => {
+      for (const job of this.running.values()) {
+        this.jobLog.heartbeat(job.id).then(
+          (cancel) => cancel && !job.ended && this.fail(job, 'cancelled'),
+          (error: Error) => this.throttled.warn(`Job heartbeat failed: ${error.message}`),
+        );
+      }
+    }, ALIVE_REFRESH_MS);
+    this.heartbeat.unref();
+  }
+
+  private stopHeartbeat(): void {
+    clearInterval(this.heartbeat);
+    this.heartbeat = undefined;
+  }
+
+  /**
+   * Shutdown: no new job; running ones get up to `windowMs` to finish, then end with
+   * `event: error` (`shutdown`), written to their logs (bounded) before streams are closed.
+   */
+  async drain(windowMs: number): Promise<void> {
+    this.stopping = true;
+    if (this.running.size === 0) return;
+    const all = () => Promise.all([...this.running.values()].map((job) => job.settled));
+    if (windowMs > 0) await raceTimeout(all(), windowMs, () => undefined);
+    const left = [...this.running.values()];
+    for (const job of left) this.fail(job, 'shutdown');
+    await raceTimeout(
+      Promise.all(left.map((job) => job.settled)),
+      2 * (this.options.redis?.commandTimeoutMs ?? 1_000),
+      () => undefined,
+    );
+  }
+
+  onApplicationShutdown(): void {
+    this.stopHeartbeat();
+    for (const job of this.running.values()) this.fail(job, 'shutdown');
+  }
+}
+
+/** Handlers emit Nest-style `MessageEvent`s; a bare value is taken as the event's data. */
+function toSseEvent(value: unknown): SseEvent {
+  if (value !== null && typeof value === 'object' && 'data' in value) return value as SseEvent;
+  return { data: value };
+}

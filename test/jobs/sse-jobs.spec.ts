@@ -1,0 +1,336 @@
+import {
+  BadRequestException,
+  Body,
+  CanActivate,
+  Controller,
+  ExecutionContext,
+  Injectable,
+  UseGuards,
+} from '@nestjs/common';
+import { concat, interval, map, Observable, take, throwError } from 'rxjs';
+import { Idempotent, Sse, SseJob, SseJobs, SseJobSignal, SseModuleOptions } from '../../src';
+import { PLATFORMS, startApp, TestApp } from '../support/http';
+import { eventually } from '../support/outbox';
+import { deletePrefix, redisUrl, uniquePrefix } from '../support/redis';
+import { FetchedStream, WireEvent } from '../support/sse-fetch';
+
+interface Generate {
+  tokens: number;
+  everyMs?: number;
+  fail?: 'http' | 'crash';
+}
+
+/** Handler runs and the signals they were given, by test. */
+const runs: Array<{ body: Generate; signal: AbortSignal }> = [];
+
+/** `x-user` is the principal (as a real auth guard would set req.user). */
+@Injectable()
+class UserGuard implements CanActivate {
+  canActivate(context: ExecutionContext): boolean {
+    const request = context.switchToHttp().getRequest();
+    const user = request.headers['x-user'];
+    if (user) request.user = { id: user };
+    return true;
+  }
+}
+
+function tokens(body: Generate): Observable<unknown> {
+  const stream = interval(body.everyMs ?? 10).pipe(
+    take(body.tokens),
+    map((i) => ({ type: 'token', data: `t${i}` })),
+  );
+  if (!body.fail) return stream;
+  const failure =
+    body.fail === 'http'
+      ? new BadRequestException('the prompt was refused')
+      : new Error('secret connection string postgres://admin:hunter2@db');
+  return concat(
+    stream,
+    throwError(() => failure),
+  );
+}
+
+@Controller()
+@UseGuards(UserGuard)
+class GenerateController {
+  @SseJob('generate')
+  generate(@Body() body: Generate, @SseJobSignal() signal: AbortSignal) {
+    runs.push({ body, signal });
+    return tokens(body);
+  }
+
+  @Idempotent()
+  @SseJob('generate-once')
+  generateOnce(@Body() body: Generate, @SseJobSignal() signal: AbortSignal) {
+    runs.push({ body, signal });
+    return tokens(body);
+  }
+
+  /** Nest's @Sse parity: a plain stream started by a POST with a body. */
+  @Sse('echo', { method: 'POST' })
+  echo(@Body() body: { words: string[] }) {
+    return new Observable((subscriber) => {
+      for (const word of body.words) subscriber.next({ data: word });
+      subscriber.complete();
+    });
+  }
+}
+
+const tokensOf = (events: WireEvent[]) =>
+  events.filter((e) => e.event === 'token').map((e) => e.data);
+
+describe.each(PLATFORMS)('on %s: resumable job streams (real Redis)', (platform) => {
+  const prefix = uniquePrefix('jobs');
+  let a: TestApp;
+  let b: TestApp;
+  const options = (jobs: SseModuleOptions['jobs'] = {}): SseModuleOptions => ({
+    sse: { heartbeatMs: 60_000 },
+    redis: { url: redisUrl(), keyPrefix: prefix },
+    jobs: { followIntervalMs: 20, ...jobs },
+    shutdown: { drainMs: 0, graceMs: 1_000 },
+  });
+  const streams: FetchedStream[] = [];
+  const start = (
+    app: TestApp,
+    body: Generate,
+    headers: Record<string, string> = {},
+    path = 'generate',
+  ) => {
+    const stream = new FetchedStream(`${app.url}/${path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...headers },
+      body: JSON.stringify(body),
+    });
+    streams.push(stream);
+    return stream;
+  };
+  const resume = (url: string, headers: Record<string, string> = {}) => {
+    const stream = new FetchedStream(url, { headers });
+    streams.push(stream);
+    return stream;
+  };
+  const at = (app: TestApp, contentLocation: string | null) => `${app.url}${contentLocation}`;
+
+  beforeAll(async () => {
+    a = await startApp([GenerateController], options(), { platform, providers: [UserGuard] });
+    b = await startApp([GenerateController], options(), { platform, providers: [UserGuard] });
+  });
+  beforeEach(() => (runs.length = 0));
+  afterEach(() => streams.splice(0).forEach((s) => s.cut()));
+  afterAll(async () => {
+    await a?.close();
+    await b?.close();
+    await deletePrefix(redisUrl(), prefix);
+  });
+
+  it('runs on when the client is cut; resumed on another instance, every token once, in order, then done; then 204', async () => {
+    const first = start(a, { tokens: 30, everyMs: 15 });
+    await first.opened;
+    expect(first.status).toBe(200);
+    const location = first.headers.get('content-location');
+    expect(location).toMatch(/^\/generate\/[A-Za-z0-9_-]{22}$/);
+    await first.received(5);
+    first.cut();
+    const seen = first.events.slice();
+    const lastId = seen[seen.length - 1].id!;
+
+    const rest = resume(at(b, location), { 'last-event-id': lastId });
+    await rest.ended;
+    expect(rest.status).toBe(200);
+    const all = [...seen, ...rest.events];
+    expect(tokensOf(all)).toEqual(Array.from({ length: 30 }, (_, i) => `t${i}`));
+    expect(all.map((e) => e.id)).toEqual(Array.from({ length: 31 }, (_, i) => String(i + 1)));
+    expect(all[all.length - 1]).toMatchObject({ event: 'done', id: '31' });
+    expect(runs).toHaveLength(1);
+
+    // EventSource reconnects after the end with the last id: 204 stops it.
+    const after = await fetch(at(a, location), { headers: { 'last-event-id': '31' } });
+    expect(after.status).toBe(204);
+    // Without an id: the whole job again, from its log.
+    const replay = resume(at(a, location));
+    await replay.ended;
+    expect(tokensOf(replay.events)).toHaveLength(30);
+  });
+
+  it('follows live from another instance while the job runs there', async () => {
+    const first = start(a, { tokens: 20, everyMs: 20 });
+    await first.received(2);
+    const follower = resume(at(b, first.headers.get('content-location')));
+    await Promise.all([first.ended, follower.ended]);
+    expect(tokensOf(follower.events)).toEqual(tokensOf(first.events));
+    expect(follower.events[follower.events.length - 1].event).toBe('done');
+  });
+
+  it('with @Idempotent(), a retried POST attaches to the same job: the handler ran once', async () => {
+    const headers = { 'idempotency-key': `job-${platform}` };
+    const first = start(a, { tokens: 10, everyMs: 20 }, headers, 'generate-once');
+    await first.received(3);
+    first.cut();
+    const retry = start(
+      b,
+      { tokens: 10, everyMs: 20 },
+      { ...headers, 'last-event-id': first.events[2].id! },
+      'generate-once',
+    );
+    await retry.ended;
+    expect(retry.status).toBe(200);
+    expect(retry.headers.get('content-location')).toBe(first.headers.get('content-location'));
+    expect(tokensOf([...first.events.slice(0, 3), ...retry.events])).toEqual(
+      Array.from({ length: 10 }, (_, i) => `t${i}`),
+    );
+    expect(runs).toHaveLength(1);
+    // Same key, another body: 422 as for any idempotent request.
+    const other = await fetch(`${b.url}/generate-once`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...headers },
+      body: JSON.stringify({ tokens: 11 }),
+    });
+    expect(other.status).toBe(422);
+  });
+
+  it('ends a failing job with event: error and a problem body, never the error message or stack', async () => {
+    const refused = start(a, { tokens: 2, fail: 'http' });
+    const crashed = start(a, { tokens: 2, fail: 'crash' });
+    await Promise.all([refused.ended, crashed.ended]);
+    const last = (s: FetchedStream) => s.events[s.events.length - 1];
+    expect(last(refused)).toMatchObject({ event: 'error', id: '3' });
+    expect(JSON.parse(last(refused).data)).toEqual({
+      type: 'urn:nestjs-durable-sse:job:failed',
+      title: 'the prompt was refused',
+      status: 400,
+    });
+    expect(JSON.parse(last(crashed).data)).toEqual({
+      type: 'urn:nestjs-durable-sse:job:failed',
+      title: 'Internal Server Error',
+      status: 500,
+    });
+    expect(last(crashed).data).not.toContain('hunter2');
+    // A resume after the end replays the same end.
+    const again = resume(at(b, crashed.headers.get('content-location')), { 'last-event-id': '2' });
+    await again.ended;
+    expect(again.events).toEqual([last(crashed)]);
+  });
+
+  it('lets only its principal resume or cancel a job: anyone else gets 404, as for an unknown id', async () => {
+    const mine = start(a, { tokens: 50, everyMs: 20 }, { 'x-user': 'alice' });
+    await mine.received(1);
+    const url = at(b, mine.headers.get('content-location'));
+    expect((await fetch(url, { headers: { 'x-user': 'mallory' } })).status).toBe(404);
+    expect((await fetch(url)).status).toBe(404);
+    expect((await fetch(url, { method: 'DELETE', headers: { 'x-user': 'mallory' } })).status).toBe(
+      404,
+    );
+    expect((await fetch(`${b.url}/generate/AAAAAAAAAAAAAAAAAAAAAA`)).status).toBe(404);
+    expect((await fetch(`${b.url}/generate/not-an-id`)).status).toBe(404);
+    const alice = resume(url, { 'x-user': 'alice', 'last-event-id': '1' });
+    await alice.received(1);
+    expect(alice.status).toBe(200);
+  });
+
+  it('cancels a job by DELETE on its resume URL, from any instance: the signal fires, the log ends with cancelled', async () => {
+    const job = start(a, { tokens: 1_000, everyMs: 20 });
+    await job.received(2);
+    const url = job.headers.get('content-location');
+    const cancel = await fetch(at(b, url), { method: 'DELETE' });
+    expect(cancel.status).toBe(202);
+    await job.ended;
+    const last = job.events[job.events.length - 1];
+    expect(last.event).toBe('error');
+    expect(JSON.parse(last.data).type).toBe('urn:nestjs-durable-sse:job:cancelled');
+    expect(runs[0].signal.aborted).toBe(true);
+    expect(runs[0].signal.reason).toBe('cancelled');
+    expect((await fetch(at(b, url), { method: 'DELETE' })).status).toBe(204);
+  });
+
+  it('POST-started plain streams: @Sse({ method: "POST" })', async () => {
+    const echo = new FetchedStream(`${a.url}/echo`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ words: ['one', 'two'] }),
+    });
+    await echo.ended;
+    expect(echo.events.map((e) => e.data)).toEqual(['one', 'two']);
+  });
+
+  describe('bounds', () => {
+    let small: TestApp;
+    beforeAll(async () => {
+      small = await startApp(
+        [GenerateController],
+        options({
+          maxEvents: 5,
+          maxConcurrent: 3,
+          maxConcurrentPerClient: 2,
+          timeoutMs: 300,
+          retentionMs: 1_000,
+        }),
+        { platform, providers: [UserGuard] },
+      );
+    });
+    afterAll(() => small?.close());
+
+    it('refuses a job past the per-client limit with 429 + Retry-After, past the instance limit with 503', async () => {
+      const held = [
+        start(small, { tokens: 4, everyMs: 50 }),
+        start(small, { tokens: 4, everyMs: 50 }),
+      ];
+      await Promise.all(held.map((s) => s.opened));
+      const third = await fetch(`${small.url}/generate`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ tokens: 1 }),
+      });
+      expect(third.status).toBe(429);
+      expect(Number(third.headers.get('retry-after'))).toBeGreaterThan(0);
+      await Promise.all(held.map((s) => s.ended));
+      const jobs = small.app.get(SseJobs);
+      await eventually(
+        () => jobs.stats.started === jobs.stats.done + jobs.stats.failed,
+        'jobs ended',
+      );
+    });
+
+    it('ends a job that emits past maxEvents with too-large, one past timeoutMs with timeout; logs expire', async () => {
+      const big = start(small, { tokens: 10, everyMs: 5 });
+      const slow = start(small, { tokens: 10, everyMs: 100 });
+      await Promise.all([big.ended, slow.ended]);
+      const reason = (s: FetchedStream) => JSON.parse(s.events[s.events.length - 1].data).type;
+      expect(tokensOf(big.events)).toHaveLength(5);
+      expect(reason(big)).toBe('urn:nestjs-durable-sse:job:too-large');
+      expect(reason(slow)).toBe('urn:nestjs-durable-sse:job:timeout');
+      expect(runs.find((r) => r.body.everyMs === 100)!.signal.reason).toBe('timeout');
+      // retentionMs after the end, the job is gone.
+      const url = at(small, big.headers.get('content-location'));
+      expect((await fetch(url)).status).toBe(200);
+      await eventually(async () => (await fetch(url)).status === 404, 'the log to expire', 5_000);
+    });
+  });
+
+  it('on shutdown, a job that does not finish in the drain window ends with event: error (shutdown), seen from another instance', async () => {
+    const c = await startApp([GenerateController], options(), { platform, providers: [UserGuard] });
+    let closed = false;
+    try {
+      const job = start(c, { tokens: 1_000, everyMs: 20 });
+      await job.received(2);
+      const follower = resume(at(b, job.headers.get('content-location')));
+      await follower.received(2);
+      await c.close();
+      closed = true;
+      await follower.ended;
+      const last = follower.events[follower.events.length - 1];
+      expect(last.event).toBe('error');
+      expect(JSON.parse(last.data).type).toBe('urn:nestjs-durable-sse:job:shutdown');
+      expect(runs[0].signal.reason).toBe('shutdown');
+    } finally {
+      if (!closed) await c.close();
+    }
+  });
+});
+
+describe('@SseJob() without redis', () => {
+  it('fails bootstrap naming the option', async () => {
+    await expect(startApp([GenerateController], {}, { providers: [UserGuard] })).rejects.toThrow(
+      /GenerateController.generate.*configure the redis option/,
+    );
+  });
+});
