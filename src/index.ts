@@ -38,6 +38,7 @@ export {
   IDEMPOTENCY_DEFAULTS,
   HEALTH_DEFAULTS,
   SHUTDOWN_DEFAULTS,
+  JOBS_DEFAULTS,
   METRICS_DEFAULTS,
 } from './config/sse-module-options';
 export { SseConfigError, resolveSseModuleOptions } from './config/validate-options';
