@@ -7,8 +7,21 @@ import {
   Injectable,
   UseGuards,
 } from '@nestjs/common';
+import { fork } from 'node:child_process';
+import { once } from 'node:events';
+import * as path from 'node:path';
 import { concat, interval, map, Observable, take, throwError } from 'rxjs';
-import { Idempotent, Sse, SseJob, SseJobs, SseJobSignal, SseModuleOptions } from '../../src';
+import {
+  Idempotent,
+  Sse,
+  SSE_CLIENT_KEY_RESOLVER,
+  SseJob,
+  SseJobs,
+  SseJobSignal,
+  SseModuleExtras,
+  SseModuleOptions,
+  SseRequest,
+} from '../../src';
 import { PLATFORMS, startApp, TestApp } from '../support/http';
 import { eventually } from '../support/outbox';
 import { deletePrefix, redisUrl, uniquePrefix } from '../support/redis';
@@ -76,6 +89,12 @@ class GenerateController {
   }
 }
 
+/** The client key from `x-client`, so one test can be several clients. */
+const byHeader = {
+  provide: SSE_CLIENT_KEY_RESOLVER,
+  useValue: { resolve: (request: SseRequest) => String(request.headers['x-client'] ?? 'anon') },
+};
+
 const tokensOf = (events: WireEvent[]) =>
   events.filter((e) => e.event === 'token').map((e) => e.data);
 
@@ -83,8 +102,13 @@ describe.each(PLATFORMS)('on %s: resumable job streams (real Redis)', (platform)
   const prefix = uniquePrefix('jobs');
   let a: TestApp;
   let b: TestApp;
-  const options = (jobs: SseModuleOptions['jobs'] = {}): SseModuleOptions => ({
-    sse: { heartbeatMs: 60_000 },
+  const options = (
+    jobs: SseModuleOptions['jobs'] = {},
+    sse: SseModuleOptions['sse'] = {},
+    providers: SseModuleExtras['providers'] = [],
+  ): SseModuleOptions & SseModuleExtras => ({
+    providers,
+    sse: { heartbeatMs: 60_000, ...sse },
     redis: { url: redisUrl(), keyPrefix: prefix },
     jobs: { followIntervalMs: 20, ...jobs },
     shutdown: { drainMs: 0, graceMs: 1_000 },
@@ -257,37 +281,54 @@ describe.each(PLATFORMS)('on %s: resumable job streams (real Redis)', (platform)
     beforeAll(async () => {
       small = await startApp(
         [GenerateController],
-        options({
-          maxEvents: 5,
-          maxConcurrent: 3,
-          maxConcurrentPerClient: 2,
-          timeoutMs: 300,
-          retentionMs: 1_000,
-        }),
+        options(
+          {
+            maxEvents: 5,
+            maxConcurrent: 3,
+            maxConcurrentPerClient: 2,
+            timeoutMs: 300,
+            retentionMs: 1_000,
+          },
+          { heartbeatMs: 20 },
+          [byHeader],
+        ),
         { platform, providers: [UserGuard] },
       );
     });
     afterAll(() => small?.close());
 
     it('refuses a job past the per-client limit with 429 + Retry-After, past the instance limit with 503', async () => {
-      const held = [
-        start(small, { tokens: 4, everyMs: 50 }),
-        start(small, { tokens: 4, everyMs: 50 }),
-      ];
+      const job = { tokens: 4, everyMs: 50 };
+      const held = [start(small, job, { 'x-client': 'a' }), start(small, job, { 'x-client': 'a' })];
       await Promise.all(held.map((s) => s.opened));
-      const third = await fetch(`${small.url}/generate`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ tokens: 1 }),
-      });
+      const post = (client: string) =>
+        fetch(`${small.url}/generate`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'x-client': client },
+          body: JSON.stringify({ tokens: 1 }),
+        });
+      const third = await post('a');
       expect(third.status).toBe(429);
       expect(Number(third.headers.get('retry-after'))).toBeGreaterThan(0);
+      held.push(start(small, job, { 'x-client': 'b' }));
+      await held[2].opened;
+      expect(held[2].status).toBe(200);
+      const fourth = await post('c'); // the instance runs maxConcurrent (3) jobs
+      expect(fourth.status).toBe(503);
+      expect(Number(fourth.headers.get('retry-after'))).toBeGreaterThan(0);
       await Promise.all(held.map((s) => s.ended));
       const jobs = small.app.get(SseJobs);
       await eventually(
         () => jobs.stats.started === jobs.stats.done + jobs.stats.failed,
         'jobs ended',
       );
+    });
+
+    it('keeps the stream of a quiet job alive with heartbeats', async () => {
+      const quiet = start(small, { tokens: 1, everyMs: 200 });
+      await quiet.ended;
+      expect(quiet.comments.length).toBeGreaterThan(0);
+      expect(quiet.events.map((e) => e.event)).toEqual(['token', 'done']);
     });
 
     it('ends a job that emits past maxEvents with too-large, one past timeoutMs with timeout; logs expire', async () => {
@@ -323,6 +364,52 @@ describe.each(PLATFORMS)('on %s: resumable job streams (real Redis)', (platform)
       expect(runs[0].signal.reason).toBe('shutdown');
     } finally {
       if (!closed) await c.close();
+    }
+  });
+});
+
+describe('a job whose process is killed outright', () => {
+  const prefix = uniquePrefix('jobkill');
+  afterAll(() => deletePrefix(redisUrl(), prefix));
+
+  it('ends with event: error (abandoned) for a client following it on another instance, once', async () => {
+    const child = fork(path.join(__dirname, 'job-child.js'), [], {
+      env: { ...process.env, REDIS_URL: redisUrl(), KEY_PREFIX: prefix },
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    const exited = once(child, 'exit');
+    const other = await startApp(
+      [GenerateController],
+      {
+        redis: { url: redisUrl(), keyPrefix: prefix },
+        jobs: { followIntervalMs: 20 },
+      },
+      { providers: [UserGuard] },
+    );
+    try {
+      const [ready] = (await once(child, 'message')) as [{ port: number }];
+      const job = new FetchedStream(`http://127.0.0.1:${ready.port}/generate`, { method: 'POST' });
+      await job.received(3);
+      const follower = new FetchedStream(`${other.url}${job.headers.get('content-location')}`);
+      await follower.received(3);
+      child.kill('SIGKILL');
+      await exited;
+      await follower.ended;
+      const last = follower.events[follower.events.length - 1];
+      expect(last.event).toBe('error');
+      expect(JSON.parse(last.data).type).toBe('urn:nestjs-durable-sse:job:abandoned');
+      // Ids still grow by one: nothing lost, nothing after the end.
+      const ids = follower.events.map((e) => Number(e.id));
+      expect(ids).toEqual(ids.map((_, i) => ids[0] + i));
+      // A second client finds the same end in the log.
+      const again = new FetchedStream(`${other.url}${job.headers.get('content-location')}`, {
+        headers: { 'last-event-id': String(ids[ids.length - 2]) },
+      });
+      await again.ended;
+      expect(again.events).toEqual([last]);
+    } finally {
+      child.kill('SIGKILL');
+      await other.close();
     }
   });
 });

@@ -12,6 +12,8 @@ export interface WireEvent {
  */
 export class FetchedStream {
   readonly events: WireEvent[] = [];
+  /** Comment lines received (heartbeats, notes), in order. */
+  readonly comments: string[] = [];
   status = 0;
   headers = new Headers();
   private readonly controller = new AbortController();
@@ -60,6 +62,7 @@ export class FetchedStream {
       const event: WireEvent = { event: 'message', data: '' };
       const data: string[] = [];
       for (const line of block.split('\n')) {
+        if (line.startsWith(':')) this.comments.push(line);
         if (line.startsWith(':') || line === '') continue;
         const at = line.indexOf(':');
         const field = at < 0 ? line : line.slice(0, at);

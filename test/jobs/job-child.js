@@ -1,0 +1,46 @@
+'use strict';
+// An app in its own process, from the built package, running a long @SseJob(): the test
+// SIGKILLs it mid-job, as an OOM kill or a lost node would, with no shutdown of any kind.
+require('reflect-metadata');
+const { Controller, Module } = require('@nestjs/common');
+const { NestFactory } = require('@nestjs/core');
+const { interval, map } = require('rxjs');
+const durable = require('../../dist');
+
+class GenerateController {
+  generate() {
+    return interval(20).pipe(map((i) => ({ type: 'token', data: `t${i}` })));
+  }
+}
+Object.defineProperty(
+  GenerateController.prototype,
+  'generate',
+  Reflect.decorate(
+    [durable.SseJob('generate')],
+    GenerateController.prototype,
+    'generate',
+    Object.getOwnPropertyDescriptor(GenerateController.prototype, 'generate'),
+  ),
+);
+Controller()(GenerateController);
+
+class AppModule {}
+Module({
+  imports: [
+    durable.SseModule.forRoot({
+      redis: { url: process.env.REDIS_URL, keyPrefix: process.env.KEY_PREFIX },
+    }),
+  ],
+  controllers: [GenerateController],
+})(AppModule);
+
+async function main() {
+  const app = await NestFactory.create(AppModule, { logger: ['error'] });
+  await app.listen(0, '127.0.0.1');
+  process.send({ cmd: 'ready', port: app.getHttpServer().address().port });
+}
+
+main().catch((error) => {
+  console.error(error);
+  process.exit(1);
+});
