@@ -91,7 +91,8 @@ export class JobLog {
             ? this.client.xadd(keys.log, `0-${entry.n}`, 'f', entry.frame, 'end', entry.end)
             : this.client.xadd(keys.log, `0-${entry.n}`, 'f', entry.frame),
         ),
-        this.client.pexpire(keys.log, ttlMs),
+        // The stream exists from its first entry on: its expiry is set then, once.
+        ...(entries[0]?.n === 1 ? [this.client.pexpire(keys.log, ttlMs)] : []),
       ]),
     );
   }

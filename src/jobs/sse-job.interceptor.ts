@@ -5,6 +5,7 @@ import {
   Injectable,
   InternalServerErrorException,
   NestInterceptor,
+  ServiceUnavailableException,
 } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import { firstValueFrom, from, isObservable, Observable } from 'rxjs';
@@ -114,6 +115,9 @@ export class SseJobInterceptor implements NestInterceptor {
     } catch (error) {
       job.release();
       admission.slot.release();
+      // Redis could not register the job in time: worth retrying shortly (with the same
+      // Idempotency-Key, safely).
+      if (error instanceof ServiceUnavailableException) this.retryAfter(response);
       throw error;
     }
   }
@@ -190,12 +194,16 @@ export class SseJobInterceptor implements NestInterceptor {
   }
 
   private refuse(response: PlatformResponse, status: 503 | 429, reason: string): never {
+    this.retryAfter(response);
+    throw new HttpException(reason, status);
+  }
+
+  private retryAfter(response: PlatformResponse): void {
     this.platforms.platform.setHeader(
       response,
       'Retry-After',
       String(Math.ceil(this.streamer.jitteredBackoffMs() / 1000)),
     );
-    throw new HttpException(reason, status);
   }
 }
 

@@ -27,6 +27,9 @@ import type { SseRequest } from '../sse/sse-route-options';
 import { ALIVE_REFRESH_MS, JobEnd, JobLog, JobMeta, LogEntry } from './job-log';
 import { SSE_JOB_METADATA } from './sse-job.options';
 
+/** How long appends wait to leave together; see {@link SseJobs.scheduleFlush}. */
+const LOG_LINGER_MS = 5;
+
 /** Why a job ended with `event: error`; the `type` of its problem body is `urn:nestjs-durable-sse:job:<reason>`. */
 export type SseJobErrorReason =
   'failed' | 'timeout' | 'cancelled' | 'shutdown' | 'too-large' | 'abandoned' | 'log-unavailable';
@@ -95,6 +98,8 @@ export class SseJobs implements OnModuleInit, OnApplicationShutdown {
   private stopping = false;
   private heartbeat?: NodeJS.Timeout;
   private log?: JobLog;
+  private readonly dirty = new Set<RunningJob>();
+  private flushTimer?: NodeJS.Timeout;
   readonly stats = { started: 0, done: 0, failed: 0, resumed: 0 };
 
   constructor(
@@ -355,7 +360,23 @@ export class SseJobs implements OnModuleInit, OnApplicationShutdown {
     for (const connection of job.subscribers) connection.write(entry.frame);
     if (job.logBroken) return;
     job.pending.push(entry);
-    this.flush(job);
+    this.scheduleFlush(job);
+  }
+
+  /**
+   * Appends are written every LOG_LINGER_MS for all jobs at once rather than per event: the
+   * events of a thousand jobs then leave in one socket write (ioredis pipelines the commands of
+   * one tick) instead of one write each. Streams here are fed from memory meanwhile, so only a
+   * stream following from another instance sees an event up to that much later.
+   */
+  private scheduleFlush(job: RunningJob): void {
+    this.dirty.add(job);
+    this.flushTimer ??= setTimeout(() => {
+      this.flushTimer = undefined;
+      const jobs = [...this.dirty];
+      this.dirty.clear();
+      for (const dirty of jobs) this.flush(dirty);
+    }, LOG_LINGER_MS);
   }
 
   /** Writes pending entries to Redis, one batch at a time, in order. */
@@ -367,7 +388,7 @@ export class SseJobs implements OnModuleInit, OnApplicationShutdown {
     this.jobLog.append(job.id, batch, timeoutMs + retentionMs).then(
       () => {
         job.writing = false;
-        if (job.pending.length > 0) return this.flush(job);
+        if (job.pending.length > 0) return this.scheduleFlush(job);
         if (job.ended) this.finishLog(job);
       },
       (error: Error) => {
