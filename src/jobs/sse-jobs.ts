@@ -66,6 +66,11 @@ interface RunningJob {
   clientKey: string;
   /** Every event so far, framed (the log, in memory while the job runs here). */
   entries: LogEntry[];
+  /**
+   * Entries written to streams so far: those in the log. An event reaches a stream only once it
+   * is in the log, so every id a client has seen can be resumed from, anywhere.
+   */
+  delivered: number;
   bytes: number;
   subscribers: Set<SseConnection>;
   abort: AbortController;
@@ -206,6 +211,7 @@ export class SseJobs implements OnModuleInit, OnApplicationShutdown {
       id,
       clientKey,
       entries: [],
+      delivered: 0,
       bytes: 0,
       subscribers: new Set(),
       abort,
@@ -267,7 +273,7 @@ export class SseJobs implements OnModuleInit, OnApplicationShutdown {
   /** The id of the job's last event (its end, once it has ended). */
   lastEventOf(id: string): Promise<number> {
     const job = this.running.get(id);
-    if (job) return Promise.resolve(job.entries.length);
+    if (job) return Promise.resolve(job.delivered);
     return this.jobLog.last(id);
   }
 
@@ -275,12 +281,8 @@ export class SseJobs implements OnModuleInit, OnApplicationShutdown {
   attach(id: string, connection: SseConnection, after: number): boolean {
     const job = this.running.get(id);
     if (!job) return false;
-    const missed = job.entries.slice(after);
+    const missed = job.entries.slice(after, job.delivered);
     if (missed.length > 0) connection.write(missed.map((entry) => entry.frame).join(''));
-    if (job.ended) {
-      connection.close('complete');
-      return true;
-    }
     job.subscribers.add(connection);
     connection.onTeardown(() => job.subscribers.delete(connection));
     return true;
@@ -350,24 +352,34 @@ export class SseJobs implements OnModuleInit, OnApplicationShutdown {
       return;
     }
     const { maxEvents, maxBytes } = this.options.jobs;
-    if (n > maxEvents || job.bytes + frame.length > maxBytes) return this.fail(job, 'too-large');
+    if (n > maxEvents || job.bytes + Buffer.byteLength(frame) > maxBytes)
+      return this.fail(job, 'too-large');
     this.record(job, { n, frame });
   }
 
   private record(job: RunningJob, entry: LogEntry): void {
     job.entries.push(entry);
-    job.bytes += entry.frame.length;
-    for (const connection of job.subscribers) connection.write(entry.frame);
-    if (job.logBroken) return;
+    job.bytes += Buffer.byteLength(entry.frame);
+    if (job.logBroken) return this.deliver(job, job.entries.length);
     job.pending.push(entry);
     this.scheduleFlush(job);
+  }
+
+  /** Writes entries up to `upTo` (an id) to the job's streams. */
+  private deliver(job: RunningJob, upTo: number): void {
+    if (upTo <= job.delivered) return;
+    const frames = job.entries
+      .slice(job.delivered, upTo)
+      .map((entry) => entry.frame)
+      .join('');
+    job.delivered = upTo;
+    for (const connection of job.subscribers) connection.write(frames);
   }
 
   /**
    * Appends are written every LOG_LINGER_MS for all jobs at once rather than per event: the
    * events of a thousand jobs then leave in one socket write (ioredis pipelines the commands of
-   * one tick) instead of one write each. Streams here are fed from memory meanwhile, so only a
-   * stream following from another instance sees an event up to that much later.
+   * one tick) instead of one write each. Events reach streams once written, so this much later.
    */
   private scheduleFlush(job: RunningJob): void {
     this.dirty.add(job);
@@ -388,6 +400,7 @@ export class SseJobs implements OnModuleInit, OnApplicationShutdown {
     this.jobLog.append(job.id, batch, timeoutMs + retentionMs).then(
       () => {
         job.writing = false;
+        this.deliver(job, batch[batch.length - 1].n);
         if (job.pending.length > 0) return this.scheduleFlush(job);
         if (job.ended) this.finishLog(job);
       },
@@ -396,6 +409,8 @@ export class SseJobs implements OnModuleInit, OnApplicationShutdown {
         job.logBroken = true;
         job.pending = [];
         this.logger.error(`Job ${job.id}: its log could not be written: ${error.message}`);
+        // What could not be logged still reaches the streams here, with the end that follows.
+        this.deliver(job, job.entries.length);
         if (!job.ended) this.fail(job, 'log-unavailable');
         else job.settle();
       },
@@ -445,9 +460,10 @@ export class SseJobs implements OnModuleInit, OnApplicationShutdown {
     this.record(job, { n, frame: template.replace('%n', String(n)), end });
     // Streams end once the end is in the log (or could not be written): a client that saw the
     // end and comes back finds it there (204), on any instance.
-    const subscribers = [...job.subscribers];
-    job.subscribers.clear();
-    void job.settled.then(() => subscribers.forEach((connection) => connection.close('complete')));
+    void job.settled.then(() => {
+      for (const connection of [...job.subscribers]) connection.close('complete');
+      job.subscribers.clear();
+    });
     this.running.delete(job.id);
     job.release();
     if (job.logBroken) job.settle();

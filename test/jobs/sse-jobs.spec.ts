@@ -9,12 +9,14 @@ import {
 } from '@nestjs/common';
 import { fork } from 'node:child_process';
 import { once } from 'node:events';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import { concat, interval, map, Observable, take, throwError } from 'rxjs';
 import {
   Idempotent,
   Sse,
   SSE_CLIENT_KEY_RESOLVER,
+  SseConnectionRegistry,
   SseJob,
   SseJobs,
   SseJobSignal,
@@ -22,6 +24,7 @@ import {
   SseModuleOptions,
   SseRequest,
 } from '../../src';
+import { raceTimeout } from '../../src/common/timeout';
 import { PLATFORMS, startApp, TestApp } from '../support/http';
 import { eventually } from '../support/outbox';
 import { deletePrefix, redisUrl, uniquePrefix } from '../support/redis';
@@ -30,6 +33,8 @@ import { FetchedStream, WireEvent } from '../support/sse-fetch';
 interface Generate {
   tokens: number;
   everyMs?: number;
+  /** Bytes of padding per token (big events). */
+  pad?: number;
   fail?: 'http' | 'crash';
 }
 
@@ -50,7 +55,7 @@ class UserGuard implements CanActivate {
 function tokens(body: Generate): Observable<unknown> {
   const stream = interval(body.everyMs ?? 10).pipe(
     take(body.tokens),
-    map((i) => ({ type: 'token', data: `t${i}` })),
+    map((i) => ({ type: 'token', data: `t${i}${body.pad ? ` ${'x'.repeat(body.pad)}` : ''}` })),
   );
   if (!body.fail) return stream;
   const failure =
@@ -266,6 +271,57 @@ describe.each(PLATFORMS)('on %s: resumable job streams (real Redis)', (platform)
     expect((await fetch(at(b, url), { method: 'DELETE' })).status).toBe(204);
   });
 
+  it('cuts a job client that stops reading (slow consumer); the job runs on and a resume gets it all', async () => {
+    const c = await startApp(
+      [GenerateController],
+      options(
+        { maxBytes: 128 * 1024 * 1024, maxEvents: 2000 },
+        { maxBufferedBytes: 64 * 1024, slowConsumerMs: 200 },
+      ),
+      { platform, providers: [UserGuard] },
+    );
+    try {
+      // A client that reads the response head, then nothing more.
+      const { hostname, port } = new URL(c.url);
+      // 31 MiB: loopback's socket buffers take several MiB before the backlog shows.
+      const body = JSON.stringify({ tokens: 1000, everyMs: 1, pad: 32 * 1024 });
+      const socket = net.connect({ host: hostname, port: Number(port) });
+      socket.write(
+        `POST /generate HTTP/1.1\r\nHost: ${hostname}\r\nContent-Type: application/json\r\n` +
+          `Content-Length: ${body.length}\r\n\r\n${body}`,
+      );
+      let head = '';
+      await new Promise<void>((resolve) => {
+        const onData = (chunk: Buffer) => {
+          head += chunk.toString('latin1');
+          if (!head.includes('retry:')) return;
+          socket.off('data', onData);
+          socket.pause();
+          resolve();
+        };
+        socket.on('data', onData);
+      });
+      const location = /content-location: (\S+)/i.exec(head)![1];
+      const registry = c.app.get(SseConnectionRegistry);
+      await eventually(() => registry.stats.slowConsumers >= 1, 'the stalled client cut');
+      // Its connection was closed by the server (seen once the client reads again).
+      const closed = once(socket, 'close');
+      socket.on('data', () => undefined);
+      socket.resume();
+      await raceTimeout(closed, 10_000, () => {
+        throw new Error('the stalled client was never closed');
+      });
+      const rest = resume(`${c.url}${location}`);
+      await rest.ended;
+      expect(tokensOf(rest.events).map((t) => t.split(' ')[0])).toEqual(
+        Array.from({ length: 1000 }, (_, i) => `t${i}`),
+      );
+      expect(rest.events[rest.events.length - 1].event).toBe('done');
+    } finally {
+      await c.close();
+    }
+  });
+
   it('POST-started plain streams: @Sse({ method: "POST" })', async () => {
     const echo = new FetchedStream(`${a.url}/echo`, {
       method: 'POST',
@@ -401,12 +457,17 @@ describe('a job whose process is killed outright', () => {
       // Ids still grow by one: nothing lost, nothing after the end.
       const ids = follower.events.map((e) => Number(e.id));
       expect(ids).toEqual(ids.map((_, i) => ids[0] + i));
-      // A second client finds the same end in the log.
+      // The client of the killed instance saw only logged events: resuming from the last one it
+      // saw, anywhere, it gets the rest and the end — never a 204 without having seen an end.
+      await job.ended.catch(() => undefined); // its connection died with the process
+      const seen = job.events[job.events.length - 1].id!;
       const again = new FetchedStream(`${other.url}${job.headers.get('content-location')}`, {
-        headers: { 'last-event-id': String(ids[ids.length - 2]) },
+        headers: { 'last-event-id': seen },
       });
       await again.ended;
-      expect(again.events).toEqual([last]);
+      expect(again.status).toBe(200);
+      expect(again.events[again.events.length - 1]).toEqual(last);
+      expect(Number(again.events[0].id)).toBe(Number(seen) + 1);
     } finally {
       child.kill('SIGKILL');
       await other.close();
