@@ -84,6 +84,14 @@ class GenerateController {
     return tokens(body);
   }
 
+  /** The decorators the other way round: the same behaviour. */
+  @SseJob('generate-once-too')
+  @Idempotent()
+  generateOnceToo(@Body() body: Generate, @SseJobSignal() signal: AbortSignal) {
+    runs.push({ body, signal });
+    return tokens(body);
+  }
+
   /** Nest's @Sse parity: a plain stream started by a POST with a body. */
   @Sse('echo', { method: 'POST' })
   echo(@Body() body: { words: string[] }) {
@@ -190,32 +198,35 @@ describe.each(PLATFORMS)('on %s: resumable job streams (real Redis)', (platform)
     expect(follower.events[follower.events.length - 1].event).toBe('done');
   });
 
-  it('with @Idempotent(), a retried POST attaches to the same job: the handler ran once', async () => {
-    const headers = { 'idempotency-key': `job-${platform}` };
-    const first = start(a, { tokens: 10, everyMs: 20 }, headers, 'generate-once');
-    await first.received(3);
-    first.cut();
-    const retry = start(
-      b,
-      { tokens: 10, everyMs: 20 },
-      { ...headers, 'last-event-id': first.events[2].id! },
-      'generate-once',
-    );
-    await retry.ended;
-    expect(retry.status).toBe(200);
-    expect(retry.headers.get('content-location')).toBe(first.headers.get('content-location'));
-    expect(tokensOf([...first.events.slice(0, 3), ...retry.events])).toEqual(
-      Array.from({ length: 10 }, (_, i) => `t${i}`),
-    );
-    expect(runs).toHaveLength(1);
-    // Same key, another body: 422 as for any idempotent request.
-    const other = await fetch(`${b.url}/generate-once`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', ...headers },
-      body: JSON.stringify({ tokens: 11 }),
-    });
-    expect(other.status).toBe(422);
-  });
+  it.each(['generate-once', 'generate-once-too'])(
+    'with @Idempotent(), a retried POST attaches to the same job: the handler ran once (%s)',
+    async (route) => {
+      const headers = { 'idempotency-key': `job-${platform}-${route}` };
+      const first = start(a, { tokens: 10, everyMs: 20 }, headers, route);
+      await first.received(3);
+      first.cut();
+      const retry = start(
+        b,
+        { tokens: 10, everyMs: 20 },
+        { ...headers, 'last-event-id': first.events[2].id! },
+        route,
+      );
+      await retry.ended;
+      expect(retry.status).toBe(200);
+      expect(retry.headers.get('content-location')).toBe(first.headers.get('content-location'));
+      expect(tokensOf([...first.events.slice(0, 3), ...retry.events])).toEqual(
+        Array.from({ length: 10 }, (_, i) => `t${i}`),
+      );
+      expect(runs).toHaveLength(1);
+      // Same key, another body: 422 as for any idempotent request.
+      const other = await fetch(`${b.url}/${route}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...headers },
+        body: JSON.stringify({ tokens: 11 }),
+      });
+      expect(other.status).toBe(422);
+    },
+  );
 
   it('ends a failing job with event: error and a problem body, never the error message or stack', async () => {
     const refused = start(a, { tokens: 2, fail: 'http' });
