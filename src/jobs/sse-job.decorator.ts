@@ -58,12 +58,9 @@ export function SseJob(path = '', options: SseJobRouteOptions = {}): MethodDecor
     const method = options.method ?? 'POST';
     // The response as a hidden argument: Nest then leaves the response to the route (the
     // stream), and the boxed result keeps Nest from flattening a returned Observable.
-    wrapWithHiddenArgument(target, key, descriptor, Res(), (_response, call) => {
-      const result = call();
-      return result instanceof Promise
-        ? result.then((value) => new SseHandlerResult(value))
-        : new SseHandlerResult(result);
-    });
+    wrapWithHiddenArgument(target, key, descriptor, Res(), (_response, call) =>
+      SseHandlerResult.of(call),
+    );
     applyDecorators(
       RequestMapping({ path, method: RequestMethod[method] }),
       SetMetadata(SSE_JOB_METADATA, 'start' satisfies SseJobRole),

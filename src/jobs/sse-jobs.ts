@@ -11,6 +11,7 @@ import {
 import { ModulesContainer } from '@nestjs/core';
 import { randomBytes } from 'node:crypto';
 import type { Observable, Subscription } from 'rxjs';
+import { ClientLimits } from '../common/client-limits';
 import { ThrottledWarning } from '../common/throttled-warning';
 import { raceTimeout } from '../common/timeout';
 import { SSE_MODULE_OPTIONS } from '../config/tokens';
@@ -21,7 +22,7 @@ import {
 } from '../idempotency/idempotency-scope';
 import { RedisConnection } from '../idempotency/redis-connection';
 import type { SseConnection } from '../sse/sse-connection';
-import type { SseEvent } from '../sse/sse-event';
+import { toSseEvent } from '../sse/sse-event';
 import { SseHub } from '../sse/sse-hub';
 import type { SseRequest } from '../sse/sse-route-options';
 import { ALIVE_REFRESH_MS, JobEnd, JobLog, JobMeta, LogEntry } from './job-log';
@@ -98,8 +99,7 @@ export class SseJobs implements OnModuleInit, OnApplicationShutdown {
   private readonly logger = new Logger('SseJobs');
   private readonly throttled = new ThrottledWarning(this.logger);
   private readonly running = new Map<string, RunningJob>();
-  private readonly perClient = new Map<string, number>();
-  private reserved = 0;
+  private readonly limits: ClientLimits;
   private stopping = false;
   private heartbeat?: NodeJS.Timeout;
   private log?: JobLog;
@@ -113,7 +113,9 @@ export class SseJobs implements OnModuleInit, OnApplicationShutdown {
     private readonly hub: SseHub,
     @Inject(IDEMPOTENCY_SCOPE_RESOLVER) private readonly scopes: IdempotencyScopeResolver,
     private readonly modules: ModulesContainer,
-  ) {}
+  ) {
+    this.limits = new ClientLimits(options.jobs.maxConcurrent, options.jobs.maxConcurrentPerClient);
+  }
 
   /** A job route without `redis` fails bootstrap: its log lives there. */
   onModuleInit(): void {
@@ -156,28 +158,14 @@ export class SseJobs implements OnModuleInit, OnApplicationShutdown {
 
   /** Reserves a place for a new job under `jobs.maxConcurrent` and `maxConcurrentPerClient`. */
   admit(clientKey: string): JobAdmission {
-    const { maxConcurrent, maxConcurrentPerClient } = this.options.jobs;
     if (this.stopping)
       return { admitted: false, status: 503, reason: 'This instance is shutting down' };
-    if (this.reserved >= maxConcurrent)
+    const place = this.limits.take(clientKey);
+    if (place === 'full')
       return { admitted: false, status: 503, reason: 'This instance runs as many jobs as it may' };
-    const mine = this.perClient.get(clientKey) ?? 0;
-    if (mine >= maxConcurrentPerClient)
+    if (place === 'client-limit')
       return { admitted: false, status: 429, reason: 'Too many jobs running for this client' };
-    this.reserved++;
-    this.perClient.set(clientKey, mine + 1);
-    let released = false;
-    return {
-      admitted: true,
-      release: () => {
-        if (released) return;
-        released = true;
-        this.reserved--;
-        const left = (this.perClient.get(clientKey) ?? 1) - 1;
-        if (left > 0) this.perClient.set(clientKey, left);
-        else this.perClient.delete(clientKey);
-      },
-    };
+    return { admitted: true, release: place.release };
   }
 
   /** The principal a job belongs to (the idempotency scope rules); '' for an anonymous one. */
@@ -511,10 +499,4 @@ export class SseJobs implements OnModuleInit, OnApplicationShutdown {
     this.stopHeartbeat();
     for (const job of this.running.values()) this.fail(job, 'shutdown');
   }
-}
-
-/** Handlers emit Nest-style `MessageEvent`s; a bare value is taken as the event's data. */
-function toSseEvent(value: unknown): SseEvent {
-  if (value !== null && typeof value === 'object' && 'data' in value) return value as SseEvent;
-  return { data: value };
 }

@@ -3,6 +3,7 @@ import { SSE_MODULE_OPTIONS } from '../config/tokens';
 import type { ResolvedSseModuleOptions } from '../config/sse-module-options';
 import { SseCloseReason, SseConnection } from './sse-connection';
 import { SSE_HEARTBEAT } from './sse-encoder';
+import { ClientLimits } from '../common/client-limits';
 
 export type SseAdmission =
   | { admitted: true; slot: SseSlot }
@@ -28,19 +29,24 @@ export interface SseSlot {
 export class SseConnectionRegistry implements OnApplicationShutdown {
   private readonly logger = new Logger('SseConnectionRegistry');
   private readonly connections = new Set<SseConnection>();
-  private readonly perClient = new Map<string, number>();
-  private reserved = 0;
+  private readonly limits: ClientLimits;
   private ticker: NodeJS.Timeout | undefined;
   private shuttingDown = false;
   private draining = false;
   private readonly counters = { opened: 0, slowConsumers: 0 };
   private emptyWaiters: Array<() => void> = [];
 
-  constructor(@Inject(SSE_MODULE_OPTIONS) private readonly options: ResolvedSseModuleOptions) {}
+  constructor(@Inject(SSE_MODULE_OPTIONS) private readonly options: ResolvedSseModuleOptions) {
+    this.limits = new ClientLimits(
+      options.sse.maxConnections,
+      options.sse.maxConnectionsPerClient,
+      () => this.emptyWaiters.splice(0).forEach((resolve) => resolve()),
+    );
+  }
 
   /** Streams open or being opened right now. */
   get size(): number {
-    return this.reserved;
+    return this.limits.size;
   }
 
   /** New streams are refused and open ones ended (after the drain window, if any). */
@@ -67,9 +73,9 @@ export class SseConnectionRegistry implements OnApplicationShutdown {
     heartbeatTimer: boolean;
   } {
     return {
-      open: this.reserved,
+      open: this.limits.size,
       max: this.options.sse.maxConnections,
-      clients: this.perClient.size,
+      clients: this.limits.clients,
       ...this.counters,
       heartbeatTimer: this.ticker !== undefined,
     };
@@ -77,37 +83,17 @@ export class SseConnectionRegistry implements OnApplicationShutdown {
 
   /** Resolves once no stream is open or being opened. */
   whenEmpty(): Promise<void> {
-    if (this.reserved === 0) return Promise.resolve();
+    if (this.limits.size === 0) return Promise.resolve();
     return new Promise((resolve) => this.emptyWaiters.push(resolve));
   }
 
   /** Reserves a place for a stream before its handler runs, so concurrent opens cannot overshoot. */
   admit(clientKey: string): SseAdmission {
-    const { maxConnections, maxConnectionsPerClient } = this.options.sse;
     if (this.shuttingDown) return { admitted: false, status: 503, reason: 'shutting-down' };
-    if (this.reserved >= maxConnections)
-      return { admitted: false, status: 503, reason: 'instance-full' };
-    const held = this.perClient.get(clientKey) ?? 0;
-    if (held >= maxConnectionsPerClient)
-      return { admitted: false, status: 429, reason: 'client-limit' };
-
-    this.reserved++;
-    this.perClient.set(clientKey, held + 1);
-    let released = false;
-    return {
-      admitted: true,
-      slot: {
-        release: () => {
-          if (released) return;
-          released = true;
-          this.reserved--;
-          const left = (this.perClient.get(clientKey) ?? 1) - 1;
-          if (left > 0) this.perClient.set(clientKey, left);
-          else this.perClient.delete(clientKey);
-          if (this.reserved === 0) for (const resolve of this.emptyWaiters.splice(0)) resolve();
-        },
-      },
-    };
+    const slot = this.limits.take(clientKey);
+    if (slot === 'full') return { admitted: false, status: 503, reason: 'instance-full' };
+    if (slot === 'client-limit') return { admitted: false, status: 429, reason: 'client-limit' };
+    return { admitted: true, slot };
   }
 
   /** Opens a tracked stream on a response whose headers were just written. */

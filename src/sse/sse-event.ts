@@ -13,6 +13,12 @@ export interface SseEvent<T = unknown> {
   retry?: number;
 }
 
+/** Handlers emit Nest-style `MessageEvent`s; a bare value is taken as the event's data. */
+export function toSseEvent(value: unknown): SseEvent {
+  if (value !== null && typeof value === 'object' && 'data' in value) return value as SseEvent;
+  return { data: value };
+}
+
 /** Raised when an event cannot be framed safely (CR, LF or NUL in `id`/`type`, bad `retry`). */
 export class SseEventError extends TypeError {
   override readonly name = 'SseEventError';

@@ -35,6 +35,14 @@ export const SSE_ROUTE_METADATA = 'nestjs-durable-sse:route';
  */
 export class SseHandlerResult {
   constructor(readonly value: unknown) {}
+
+  /** Runs a stream handler and boxes its result (awaited when it is a promise). */
+  static of(call: () => unknown): SseHandlerResult | Promise<SseHandlerResult> {
+    const result = call();
+    return result instanceof Promise
+      ? result.then((value) => new SseHandlerResult(value))
+      : new SseHandlerResult(result);
+  }
 }
 
 /** `Last-Event-ID` header, or `?lastEventId=` for clients that cannot set headers. */

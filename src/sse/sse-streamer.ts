@@ -7,7 +7,7 @@ import { SseAdmission, SseConnectionRegistry, SseSlot } from './sse-connection-r
 import { SSE_CLIENT_KEY_RESOLVER, SseClientKeyResolver } from './sse-client-key-resolver';
 import { encodeComment, encodeRetry } from './sse-encoder';
 import { SSE_FEED, SseFeed } from './sse-feed';
-import { SseEvent } from './sse-event';
+import { toSseEvent } from './sse-event';
 import { assertTopic, SseHub } from './sse-hub';
 import { readLastEventId, SseRequest, SseRouteOptions, SseTopics } from './sse-route-options';
 import { HttpPlatformHost } from '../platform/http-platform.host';
@@ -157,10 +157,4 @@ export class SseStreamer {
     });
     connection.onTeardown(() => subscription.unsubscribe());
   }
-}
-
-/** Handlers emit Nest-style `MessageEvent`s; a bare value is taken as the event's data. */
-function toSseEvent(value: unknown): SseEvent {
-  if (value !== null && typeof value === 'object' && 'data' in value) return value as SseEvent;
-  return { data: value };
 }

@@ -30,12 +30,9 @@ export function Sse(path?: string | string[], options: SseRouteOptions = {}): Me
     }
     // The response is injected as a hidden extra argument, which tells Nest the route writes its
     // own response; the handler's result is boxed so Nest does not flatten a returned Observable.
-    wrapWithHiddenArgument(target, key, descriptor, Res(), (_response, call) => {
-      const result = call();
-      return result instanceof Promise
-        ? result.then((value) => new SseHandlerResult(value))
-        : new SseHandlerResult(result);
-    });
+    wrapWithHiddenArgument(target, key, descriptor, Res(), (_response, call) =>
+      SseHandlerResult.of(call),
+    );
     applyDecorators(
       RequestMapping({ path, method: RequestMethod[options.method ?? 'GET'] }),
       SetMetadata(SSE_ROUTE_METADATA, { ...options }),
