@@ -118,6 +118,8 @@ export type { SseJobRouteOptions } from './jobs/sse-job.decorator';
 export { SseJobs } from './jobs/sse-jobs';
 export type { SseJobErrorReason } from './jobs/sse-jobs';
 
+export { SSE_DIAGNOSTICS } from './observability/diagnostics';
+
 export { SseHealthIndicators } from './health/sse-health.indicators';
 export { SseHealthRoutes } from './health/sse-health.routes';
 export { SseMetrics } from './metrics/sse-metrics';

@@ -263,11 +263,11 @@ export class IdempotencyExecutor implements OnModuleInit {
       // The lock may have been taken before the reply was lost; it is owner-checked, so
       // releasing it is safe and spares a retry the wait for the lease.
       void this.service.store.release(recordKey, owner).catch(() => undefined);
-      return this.storeFailed(error);
+      return this.storeFailed(error, route);
     }
     switch (acquired.state) {
       case 'acquired':
-        this.service.count('first');
+        this.service.count('first', route.name);
         return {
           kind: 'execute',
           execution: {
@@ -278,13 +278,13 @@ export class IdempotencyExecutor implements OnModuleInit {
           },
         };
       case 'mismatch':
-        this.service.count('mismatch');
+        this.service.count('mismatch', route.name);
         throw new IdempotencyProblem(
           'key-reused',
           `This ${idempotency.header} was already used for a different request (method, URL or body).`,
         );
       case 'running':
-        this.service.count('conflict');
+        this.service.count('conflict', route.name);
         throw new IdempotencyProblem(
           'in-progress',
           `A request with this ${idempotency.header} is still being processed; retry later.`,
@@ -294,19 +294,19 @@ export class IdempotencyExecutor implements OnModuleInit {
           ),
         );
       case 'done':
-        this.service.count('replay');
+        this.service.count('replay', route.name);
         return { kind: 'replay', stored: acquired.response };
     }
   }
 
-  private storeFailed(error: unknown): { kind: 'bypass' } {
+  private storeFailed(error: unknown, route: Route): { kind: 'bypass' } {
     const { idempotency } = this.service.options;
-    this.service.count('error');
+    this.service.count('error', route.name);
     if (idempotency.failMode === 'open') {
       this.service.logger.warn(
         `Idempotency store unavailable, running without idempotency: ${(error as Error).message}`,
       );
-      this.service.count('bypass');
+      this.service.count('bypass', route.name);
       return { kind: 'bypass' };
     }
     this.service.logger.error(`Idempotency store unavailable: ${(error as Error).message}`);

@@ -5,6 +5,7 @@ import { IDEMPOTENCY_FINGERPRINT_STRATEGY, FingerprintStrategy } from './fingerp
 import { IDEMPOTENCY_SCOPE_RESOLVER, IdempotencyScopeResolver } from './idempotency-scope';
 import { IDEMPOTENCY_STORE, IdempotencyStore } from './idempotency-store';
 import { MemoryIdempotencyStore } from './memory-idempotency-store';
+import { diagnose, SSE_DIAGNOSTICS } from '../observability/diagnostics';
 
 export type IdempotencyOutcome = 'first' | 'replay' | 'conflict' | 'mismatch' | 'error' | 'bypass';
 
@@ -31,8 +32,9 @@ export class IdempotencyService {
     @Inject(IDEMPOTENCY_SCOPE_RESOLVER) readonly scopes: IdempotencyScopeResolver,
   ) {}
 
-  count(outcome: IdempotencyOutcome): void {
+  count(outcome: IdempotencyOutcome, route?: string): void {
     this.stats[outcome]++;
+    diagnose(SSE_DIAGNOSTICS.idempotency, () => ({ outcome, route }));
   }
 
   /**

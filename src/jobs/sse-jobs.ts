@@ -12,6 +12,7 @@ import { ModulesContainer } from '@nestjs/core';
 import { randomBytes } from 'node:crypto';
 import type { Observable, Subscription } from 'rxjs';
 import { ClientLimits } from '../common/client-limits';
+import { diagnose, SSE_DIAGNOSTICS } from '../observability/diagnostics';
 import { ThrottledWarning } from '../common/throttled-warning';
 import { raceTimeout } from '../common/timeout';
 import { SSE_MODULE_OPTIONS } from '../config/tokens';
@@ -212,6 +213,7 @@ export class SseJobs implements OnModuleInit, OnApplicationShutdown {
     };
     this.running.set(id, job);
     this.stats.started++;
+    diagnose(SSE_DIAGNOSTICS.jobStart, () => ({ id }));
     this.ensureHeartbeat();
     job.timer = setTimeout(() => this.fail(job, 'timeout'), timeoutMs);
     job.timer.unref();
@@ -444,6 +446,12 @@ export class SseJobs implements OnModuleInit, OnApplicationShutdown {
     job.subscription?.unsubscribe();
     if (!job.abort.signal.aborted && reason) job.abort.abort(reason);
     this.stats[end === 'done' ? 'done' : 'failed']++;
+    diagnose(SSE_DIAGNOSTICS.jobEnd, () => ({
+      id: job.id,
+      end,
+      reason,
+      events: job.entries.length,
+    }));
     const n = job.entries.length + 1;
     this.record(job, { n, frame: template.replace('%n', String(n)), end });
     // Streams end once the end is in the log (or could not be written): a client that saw the

@@ -5,6 +5,7 @@ import type { ResolvedSseModuleOptions } from '../config/sse-module-options';
 import { Semaphore } from '../common/semaphore';
 import type { SseBatch, SseConnection, SseSeenFilter } from '../sse/sse-connection';
 import { resetFrame } from '../sse/sse-encoder';
+import { diagnose, SSE_DIAGNOSTICS } from '../observability/diagnostics';
 import type { SseFeed } from '../sse/sse-feed';
 import { SseHub } from '../sse/sse-hub';
 import type { OutboxRow } from './outbox-event';
@@ -111,6 +112,7 @@ export class OutboxFeed implements SseFeed {
       this.relay.stats.replayed += events.length;
       this.relay.stats.replayedFromMemory += events.length;
     }
+    replayed(lastEventId, events.length, 'memory');
     connection.endReplay();
   }
 
@@ -144,6 +146,7 @@ export class OutboxFeed implements SseFeed {
         this.relay.stats.replayed += fromStream.length;
         this.relay.stats.replayedFromStream += fromStream.length;
       }
+      replayed(lastEventId, fromStream.length, 'stream');
       return connection.endReplay();
     }
     const { rows } = await this.postgres.query<OutboxRow>(sql.replay, [
@@ -162,6 +165,7 @@ export class OutboxFeed implements SseFeed {
       connection.write(Buffer.concat(rows.map((row) => Buffer.from(this.relay.frame(row).frame))));
       this.relay.stats.replayed += rows.length;
     }
+    replayed(lastEventId, rows.length, 'table');
     connection.endReplay();
   }
 
@@ -173,6 +177,7 @@ export class OutboxFeed implements SseFeed {
 
   private reset(connection: SseConnection, reason: OutboxResetReason, lastEventId: string): void {
     this.relay.stats.resets++;
+    diagnose(SSE_DIAGNOSTICS.streamReset, () => ({ reason, lastEventId }));
     connection.write(resetFrame(reason, lastEventId));
     connection.endReplay();
   }
@@ -187,4 +192,8 @@ function seenThrough(after: OutboxPosition): SseSeenFilter {
     const fresh = events.filter((event) => comparePositions(event.position, after) > 0);
     return fresh.length === events.length ? batch.bytes : Buffer.concat(fresh.map((e) => e.bytes));
   };
+}
+
+function replayed(lastEventId: string, events: number, from: 'memory' | 'stream' | 'table'): void {
+  diagnose(SSE_DIAGNOSTICS.streamReplay, () => ({ lastEventId, events, from }));
 }

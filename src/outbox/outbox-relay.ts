@@ -15,6 +15,7 @@ import { RedisConnection } from '../idempotency/redis-connection';
 import { OutboxStreamFollower } from './redis-stream/stream-follower';
 import { OutboxStreamLeader } from './redis-stream/stream-leader';
 import { outboxStreamKey } from './redis-stream/stream-entries';
+import { diagnose, SSE_DIAGNOSTICS } from '../observability/diagnostics';
 
 /** What {@link OutboxRelay.lag} reports. */
 export interface OutboxLag {
@@ -330,6 +331,9 @@ export class OutboxRelay implements OnApplicationBootstrap, OutboxSink {
     // knows exactly which events reached it live (after this position) and which it must
     // replay (up to it).
     this.stats.events += delivered;
+    const watched: Record<string, number> | undefined = SSE_DIAGNOSTICS.outboxDeliver.hasSubscribers
+      ? {}
+      : undefined;
     for (const { topic, events: batchEvents } of runs) {
       const batch: SseBatch<OutboxPosition> = {
         bytes:
@@ -339,8 +343,11 @@ export class OutboxRelay implements OnApplicationBootstrap, OutboxSink {
         events: batchEvents,
         last: batchEvents[batchEvents.length - 1].position,
       };
-      this.hub.deliver(topic, batch);
+      const reached = this.hub.deliver(topic, batch);
+      if (watched) watched[topic] = (watched[topic] ?? 0) + reached;
     }
+    if (watched && delivered > 0)
+      diagnose(SSE_DIAGNOSTICS.outboxDeliver, () => ({ events: delivered, topics: watched }));
   }
 
   /** Moves the position past events nobody can deliver any more (deleted by retention). */

@@ -5,6 +5,7 @@ import type { ResolvedSseModuleOptions } from '../config/sse-module-options';
 import { assertSafeField } from '../sse/sse-encoder';
 import { SseEventError } from '../sse/sse-event';
 import { assertTopic } from '../sse/sse-hub';
+import { diagnose, SSE_DIAGNOSTICS } from '../observability/diagnostics';
 import { comparePositions, formatEventId, positionOf } from './outbox-position';
 import { outboxSql, OutboxSql } from './outbox.sql';
 import { PostgresConnection } from './postgres-connection';
@@ -355,7 +356,9 @@ export class OutboxService implements OnModuleInit {
       columns.keys,
     ]);
     // RETURNING promises no order; ids are reported in delivery order.
-    return result.rows.map(positionOf).sort(comparePositions).map(formatEventId);
+    const ids = result.rows.map(positionOf).sort(comparePositions).map(formatEventId);
+    diagnose(SSE_DIAGNOSTICS.outboxPublish, () => ({ topics: [...new Set(columns.topics)], ids }));
+    return ids;
   }
 }
 

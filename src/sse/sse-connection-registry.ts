@@ -4,6 +4,7 @@ import type { ResolvedSseModuleOptions } from '../config/sse-module-options';
 import { SseCloseReason, SseConnection } from './sse-connection';
 import { SSE_HEARTBEAT } from './sse-encoder';
 import { ClientLimits } from '../common/client-limits';
+import { diagnose, SSE_DIAGNOSTICS } from '../observability/diagnostics';
 
 export type SseAdmission =
   | { admitted: true; slot: SseSlot }
@@ -108,12 +109,14 @@ export class SseConnectionRegistry implements OnApplicationShutdown {
     connection.onTeardown(() => slot.release());
     this.connections.add(connection);
     this.counters.opened++;
+    diagnose(SSE_DIAGNOSTICS.streamOpen, () => ({ clientKey }));
     if (!this.ticker) this.startTicker();
     return connection;
   }
 
   private closed(connection: SseConnection, reason: SseCloseReason): void {
     this.connections.delete(connection);
+    diagnose(SSE_DIAGNOSTICS.streamClose, () => ({ clientKey: connection.clientKey, reason }));
     if (reason === 'slow-consumer') {
       this.counters.slowConsumers++;
       this.logger.warn(
