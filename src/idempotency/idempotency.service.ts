@@ -5,7 +5,7 @@ import { IDEMPOTENCY_FINGERPRINT_STRATEGY, FingerprintStrategy } from './fingerp
 import { IDEMPOTENCY_SCOPE_RESOLVER, IdempotencyScopeResolver } from './idempotency-scope';
 import { IDEMPOTENCY_STORE, IdempotencyStore } from './idempotency-store';
 import { MemoryIdempotencyStore } from './memory-idempotency-store';
-import { diagnose, SSE_DIAGNOSTICS } from '../observability/diagnostics';
+import { SSE_DIAGNOSTICS } from '../observability/diagnostics';
 
 export type IdempotencyOutcome = 'first' | 'replay' | 'conflict' | 'mismatch' | 'error' | 'bypass';
 
@@ -34,7 +34,9 @@ export class IdempotencyService {
 
   count(outcome: IdempotencyOutcome, route?: string): void {
     this.stats[outcome]++;
-    diagnose(SSE_DIAGNOSTICS.idempotency, () => ({ outcome, route }));
+    // Inline rather than diagnose(): this runs for every idempotent request.
+    const channel = SSE_DIAGNOSTICS.idempotency;
+    if (channel.hasSubscribers) channel.publish({ outcome, route });
   }
 
   /**

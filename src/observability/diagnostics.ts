@@ -3,7 +3,8 @@ import { channel, Channel } from 'node:diagnostics_channel';
 /**
  * `node:diagnostics_channel` events for the moments an on-call engineer asks about, each
  * documented in docs/observability.md with its payload. Nothing is built or sent while a
- * channel has no subscriber, so they cost one property read when unused.
+ * channel has no subscriber: hot paths test `hasSubscribers` inline, the others pass a payload
+ * function to {@link diagnose}.
  *
  * ```ts
  * import { subscribe } from 'node:diagnostics_channel';

@@ -4,7 +4,7 @@ import type { ResolvedSseModuleOptions } from '../config/sse-module-options';
 import { SseCloseReason, SseConnection } from './sse-connection';
 import { SSE_HEARTBEAT } from './sse-encoder';
 import { ClientLimits } from '../common/client-limits';
-import { diagnose, SSE_DIAGNOSTICS } from '../observability/diagnostics';
+import { SSE_DIAGNOSTICS } from '../observability/diagnostics';
 
 export type SseAdmission =
   | { admitted: true; slot: SseSlot }
@@ -109,14 +109,17 @@ export class SseConnectionRegistry implements OnApplicationShutdown {
     connection.onTeardown(() => slot.release());
     this.connections.add(connection);
     this.counters.opened++;
-    diagnose(SSE_DIAGNOSTICS.streamOpen, () => ({ clientKey }));
+    // Inline rather than diagnose(): every stream opens and closes once (1,000s at a time).
+    if (SSE_DIAGNOSTICS.streamOpen.hasSubscribers)
+      SSE_DIAGNOSTICS.streamOpen.publish({ clientKey });
     if (!this.ticker) this.startTicker();
     return connection;
   }
 
   private closed(connection: SseConnection, reason: SseCloseReason): void {
     this.connections.delete(connection);
-    diagnose(SSE_DIAGNOSTICS.streamClose, () => ({ clientKey: connection.clientKey, reason }));
+    if (SSE_DIAGNOSTICS.streamClose.hasSubscribers)
+      SSE_DIAGNOSTICS.streamClose.publish({ clientKey: connection.clientKey, reason });
     if (reason === 'slow-consumer') {
       this.counters.slowConsumers++;
       this.logger.warn(
