@@ -10,7 +10,7 @@ import {
 } from '@nestjs/common';
 import { ModulesContainer } from '@nestjs/core';
 import { randomBytes } from 'node:crypto';
-import type { Observable, Subscription } from 'rxjs';
+import { takeWhile, type Observable, type Subscription } from 'rxjs';
 import { ClientLimits } from '../common/client-limits';
 import { diagnose, SSE_DIAGNOSTICS } from '../observability/diagnostics';
 import { ThrottledWarning } from '../common/throttled-warning';
@@ -221,17 +221,14 @@ export class SseJobs implements OnModuleInit, OnApplicationShutdown {
       this.fail(job, 'cancelled');
       return id;
     }
-    job.subscription = events.subscribe({
+    // takeWhile: a source that emits synchronously (from(array), range) has not handed back its
+    // subscription yet when the job ends mid-emission; this stops it at its next value.
+    job.subscription = events.pipe(takeWhile(() => !job.ended)).subscribe({
       next: (value) => this.emit(job, value),
       error: (error) => this.failWith(job, error),
       complete: () => this.end(job, 'done', 'id: %n\nevent: done\ndata: {}\n\n'),
     });
     return id;
-  }
-
-  /** The job if it runs on this instance. */
-  local(id: string): RunningJob | undefined {
-    return this.running.get(id);
   }
 
   /**

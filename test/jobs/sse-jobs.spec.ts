@@ -11,7 +11,7 @@ import { fork } from 'node:child_process';
 import { once } from 'node:events';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import { concat, interval, map, Observable, take, throwError } from 'rxjs';
+import { concat, interval, range, tap, map, Observable, take, throwError } from 'rxjs';
 import {
   Idempotent,
   Sse,
@@ -40,6 +40,7 @@ interface Generate {
 
 /** Handler runs and the signals they were given, by test. */
 const runs: Array<{ body: Generate; signal: AbortSignal }> = [];
+let flooded = 0;
 
 /** `x-user` is the principal (as a real auth guard would set req.user). */
 @Injectable()
@@ -90,6 +91,15 @@ class GenerateController {
   generateOnceToo(@Body() body: Generate, @SseJobSignal() signal: AbortSignal) {
     runs.push({ body, signal });
     return tokens(body);
+  }
+
+  /** A synchronous source far longer than the job's bounds (values produced are counted). */
+  @SseJob('flood')
+  flood() {
+    return range(0, 1_000_000).pipe(
+      tap(() => flooded++),
+      map((i) => ({ type: 'token', data: `t${i}` })),
+    );
   }
 
   /** Nest's @Sse parity: a plain stream started by a POST with a body. */
@@ -388,6 +398,17 @@ describe.each(PLATFORMS)('on %s: resumable job streams (real Redis)', (platform)
       await eventually(
         () => jobs.stats.started === jobs.stats.done + jobs.stats.failed,
         'jobs ended',
+      );
+    });
+
+    it('stops a synchronous source at maxEvents (too-large) instead of draining it', async () => {
+      flooded = 0;
+      const flood = start(small, { tokens: 0 }, {}, 'flood');
+      await flood.ended;
+      expect(tokensOf(flood.events)).toHaveLength(5);
+      expect(flooded).toBeLessThan(10); // the source was stopped, not drained
+      expect(JSON.parse(flood.events[flood.events.length - 1].data).type).toBe(
+        'urn:nestjs-durable-sse:job:too-large',
       );
     });
 
