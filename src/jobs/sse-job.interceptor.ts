@@ -127,8 +127,7 @@ export class SseJobInterceptor implements NestInterceptor {
     response: PlatformResponse,
     id: string,
   ): Promise<undefined> {
-    const owner = await this.jobs.ownerOf(request);
-    const meta = await this.jobs.find(id, owner);
+    const meta = await this.jobs.find(id, request);
     const after = parseLastEventId(readLastEventId(request));
     if (meta.state !== 'running' && after >= (await this.jobs.lastEventOf(id))) {
       // Everything of a finished job: 204 tells EventSource to stop reconnecting.
@@ -177,8 +176,7 @@ export class SseJobInterceptor implements NestInterceptor {
     response: PlatformResponse,
     id: string,
   ): Promise<undefined> {
-    const owner = await this.jobs.ownerOf(request);
-    const meta = await this.jobs.find(id, owner);
+    const meta = await this.jobs.find(id, request);
     if (meta.state !== 'running') {
       this.platforms.platform.send(response, 204, {}, '');
       return undefined;

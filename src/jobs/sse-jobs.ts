@@ -232,10 +232,11 @@ export class SseJobs implements OnModuleInit, OnApplicationShutdown {
   }
 
   /**
-   * The job's meta if it exists and belongs to `owner`; a job of someone else is as unknown as
-   * one that never existed (404), so ids cannot be probed.
+   * The job's meta if it exists and belongs to the principal of `request`; a job of someone else
+   * is as unknown as one that never existed (404), so ids cannot be probed.
    */
-  async find(id: string, owner: string): Promise<JobMeta> {
+  async find(id: string, request: SseRequest): Promise<JobMeta> {
+    const owner = await this.ownerOf(request);
     let meta: JobMeta | undefined;
     try {
       meta =
