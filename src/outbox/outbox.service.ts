@@ -107,23 +107,11 @@ export class OutboxService implements OnModuleInit {
         'outbox.transaction(fn) / transaction(source, fn): fn must be a function',
       );
     }
-    const tx: OrmTransaction = own ? this.ownTransaction() : ormTransaction(sourceOrFn);
     const effects = idempotentEffects.getStore();
+    if (own) return effects ? this.exactlyOnceOwn(effects, fn) : this.run(fn);
+    const tx = ormTransaction(sourceOrFn);
     if (tx.kind === 'open') return this.nested(tx, sourceOrFn, fn, effects);
-    if (!effects) return tx.begin(fn);
-    return own ? this.exactlyOnceOwn(effects, fn) : this.exactlyOnce(effects, tx, fn);
-  }
-
-  /** The module's own pool, every statement bounded. */
-  private ownTransaction(): OrmTransaction {
-    return {
-      library: 'nestjs-durable-sse',
-      kind: 'starter',
-      queryable: () => {
-        throw new Error('unreachable');
-      },
-      begin: (fn) => this.run(fn),
-    };
+    return effects ? this.exactlyOnce(effects, tx, fn) : tx.begin(fn);
   }
 
   private async run<T>(fn: (client: PoolClient) => Promise<T>): Promise<T> {
