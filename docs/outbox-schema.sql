@@ -12,8 +12,11 @@ CREATE TABLE IF NOT EXISTS "public"."sse_outbox" (
   payload jsonb NOT NULL,
   dedupe_key text,
   created_at timestamptz NOT NULL DEFAULT now(),
+  trace_context text,
   PRIMARY KEY (tx_id, id)
 );
+
+ALTER TABLE "public"."sse_outbox" ADD COLUMN IF NOT EXISTS trace_context text;
 
 CREATE INDEX IF NOT EXISTS "sse_outbox_topic_position" ON "public"."sse_outbox" (topic, tx_id, id);
 

@@ -119,6 +119,10 @@ export { SseJobs } from './jobs/sse-jobs';
 export type { SseJobErrorReason } from './jobs/sse-jobs';
 
 export { SSE_DIAGNOSTICS } from './observability/diagnostics';
+export { SSE_TRACE_ATTRIBUTES } from './observability/tracing';
+export { SSE_LOGGER, SSE_LOG_THROTTLE_MS } from './observability/sse-logger';
+export { SSE_LOG_MESSAGES } from './observability/log-messages';
+export type { SseLogMessageId } from './observability/log-messages';
 
 export { SseHealthIndicators } from './health/sse-health.indicators';
 export { SseHealthRoutes } from './health/sse-health.routes';

@@ -1,4 +1,5 @@
-import { MiddlewareConsumer, Module, NestModule } from '@nestjs/common';
+import { Logger, MiddlewareConsumer, Module, NestModule } from '@nestjs/common';
+import { SSE_LOGGER, SseLogger } from './observability/sse-logger';
 import { TerminusModule } from '@nestjs/terminus';
 import { SseHealthIndicators } from './health/sse-health.indicators';
 import { SseHealthRoutes } from './health/sse-health.routes';
@@ -57,6 +58,8 @@ import type { ResolvedSseModuleOptions } from './config/sse-module-options';
     },
     { provide: SSE_EVENT_SERIALIZER, useClass: JsonSseEventSerializer },
     { provide: SSE_CLIENT_KEY_RESOLVER, useClass: RemoteAddressClientKeyResolver },
+    { provide: SSE_LOGGER, useFactory: () => new Logger() },
+    SseLogger,
     HttpPlatformHost,
     SseConnectionRegistry,
     SseHub,
@@ -108,6 +111,8 @@ import type { ResolvedSseModuleOptions } from './config/sse-module-options';
     SSE_MODULE_OPTIONS,
     SSE_EVENT_SERIALIZER,
     SSE_CLIENT_KEY_RESOLVER,
+    SSE_LOGGER,
+    SseLogger,
     SseConnectionRegistry,
     SseHub,
     SseStreamer,

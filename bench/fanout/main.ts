@@ -5,6 +5,11 @@
  * deliveries/s, publish→receive latency p50/p99, and server RSS/heap per idle connection.
  *
  *   npm run bench -- fanout [--connections 1000] [--events 200] [--batch 10]
+ *
+ * `--otel [--rounds 5]` measures instead what an OpenTelemetry SDK that samples nothing costs:
+ * this package's stream fed by the hub and fed through the outbox (PostgreSQL, one transaction
+ * per batch), each without an SDK and with one registered (sampler off), alternated round by
+ * round; medians and their ratio (bench/results/fanout-otel.json).
  */
 import * as http from 'node:http';
 import * as path from 'node:path';
@@ -14,6 +19,8 @@ import { now, openStream, round, summarize } from '../shared/sse-client';
 const CONNECTIONS = numericOption('connections', 1000);
 const EVENTS = numericOption('events', 200);
 const BATCH = numericOption('batch', 10);
+const OTEL = process.argv.includes('--otel');
+const ROUNDS = numericOption('rounds', 5);
 
 interface Result {
   mode: string;
@@ -30,6 +37,7 @@ interface Result {
 
 const MODES = [
   'durable',
+  'durable-outbox',
   'nest',
   'durable-fastify',
   'nest-fastify',
@@ -41,6 +49,7 @@ type Mode = (typeof MODES)[number];
 
 const LABELS: Record<Mode, string> = {
   durable: 'nestjs-durable-sse @Sse + SseHub',
+  'durable-outbox': 'nestjs-durable-sse @Sse, events through the outbox',
   nest: 'Nest built-in @Sse + Subject',
   'durable-fastify': 'nestjs-durable-sse on Fastify',
   'nest-fastify': 'Nest built-in @Sse on Fastify',
@@ -125,7 +134,73 @@ async function runMode(mode: Mode): Promise<Result> {
   };
 }
 
+/** Runs `mode` with BENCH_OTEL as given (the server registers the SDK when it is set). */
+async function runWith(mode: Mode, otel: string | undefined): Promise<Result> {
+  if (otel) process.env.BENCH_OTEL = otel;
+  else delete process.env.BENCH_OTEL;
+  return runMode(mode);
+}
+
+async function mainOtel() {
+  const modes: Mode[] = ['durable', 'durable-outbox'];
+  const runs: Record<string, Result[]> = {};
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const mode of modes) {
+      // Alternated, and which goes first flips each round: drift on a shared machine hits both.
+      const order = round % 2 === 0 ? [undefined, 'sampling-off'] : ['sampling-off', undefined];
+      for (const otel of order) {
+        const key = `${mode}${otel ? ' + SDK (sampling off)' : ''}`;
+        (runs[key] ??= []).push(await runWith(mode, otel));
+      }
+    }
+  }
+  const median = (values: number[]) => {
+    const sorted = [...values].sort((x, y) => x - y);
+    return sorted[Math.floor(sorted.length / 2)];
+  };
+  const summary = Object.fromEntries(
+    Object.entries(runs).map(([key, results]) => [
+      key,
+      {
+        'deliveries/s': median(results.map((r) => r.deliveriesPerSecond)),
+        'p50 ms': median(results.map((r) => r.latencyMs.p50)),
+        'p99 ms': median(results.map((r) => r.latencyMs.p99)),
+        lost: results.reduce((sum, r) => sum + r.lost, 0),
+        'all runs (deliveries/s)': results.map((r) => r.deliveriesPerSecond).join(' '),
+      },
+    ]),
+  );
+  console.log(
+    `\nfanout --otel: ${CONNECTIONS} connections × ${EVENTS} events (batches of ${BATCH}), ${ROUNDS} rounds, medians, node ${process.version}\n`,
+  );
+  console.table(summary);
+  const ratios = Object.fromEntries(
+    modes.map((mode) => [
+      mode,
+      round(
+        summary[`${mode} + SDK (sampling off)`]['deliveries/s'] / summary[mode]['deliveries/s'],
+      ),
+    ]),
+  );
+  for (const [mode, ratio] of Object.entries(ratios))
+    console.log(`${mode}: deliveries/s with the SDK ÷ without ×${ratio}`);
+  writeReport('fanout-otel', {
+    benchmark: 'fanout --otel',
+    date: new Date().toISOString(),
+    node: process.version,
+    connections: CONNECTIONS,
+    events: EVENTS,
+    batch: BATCH,
+    rounds: ROUNDS,
+    summary,
+    ratios,
+    runs,
+  });
+  process.exit(0);
+}
+
 async function main() {
+  if (OTEL) return mainOtel();
   const results: Result[] = [];
   for (const mode of MODES) results.push(await runMode(mode));
   const of = Object.fromEntries(results.map((r) => [r.mode, r])) as Record<Mode, Result>;

@@ -1,6 +1,7 @@
 /**
  * Fan-out benchmark server (child process, driven over IPC by ./main). Modes:
  * - `durable`: this package's @Sse topic + SseHub (NestJS, Express);
+ * - `durable-outbox`: the same stream, its events published through the outbox (PostgreSQL);
  * - `nest`: Nest's built-in @Sse with one shared Subject, the usual way to broadcast with it;
  * - `durable-fastify`, `nest-fastify`: the same two apps on Nest's Fastify adapter;
  * - `better-sse`: better-sse sessions in one channel on plain node:http, its usual setting;
@@ -18,12 +19,23 @@ import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { Observable, Subject } from 'rxjs';
 import * as http from 'node:http';
 import express from 'express';
-import { Sse, SseHub, SseModule } from '../../src';
+import { OutboxService, Sse, SseHub, SseModule } from '../../src';
 import { toolRequire } from '../shared/tools';
+import { registerTracing } from '../shared/tracing';
 
 type Mode =
-  'durable' | 'nest' | 'durable-fastify' | 'nest-fastify' | 'better-sse' | 'bare' | 'bare-express';
+  | 'durable'
+  | 'durable-outbox'
+  | 'nest'
+  | 'durable-fastify'
+  | 'nest-fastify'
+  | 'better-sse'
+  | 'bare'
+  | 'bare-express';
 const mode = process.argv[2] as Mode;
+const outbox = mode === 'durable-outbox';
+// BENCH_OTEL=sampling-off: an OpenTelemetry SDK registered, its sampler saying no to everything.
+if (process.env.BENCH_OTEL) registerTracing(process.env.BENCH_OTEL);
 const fastify = mode.endsWith('-fastify');
 const durable = mode.startsWith('durable');
 const subject = new Subject<MessageEvent>();
@@ -33,6 +45,16 @@ class DurableController {
   @Sse('stream', { topic: 'bench' })
   stream() {}
 }
+
+/** `durable-outbox`: the events go through the outbox (one transaction per batch) and the relay. */
+const outboxOptions = outbox
+  ? {
+      postgres: {
+        connectionString: process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test',
+        schema: `bench_fanout_${process.pid}`,
+      },
+    }
+  : {};
 
 @Controller()
 class NestController {
@@ -51,6 +73,7 @@ class NestController {
         maxConnectionsPerClient: 100_000,
         maxBufferedBytes: 8 << 20,
       },
+      ...outboxOptions,
     }),
   ],
   controllers: [durable ? DurableController : NestController],
@@ -64,6 +87,8 @@ const send = (message: unknown) => process.send!(message);
 async function start(): Promise<{
   port: number;
   publish: (seq: number) => void;
+  /** Publishes a batch in one transaction (durable-outbox); the burst awaits it. */
+  publishBatch?: (seqs: number[]) => Promise<void>;
   close: () => Promise<void>;
   /** Open TCP connections, as the HTTP server counts them. */
   connections: () => Promise<number>;
@@ -75,10 +100,26 @@ async function start(): Promise<{
       : await NestFactory.create(BenchModule, { logger: ['error'] });
     await app.listen(0, '127.0.0.1');
     const hub = durable ? app.get(SseHub) : undefined;
+    const service = outbox ? app.get(OutboxService) : undefined;
     return {
       port: (app.getHttpServer().address() as AddressInfo).port,
       publish: (seq) => (hub ? hub.publish('bench', event(seq)) : subject.next(event(seq))),
-      close: () => app.close(),
+      publishBatch: service
+        ? async (seqs) => {
+            await service.transaction((tx) =>
+              service.publish(
+                tx,
+                seqs.map((seq) => ({ topic: 'bench', data: event(seq).data })),
+              ),
+            );
+          }
+        : undefined,
+      close: async () => {
+        await service?.transaction((tx) =>
+          tx.query(`DROP SCHEMA ${outboxOptions.postgres!.schema} CASCADE`),
+        );
+        await app.close();
+      },
       connections: () => countConnections(app.getHttpServer()),
     };
   }
@@ -137,7 +178,7 @@ const countConnections = (server: http.Server) =>
 const loopDelay = monitorEventLoopDelay({ resolution: 10 });
 
 async function main() {
-  const { port, publish, close, connections } = await start();
+  const { port, publish, publishBatch, close, connections } = await start();
   loopDelay.enable();
 
   process.on('message', async (message: { cmd: string; events?: number; batch?: number }) => {
@@ -150,6 +191,12 @@ async function main() {
       const batch = message.batch!;
       const started = now();
       for (let seq = 0; seq < total;) {
+        if (publishBatch) {
+          const seqs: number[] = [];
+          for (let i = 0; i < batch && seq < total; i++) seqs.push(seq++);
+          await publishBatch(seqs);
+          continue;
+        }
         for (let i = 0; i < batch && seq < total; i++) publish(seq++);
         // Let sockets drain between batches, as a real publisher's I/O would.
         await new Promise((resolve) => setImmediate(resolve));

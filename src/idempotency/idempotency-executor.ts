@@ -94,7 +94,8 @@ export class IdempotencyExecutor implements OnModuleInit {
     this.renewer = new LeaseRenewer(
       (recordKey, owner, leaseMs) => this.service.store.extend(recordKey, owner, leaseMs),
       (recordKey) =>
-        this.service.logger.warn(
+        this.service.logger.report(
+          'idempotency.lease-lost',
           `Lost the idempotency lease of ${recordKey}: another request may run`,
         ),
     );
@@ -303,13 +304,17 @@ export class IdempotencyExecutor implements OnModuleInit {
     const { idempotency } = this.service.options;
     this.service.count('error', route.name);
     if (idempotency.failMode === 'open') {
-      this.service.logger.warn(
+      this.service.logger.report(
+        'idempotency.bypass',
         `Idempotency store unavailable, running without idempotency: ${(error as Error).message}`,
       );
       this.service.count('bypass', route.name);
       return { kind: 'bypass' };
     }
-    this.service.logger.error(`Idempotency store unavailable: ${(error as Error).message}`);
+    this.service.logger.report(
+      'idempotency.store-unavailable',
+      `Idempotency store unavailable: ${(error as Error).message}`,
+    );
     throw new IdempotencyProblem(
       'store-unavailable',
       'Idempotency cannot be guaranteed right now; retry later with the same key.',
@@ -369,7 +374,8 @@ export class IdempotencyExecutor implements OnModuleInit {
           this.record(execution, outgoing, thrown)
             // A throwing storeIf, say: the response still goes out; the key expires with its lease.
             .catch((error: Error) =>
-              this.service.logger.error(
+              this.service.logger.report(
+                'idempotency.record-failed',
                 `Could not record the response of ${recordKey}: ${error.message}`,
               ),
             )
@@ -452,12 +458,14 @@ export class IdempotencyExecutor implements OnModuleInit {
     try {
       const done = await this.service.store.complete(recordKey, owner, stored, route.ttlMs);
       if (!done)
-        this.service.logger.warn(
+        this.service.logger.report(
+          'idempotency.lease-expired',
           `Could not store the response of ${recordKey}: its lease had expired`,
         );
     } catch (error) {
       // The response still goes out; a retry after the lease may run the handler again.
-      this.service.logger.error(
+      this.service.logger.report(
+        'idempotency.record-failed',
         `Could not store the response of ${recordKey}: ${(error as Error).message}`,
       );
     }
@@ -467,7 +475,8 @@ export class IdempotencyExecutor implements OnModuleInit {
     try {
       await this.service.store.release(recordKey, owner);
     } catch (error) {
-      this.service.logger.error(
+      this.service.logger.report(
+        'idempotency.release-failed',
         `Could not release ${recordKey} (it expires with its lease): ${(error as Error).message}`,
       );
     }
@@ -477,7 +486,7 @@ export class IdempotencyExecutor implements OnModuleInit {
     const key = `${route.name}\n${message}`;
     if (this.warned.has(key)) return;
     this.warned.add(key);
-    this.service.logger.warn(`${route.name}: ${message}`);
+    this.service.logger.report('idempotency.route', `${route.name}: ${message}`, { key });
   }
 }
 

@@ -1,4 +1,5 @@
-import { Inject, Injectable, Logger } from '@nestjs/common';
+import { SseLogger } from '../observability/sse-logger';
+import { Inject, Injectable } from '@nestjs/common';
 import { SSE_MODULE_OPTIONS } from '../config/tokens';
 import type { ResolvedSseModuleOptions } from '../config/sse-module-options';
 import { IDEMPOTENCY_FINGERPRINT_STRATEGY, FingerprintStrategy } from './fingerprint';
@@ -6,6 +7,7 @@ import { IDEMPOTENCY_SCOPE_RESOLVER, IdempotencyScopeResolver } from './idempote
 import { IDEMPOTENCY_STORE, IdempotencyStore } from './idempotency-store';
 import { MemoryIdempotencyStore } from './memory-idempotency-store';
 import { SSE_DIAGNOSTICS } from '../observability/diagnostics';
+import { annotateActive, SSE_TRACE_ATTRIBUTES } from '../observability/tracing';
 
 export type IdempotencyOutcome = 'first' | 'replay' | 'conflict' | 'mismatch' | 'error' | 'bypass';
 
@@ -15,7 +17,6 @@ export type IdempotencyOutcome = 'first' | 'replay' | 'conflict' | 'mismatch' | 
  */
 @Injectable()
 export class IdempotencyService {
-  readonly logger = new Logger('SseIdempotency');
   readonly stats: Record<IdempotencyOutcome, number> = {
     first: 0,
     replay: 0,
@@ -30,6 +31,7 @@ export class IdempotencyService {
     @Inject(IDEMPOTENCY_STORE) readonly store: IdempotencyStore,
     @Inject(IDEMPOTENCY_FINGERPRINT_STRATEGY) readonly fingerprints: FingerprintStrategy,
     @Inject(IDEMPOTENCY_SCOPE_RESOLVER) readonly scopes: IdempotencyScopeResolver,
+    readonly logger: SseLogger,
   ) {}
 
   count(outcome: IdempotencyOutcome, route?: string): void {
@@ -37,6 +39,7 @@ export class IdempotencyService {
     // Inline rather than diagnose(): this runs for every idempotent request.
     const channel = SSE_DIAGNOSTICS.idempotency;
     if (channel.hasSubscribers) channel.publish({ outcome, route });
+    annotateActive({ [SSE_TRACE_ATTRIBUTES.idempotencyOutcome]: outcome });
   }
 
   /**

@@ -1,9 +1,9 @@
-import { Inject, Injectable, Logger, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
+import { SseLogger } from '../observability/sse-logger';
+import { Inject, Injectable, OnApplicationShutdown, OnModuleInit, Optional } from '@nestjs/common';
 import Redis, { Cluster } from 'ioredis';
 import { SSE_MODULE_OPTIONS } from '../config/tokens';
 import type { ResolvedSseModuleOptions } from '../config/sse-module-options';
 import { raceTimeout } from '../common/timeout';
-import { ThrottledWarning } from '../common/throttled-warning';
 
 /**
  * The module's Redis client: created from `redis.url` (one connection, offline queue off so calls
@@ -12,12 +12,13 @@ import { ThrottledWarning } from '../common/throttled-warning';
  */
 @Injectable()
 export class RedisConnection implements OnModuleInit, OnApplicationShutdown {
-  private readonly logger = new Logger('SseRedis');
   private readonly owned?: Redis;
   readonly client?: Redis | Cluster;
-  private readonly throttled = new ThrottledWarning(this.logger);
 
-  constructor(@Inject(SSE_MODULE_OPTIONS) private readonly options: ResolvedSseModuleOptions) {
+  constructor(
+    @Inject(SSE_MODULE_OPTIONS) private readonly options: ResolvedSseModuleOptions,
+    @Optional() private readonly logger: SseLogger = new SseLogger(),
+  ) {
     const redis = options.redis;
     if (!redis) return;
     if (redis.existingClient) {
@@ -40,7 +41,7 @@ export class RedisConnection implements OnModuleInit, OnApplicationShutdown {
       retryStrategy: (attempt) => Math.min(2_000, 50 * 2 ** Math.min(attempt, 6)),
     });
     this.owned.on('error', (error) =>
-      this.throttled.warn(`Redis connection error: ${error.message}`),
+      this.logger.report('redis.error', `Redis connection error: ${error.message}`),
     );
   }
 
@@ -58,7 +59,8 @@ export class RedisConnection implements OnModuleInit, OnApplicationShutdown {
       () => false,
     );
     if (!ready)
-      this.logger.warn(
+      this.logger.report(
+        'redis.unreachable',
         'Redis is not reachable yet; idempotent requests follow idempotency.failMode until it is',
       );
   }

@@ -1,8 +1,8 @@
+import { SseLogger } from '../observability/sse-logger';
 import {
   HttpException,
   Inject,
   Injectable,
-  Logger,
   NotFoundException,
   OnApplicationShutdown,
   OnModuleInit,
@@ -13,7 +13,6 @@ import { randomBytes } from 'node:crypto';
 import { takeWhile, type Observable, type Subscription } from 'rxjs';
 import { ClientLimits } from '../common/client-limits';
 import { diagnose, SSE_DIAGNOSTICS } from '../observability/diagnostics';
-import { ThrottledWarning } from '../common/throttled-warning';
 import { raceTimeout } from '../common/timeout';
 import { SSE_MODULE_OPTIONS } from '../config/tokens';
 import type { ResolvedSseModuleOptions } from '../config/sse-module-options';
@@ -97,8 +96,6 @@ interface RunningJob {
  */
 @Injectable()
 export class SseJobs implements OnModuleInit, OnApplicationShutdown {
-  private readonly logger = new Logger('SseJobs');
-  private readonly throttled = new ThrottledWarning(this.logger);
   private readonly running = new Map<string, RunningJob>();
   private readonly limits: ClientLimits;
   private stopping = false;
@@ -114,6 +111,7 @@ export class SseJobs implements OnModuleInit, OnApplicationShutdown {
     private readonly hub: SseHub,
     @Inject(IDEMPOTENCY_SCOPE_RESOLVER) private readonly scopes: IdempotencyScopeResolver,
     private readonly modules: ModulesContainer,
+    private readonly logger: SseLogger,
   ) {
     this.limits = new ClientLimits(options.jobs.maxConcurrent, options.jobs.maxConcurrentPerClient);
   }
@@ -306,7 +304,10 @@ export class SseJobs implements OnModuleInit, OnApplicationShutdown {
         }
       } catch (error) {
         // The client resumes by id from wherever it is sent next.
-        this.throttled.warn(`Could not follow job ${id}: ${(error as Error).message}`);
+        this.logger.report(
+          'job.follow-failed',
+          `Could not follow job ${id}: ${(error as Error).message}`,
+        );
         return connection.close('error');
       }
       timer = setTimeout(() => void step(), followIntervalMs);
@@ -334,7 +335,8 @@ export class SseJobs implements OnModuleInit, OnApplicationShutdown {
         data: event.data,
       });
     } catch (error) {
-      this.logger.error(
+      this.logger.report(
+        'job.unframeable-event',
         `Job ${job.id}: dropped an event that cannot be framed: ${(error as Error).message}`,
       );
       return;
@@ -396,7 +398,10 @@ export class SseJobs implements OnModuleInit, OnApplicationShutdown {
         job.writing = false;
         job.logBroken = true;
         job.pending = [];
-        this.logger.error(`Job ${job.id}: its log could not be written: ${error.message}`);
+        this.logger.report(
+          'job.log-failed',
+          `Job ${job.id}: its log could not be written: ${error.message}`,
+        );
         // What could not be logged still reaches the streams here, with the end that follows.
         this.deliver(job, job.entries.length);
         if (!job.ended) this.fail(job, 'log-unavailable');
@@ -409,7 +414,10 @@ export class SseJobs implements OnModuleInit, OnApplicationShutdown {
     this.jobLog
       .end(job.id, job.ended!, this.options.jobs.retentionMs)
       .catch((error: Error) =>
-        this.logger.error(`Job ${job.id}: could not mark its end: ${error.message}`),
+        this.logger.report(
+          'job.end-failed',
+          `Job ${job.id}: could not mark its end: ${error.message}`,
+        ),
       )
       .finally(() => job.settle());
   }
@@ -424,9 +432,10 @@ export class SseJobs implements OnModuleInit, OnApplicationShutdown {
       return this.fail(job, 'failed', String(title), error.getStatus());
     }
     // Never the message or the stack: they may say anything about the server.
-    this.logger.error(
+    this.logger.report(
+      'job.failed',
       `Job ${job.id} failed: ${(error as Error)?.message ?? error}`,
-      (error as Error)?.stack,
+      { stack: (error as Error)?.stack },
     );
     this.fail(job, 'failed');
   }
@@ -471,7 +480,8 @@ export class SseJobs implements OnModuleInit, OnApplicationShutdown {
       for (const job of this.running.values()) {
         this.jobLog.heartbeat(job.id).then(
           (cancel) => cancel && !job.ended && this.fail(job, 'cancelled'),
-          (error: Error) => this.throttled.warn(`Job heartbeat failed: ${error.message}`),
+          (error: Error) =>
+            this.logger.report('job.heartbeat-failed', `Job heartbeat failed: ${error.message}`),
         );
       }
     }, ALIVE_REFRESH_MS);

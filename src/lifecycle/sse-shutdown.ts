@@ -1,8 +1,8 @@
+import { SseLogger } from '../observability/sse-logger';
 import {
   BeforeApplicationShutdown,
   Inject,
   Injectable,
-  Logger,
   OnApplicationShutdown,
 } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
@@ -27,7 +27,6 @@ import { SseJobs } from '../jobs/sse-jobs';
  */
 @Injectable()
 export class SseShutdown implements BeforeApplicationShutdown, OnApplicationShutdown {
-  private readonly logger = new Logger('SseShutdown');
   private forceClose?: NodeJS.Timeout;
 
   constructor(
@@ -36,6 +35,7 @@ export class SseShutdown implements BeforeApplicationShutdown, OnApplicationShut
     private readonly relay: OutboxRelay,
     private readonly adapterHost: HttpAdapterHost,
     private readonly jobs: SseJobs,
+    private readonly logger: SseLogger,
   ) {}
 
   async beforeApplicationShutdown(signal?: string): Promise<void> {
@@ -45,7 +45,10 @@ export class SseShutdown implements BeforeApplicationShutdown, OnApplicationShut
     // starts), and then end with `event: error` in their logs before their streams close.
     const jobs = this.jobs.drain(signal ? drainMs : 0);
     if (signal && drainMs > 0) {
-      this.logger.log(`${signal}: readiness is 503; draining for ${drainMs} ms before closing`);
+      this.logger.report(
+        'shutdown.draining',
+        `${signal}: readiness is 503; draining for ${drainMs} ms before closing`,
+      );
       await new Promise((resolve) => setTimeout(resolve, drainMs));
     }
     await jobs;
@@ -55,7 +58,8 @@ export class SseShutdown implements BeforeApplicationShutdown, OnApplicationShut
     const server = this.httpServer();
     if (!server) return;
     this.forceClose = setTimeout(() => {
-      this.logger.warn(
+      this.logger.report(
+        'shutdown.grace-exceeded',
         `Requests still open ${graceMs} ms into shutdown (shutdown.graceMs): closing every remaining connection`,
       );
       server.closeAllConnections?.();

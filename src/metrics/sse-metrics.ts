@@ -1,4 +1,5 @@
-import { Inject, Injectable, Logger, OnModuleInit } from '@nestjs/common';
+import { SseLogger } from '../observability/sse-logger';
+import { Inject, Injectable, OnModuleInit } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
 import type * as PromClient from 'prom-client';
 import { SSE_MODULE_OPTIONS } from '../config/tokens';
@@ -26,7 +27,6 @@ function loadPromClient(): typeof PromClient | undefined {
  */
 @Injectable()
 export class SseMetrics implements OnModuleInit {
-  private readonly logger = new Logger('SseMetrics');
   registry?: PromClient.Registry;
 
   constructor(
@@ -36,6 +36,7 @@ export class SseMetrics implements OnModuleInit {
     private readonly relay: OutboxRelay,
     private readonly idempotency: IdempotencyService,
     private readonly adapterHost: HttpAdapterHost,
+    private readonly logger: SseLogger,
   ) {}
 
   onModuleInit(): void {
@@ -166,7 +167,10 @@ export class SseMetrics implements OnModuleInit {
         return lag;
       } catch (error) {
         measuredOk = false;
-        logger.warn(`Could not measure the outbox lag: ${(error as Error).message}`);
+        logger.report(
+          'metrics.lag-unmeasured',
+          `Could not measure the outbox lag: ${(error as Error).message}`,
+        );
         return undefined;
       }
     };

@@ -7,6 +7,8 @@ export interface OutboxRow {
   topic: string;
   type: string | null;
   payload: unknown;
+  /** The publisher's trace context (see observability/tracing.ts), when it had one. */
+  trace_context?: string | null;
 }
 
 /** An event ready for delivery: framed once, by whichever instance read it from the table. */
@@ -15,4 +17,6 @@ export interface OutboxEvent {
   position: OutboxPosition;
   /** The complete SSE message (`id:`, `event:`, `data:` lines and the blank line). */
   frame: string;
+  /** The publisher's trace context, carried to the delivery span. */
+  traceContext?: string;
 }

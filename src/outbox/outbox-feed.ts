@@ -1,11 +1,11 @@
-import { Inject, Injectable, Logger } from '@nestjs/common';
-import { ThrottledWarning } from '../common/throttled-warning';
+import { Inject, Injectable } from '@nestjs/common';
 import { SSE_MODULE_OPTIONS } from '../config/tokens';
 import type { ResolvedSseModuleOptions } from '../config/sse-module-options';
 import { Semaphore } from '../common/semaphore';
 import type { SseBatch, SseConnection, SseSeenFilter } from '../sse/sse-connection';
 import { resetFrame } from '../sse/sse-encoder';
 import { diagnose, SSE_DIAGNOSTICS } from '../observability/diagnostics';
+import { SSE_TRACE_ATTRIBUTES } from '../observability/tracing';
 import type { SseFeed } from '../sse/sse-feed';
 import { SseHub } from '../sse/sse-hub';
 import type { OutboxRow } from './outbox-event';
@@ -34,8 +34,6 @@ export type OutboxResetReason =
  */
 @Injectable()
 export class OutboxFeed implements SseFeed {
-  private readonly logger = new Logger('SseOutboxRelay');
-  private readonly throttled = new ThrottledWarning(this.logger);
   /**
    * Replays share the pool with the relay's live reads and with publishers. After a deploy or an
    * outage every client reconnects at once; unbounded, their replays would take every pooled
@@ -87,7 +85,8 @@ export class OutboxFeed implements SseFeed {
           : this.replay(connection, topics, after, upTo, lastEventId),
       )
       .catch((error) => {
-        this.throttled.warn(
+        this.relay.logger.report(
+          'outbox.replay-failed',
           `Replay failed (the client was sent a reset): ${(error as Error).message}`,
         );
         this.reset(connection, 'replay-failed', lastEventId);
@@ -112,7 +111,7 @@ export class OutboxFeed implements SseFeed {
       this.relay.stats.replayed += events.length;
       this.relay.stats.replayedFromMemory += events.length;
     }
-    replayed(lastEventId, events.length, 'memory');
+    replayed(connection, lastEventId, events.length, 'memory');
     connection.endReplay();
   }
 
@@ -146,7 +145,7 @@ export class OutboxFeed implements SseFeed {
         this.relay.stats.replayed += fromStream.length;
         this.relay.stats.replayedFromStream += fromStream.length;
       }
-      replayed(lastEventId, fromStream.length, 'stream');
+      replayed(connection, lastEventId, fromStream.length, 'stream');
       return connection.endReplay();
     }
     const { rows } = await this.postgres.query<OutboxRow>(sql.replay, [
@@ -165,7 +164,7 @@ export class OutboxFeed implements SseFeed {
       connection.write(Buffer.concat(rows.map((row) => Buffer.from(this.relay.frame(row).frame))));
       this.relay.stats.replayed += rows.length;
     }
-    replayed(lastEventId, rows.length, 'table');
+    replayed(connection, lastEventId, rows.length, 'table');
     connection.endReplay();
   }
 
@@ -178,6 +177,7 @@ export class OutboxFeed implements SseFeed {
   private reset(connection: SseConnection, reason: OutboxResetReason, lastEventId: string): void {
     this.relay.stats.resets++;
     diagnose(SSE_DIAGNOSTICS.streamReset, () => ({ reason, lastEventId }));
+    connection.trace?.event('reset', { [SSE_TRACE_ATTRIBUTES.resetReason]: reason });
     connection.write(resetFrame(reason, lastEventId));
     connection.endReplay();
   }
@@ -194,6 +194,15 @@ function seenThrough(after: OutboxPosition): SseSeenFilter {
   };
 }
 
-function replayed(lastEventId: string, events: number, from: 'memory' | 'stream' | 'table'): void {
+function replayed(
+  connection: SseConnection,
+  lastEventId: string,
+  events: number,
+  from: 'memory' | 'stream' | 'table',
+): void {
   diagnose(SSE_DIAGNOSTICS.streamReplay, () => ({ lastEventId, events, from }));
+  connection.trace?.event('replay', {
+    [SSE_TRACE_ATTRIBUTES.replayedEvents]: events,
+    [SSE_TRACE_ATTRIBUTES.replayedFrom]: from,
+  });
 }

@@ -1,4 +1,4 @@
-import { Logger } from '@nestjs/common';
+import type { SseLogger } from '../observability/sse-logger';
 import { EventEmitter } from 'node:events';
 import type { Client } from 'pg';
 import { raceTimeout } from '../common/timeout';
@@ -15,6 +15,7 @@ export interface OutboxListenerOptions {
   onNotify: () => void;
   /** (Re)connected and listening: notifications may have been missed, so read now. */
   onListening: () => void;
+  logger: SseLogger;
 }
 
 /** State of what wakes a relay (also reported, by analogy, for the Redis Stream it follows). */
@@ -38,7 +39,6 @@ const BACKOFF_MAX_MS = 10_000;
  * backoff when the check fails or the connection errors. Polling covers the gaps.
  */
 export class OutboxListener extends EventEmitter<{ listening: []; lost: [Error] }> {
-  private readonly logger = new Logger('SseOutboxListener');
   private client?: Client;
   private stopped = true;
   private attempt = 0;
@@ -129,7 +129,10 @@ export class OutboxListener extends EventEmitter<{ listening: []; lost: [Error] 
     destroySocket(client);
     const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** this.attempt++);
     const jittered = Math.round(delay / 2 + Math.random() * (delay / 2));
-    this.logger.warn(`LISTEN connection lost (${error.message}); reconnecting in ${jittered} ms`);
+    this.options.logger.report(
+      'outbox.listen-lost',
+      `LISTEN connection lost (${error.message}); reconnecting in ${jittered} ms`,
+    );
     this.emit('lost', error);
     this.reconnectTimer = setTimeout(() => void this.connect(), jittered);
     this.reconnectTimer.unref();

@@ -1,4 +1,5 @@
-import { Inject, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
+import { SseLogger } from '../observability/sse-logger';
+import { Inject, Injectable, OnApplicationBootstrap } from '@nestjs/common';
 import { EventEmitter } from 'node:events';
 import { SSE_MODULE_OPTIONS } from '../config/tokens';
 import type { ResolvedSseModuleOptions } from '../config/sse-module-options';
@@ -16,6 +17,7 @@ import { OutboxStreamFollower } from './redis-stream/stream-follower';
 import { OutboxStreamLeader } from './redis-stream/stream-leader';
 import { outboxStreamKey } from './redis-stream/stream-entries';
 import { diagnose, SSE_DIAGNOSTICS } from '../observability/diagnostics';
+import { DeliveryGroup, recordDeliveries, tracingAvailable } from '../observability/tracing';
 
 /** What {@link OutboxRelay.lag} reports. */
 export interface OutboxLag {
@@ -40,7 +42,6 @@ export interface OutboxLag {
  */
 @Injectable()
 export class OutboxRelay implements OnApplicationBootstrap, OutboxSink {
-  private readonly logger = new Logger('SseOutboxRelay');
   /** Recent events, framed, so most resumes are served without a query. */
   readonly recent: RecentEvents;
   private follower?: OutboxTableFollower | OutboxStreamFollower;
@@ -79,6 +80,7 @@ export class OutboxRelay implements OnApplicationBootstrap, OutboxSink {
     private readonly outbox: OutboxService,
     private readonly hub: SseHub,
     private readonly redis: RedisConnection,
+    readonly logger: SseLogger,
   ) {
     this.recent = new RecentEvents(this.options.outbox.replayCacheBytes);
   }
@@ -126,6 +128,7 @@ export class OutboxRelay implements OnApplicationBootstrap, OutboxSink {
         (after, limit) => this.readTable(after, limit),
         () => this.current,
         `nestjs-durable-sse:outbox:${this.options.postgres!.schema}.${outbox.table}`,
+        this.logger,
       );
       const stream = new OutboxStreamFollower(
         outbox,
@@ -218,7 +221,10 @@ export class OutboxRelay implements OnApplicationBootstrap, OutboxSink {
     const threshold = this.options.health.pendingWarnMs;
     if (lag.pendingEvents === 0) {
       if (this.heldBackSince !== undefined) {
-        this.logger.log('Outbox delivery resumed: no committed event is held back any more');
+        this.logger.report(
+          'outbox.held-back-ended',
+          'Outbox delivery resumed: no committed event is held back any more',
+        );
       }
       this.heldBackSince = undefined;
       return;
@@ -238,7 +244,8 @@ export class OutboxRelay implements OnApplicationBootstrap, OutboxSink {
     } catch (error) {
       blocker += `: ${(error as Error).message}`;
     }
-    this.logger.warn(
+    this.logger.report(
+      'outbox.held-back',
       `${lag.pendingEvents} committed outbox event(s) held back for ${Math.round(lag.oldestPendingMs / 1000)} s ` +
         `by a transaction still open elsewhere, ${blocker}. Delivery is in commit-safe order and ` +
         'resumes when it ends (see docs/operations.md#events-held-back).',
@@ -287,7 +294,7 @@ export class OutboxRelay implements OnApplicationBootstrap, OutboxSink {
   /** Framed as every event is, by the hub (the module's serializer, the same validation). */
   frame(row: OutboxRow): OutboxEvent {
     const position = positionOf(row);
-    return {
+    const event: OutboxEvent = {
       topic: row.topic,
       position,
       frame: this.hub.encode({
@@ -296,6 +303,8 @@ export class OutboxRelay implements OnApplicationBootstrap, OutboxSink {
         data: row.payload,
       }),
     };
+    if (row.trace_context) event.traceContext = row.trace_context;
+    return event;
   }
 
   /**
@@ -311,11 +320,16 @@ export class OutboxRelay implements OnApplicationBootstrap, OutboxSink {
     }> = [];
     const remember = this.recent.enabled;
     let delivered = 0;
+    // Per publish context, what reached streams here: one delivery span each, in its trace.
+    const traced = tracingAvailable() ? new Map<string, DeliveryGroup>() : undefined;
+    const started = traced ? Date.now() : 0;
     for (const event of events) {
       if (comparePositions(event.position, this.current) <= 0) continue;
       delivered++;
       this.current = event.position;
-      const live = this.hub.subscriberCount(event.topic) > 0;
+      const subscribers = this.hub.subscriberCount(event.topic);
+      const live = subscribers > 0;
+      if (live && traced && event.traceContext) traceInto(traced, event, subscribers);
       if (!live && !remember) continue;
       // Every topic, subscribed here or not: a client may resume on one nobody follows right now.
       // The cache's copy then serves live delivery too.
@@ -348,10 +362,28 @@ export class OutboxRelay implements OnApplicationBootstrap, OutboxSink {
     }
     if (watched && delivered > 0)
       diagnose(SSE_DIAGNOSTICS.outboxDeliver, () => ({ events: delivered, topics: watched }));
+    if (traced?.size) recordDeliveries(traced.values(), started);
   }
 
   /** Moves the position past events nobody can deliver any more (deleted by retention). */
   skipTo(position: OutboxPosition): void {
     if (comparePositions(position, this.current) > 0) this.current = position;
   }
+}
+
+function traceInto(
+  groups: Map<string, DeliveryGroup>,
+  event: OutboxEvent,
+  subscribers: number,
+): void {
+  const context = event.traceContext!;
+  let group = groups.get(context);
+  if (!group)
+    groups.set(context, (group = { context, topics: new Set(), ids: [], subscribers: 0 }));
+  // Streams handed the events: each topic's subscribers once, however many of its events.
+  if (!group.topics.has(event.topic)) {
+    group.topics.add(event.topic);
+    group.subscribers += subscribers;
+  }
+  group.ids.push(formatEventId(event.position));
 }

@@ -1,8 +1,8 @@
+import { SseLogger } from '../observability/sse-logger';
 import {
   BeforeApplicationShutdown,
   Inject,
   Injectable,
-  Logger,
   OnApplicationBootstrap,
 } from '@nestjs/common';
 import { SSE_MODULE_OPTIONS } from '../config/tokens';
@@ -21,7 +21,6 @@ const MAX_BATCHES_PER_RUN = 20;
  */
 @Injectable()
 export class OutboxRetention implements OnApplicationBootstrap, BeforeApplicationShutdown {
-  private readonly logger = new Logger('SseOutboxRetention');
   private timer?: NodeJS.Timeout;
   private running?: Promise<number>;
   readonly stats = { runs: 0, deleted: 0 };
@@ -30,6 +29,7 @@ export class OutboxRetention implements OnApplicationBootstrap, BeforeApplicatio
     @Inject(SSE_MODULE_OPTIONS) private readonly options: ResolvedSseModuleOptions,
     private readonly postgres: PostgresConnection,
     private readonly outbox: OutboxService,
+    private readonly logger: SseLogger,
   ) {}
 
   onApplicationBootstrap(): void {
@@ -72,7 +72,10 @@ export class OutboxRetention implements OnApplicationBootstrap, BeforeApplicatio
         if (rows[0].deleted < RETENTION_BATCH) break;
       }
     } catch (error) {
-      this.logger.warn(`Outbox retention failed (will retry): ${(error as Error).message}`);
+      this.logger.report(
+        'outbox.retention-failed',
+        `Outbox retention failed (will retry): ${(error as Error).message}`,
+      );
     }
     this.stats.runs++;
     this.stats.deleted += total;

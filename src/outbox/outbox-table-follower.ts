@@ -1,12 +1,11 @@
-import { Logger } from '@nestjs/common';
+import type { SseLogger } from '../observability/sse-logger';
 import { EventEmitter } from 'node:events';
 import type { ResolvedOutboxOptions } from '../config/sse-module-options';
-import { ThrottledWarning } from '../common/throttled-warning';
 import { raceTimeout } from '../common/timeout';
 import type { OutboxEvent } from './outbox-event';
 import { OutboxListener } from './outbox-listener';
 import type { OutboxPosition } from './outbox-position';
-import type { OutboxSql } from './outbox.sql';
+import { explainSchemaError, OutboxSql } from './outbox.sql';
 import type { Client } from 'pg';
 
 /** How long stopping waits for a read in flight. */
@@ -22,6 +21,8 @@ export interface OutboxSink {
   skipTo(position: OutboxPosition): void;
   /** Reads settled events after `after` in commit-safe order (at most `limit`, none past `upTo`). */
   readTable(after: OutboxPosition, limit: number, upTo?: OutboxPosition): Promise<OutboxEvent[]>;
+  /** Where the relay's parts log. */
+  readonly logger: SseLogger;
 }
 
 export interface OutboxFollowerEvents {
@@ -38,8 +39,6 @@ export interface OutboxFollowerEvents {
  * while Redis is unavailable.
  */
 export class OutboxTableFollower extends EventEmitter<OutboxFollowerEvents> {
-  private readonly logger = new Logger('SseOutboxRelay');
-  private readonly throttled = new ThrottledWarning(this.logger);
   private listener?: OutboxListener;
   private pollTimer?: NodeJS.Timeout;
   private reading?: Promise<void>;
@@ -77,6 +76,7 @@ export class OutboxTableFollower extends EventEmitter<OutboxFollowerEvents> {
       createClient: this.createClient,
       onNotify: () => this.wake(),
       onListening: () => this.wake(),
+      logger: this.sink.logger,
     });
     this.listener.on('listening', () => this.emit('listening'));
     this.listener.on('lost', (error) => this.emit('lost', error));
@@ -131,7 +131,10 @@ export class OutboxTableFollower extends EventEmitter<OutboxFollowerEvents> {
     } catch (error) {
       // Position is unchanged: the next notification or poll retries from the same place.
       this.stats.errors++;
-      this.throttled.warn(`Outbox read failed (will retry): ${(error as Error).message}`);
+      this.sink.logger.report(
+        'outbox.read-failed',
+        `Outbox read failed (will retry): ${explainSchemaError(error as Error)}`,
+      );
     }
   }
 }

@@ -1,4 +1,5 @@
-import { Inject, Injectable, Logger, OnModuleInit } from '@nestjs/common';
+import { SseLogger } from '../observability/sse-logger';
+import { Inject, Injectable, OnModuleInit, Optional } from '@nestjs/common';
 import { escapeLiteral, type PoolClient, type QueryResult } from 'pg';
 import { SSE_MODULE_OPTIONS } from '../config/tokens';
 import type { ResolvedSseModuleOptions } from '../config/sse-module-options';
@@ -6,8 +7,9 @@ import { assertSafeField } from '../sse/sse-encoder';
 import { SseEventError } from '../sse/sse-event';
 import { assertTopic } from '../sse/sse-hub';
 import { diagnose, SSE_DIAGNOSTICS } from '../observability/diagnostics';
+import { annotateActive, SSE_TRACE_ATTRIBUTES, startPublish } from '../observability/tracing';
 import { comparePositions, formatEventId, positionOf } from './outbox-position';
-import { outboxSql, OutboxSql } from './outbox.sql';
+import { explainSchemaError, outboxSql, OutboxSql } from './outbox.sql';
 import { PostgresConnection } from './postgres-connection';
 import { IdempotencyProblem } from '../idempotency/idempotency-problem';
 import { idempotentEffects, IdempotentEffects } from '../idempotency/idempotent-effects';
@@ -36,8 +38,9 @@ const MAX_KEY_LENGTH = 512;
 /** Writes events in the caller's transaction; the relay delivers them once committed. */
 @Injectable()
 export class OutboxService implements OnModuleInit {
-  private readonly logger = new Logger('SseOutbox');
   readonly sql: OutboxSql;
+  /** `schema.table`, as spans name it (`db.collection.name`). */
+  private readonly collection: string;
   /** Savepoint names: unique in the process, so nested calls never release each other's. */
   private savepoints = 0;
   readonly stats = {
@@ -48,7 +51,9 @@ export class OutboxService implements OnModuleInit {
   constructor(
     @Inject(SSE_MODULE_OPTIONS) private readonly options: ResolvedSseModuleOptions,
     private readonly postgres: PostgresConnection,
+    @Optional() private readonly logger: SseLogger = new SseLogger(),
   ) {
+    this.collection = `${options.postgres?.schema ?? 'public'}.${options.outbox.table}`;
     this.sql = outboxSql({
       schema: options.postgres?.schema ?? 'public',
       table: options.outbox.table,
@@ -71,7 +76,10 @@ export class OutboxService implements OnModuleInit {
       for (const statement of this.sql.migrate)
         await client.query(this.postgres.bounded(statement));
     });
-    this.logger.log(`Outbox ready: ${this.options.postgres?.schema}.${this.options.outbox.table}`);
+    this.logger.report(
+      'outbox.ready',
+      `Outbox ready: ${this.options.postgres?.schema}.${this.options.outbox.table}`,
+    );
   }
 
   /**
@@ -283,6 +291,7 @@ export class OutboxService implements OnModuleInit {
       );
     }
     this.stats.recordedOutcomesReturned++;
+    annotateActive({ [SSE_TRACE_ATTRIBUTES.recordedResult]: true });
     return (JSON.parse(row.result) as { v: T }).v;
   }
 
@@ -295,6 +304,10 @@ export class OutboxService implements OnModuleInit {
           "outbox.transaction() records its result in the outbox's _effects table: apply " +
           'docs/outbox-schema.sql (or let the module migrate).',
       );
+    }
+    if (code === '42703' && /trace_context/.test((error as Error).message)) {
+      // undefined_column: a table migrated by the team before the column was added.
+      return new Error(`nestjs-durable-sse: ${explainSchemaError(error as Error)}`);
     }
     if (code === '25P01' && library) {
       // no_active_sql_transaction: a pg client without BEGIN.
@@ -337,14 +350,23 @@ export class OutboxService implements OnModuleInit {
       columns.payloads.push(payload);
       columns.keys.push(event.key ?? null);
     }
-    const result = await client.query(this.sql.insert, [
-      columns.topics,
-      columns.types,
-      columns.payloads,
-      columns.keys,
-    ]);
-    // RETURNING promises no order; ids are reported in delivery order.
-    const ids = result.rows.map(positionOf).sort(comparePositions).map(formatEventId);
+    const trace = startPublish(columns.topics, list.length, this.collection);
+    let ids: string[];
+    try {
+      const result = await client.query(this.sql.insert, [
+        columns.topics,
+        columns.types,
+        columns.payloads,
+        columns.keys,
+        trace?.context ?? null,
+      ]);
+      // RETURNING promises no order; ids are reported in delivery order.
+      ids = result.rows.map(positionOf).sort(comparePositions).map(formatEventId);
+    } catch (error) {
+      trace?.end(undefined, error);
+      throw this.explained(error);
+    }
+    trace?.end(ids);
     diagnose(SSE_DIAGNOSTICS.outboxPublish, () => ({ topics: [...new Set(columns.topics)], ids }));
     return ids;
   }

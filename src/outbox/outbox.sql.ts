@@ -30,7 +30,7 @@ export function outboxSql(names: OutboxNames) {
   const notifyFunction = `${q(names.schema)}.${q(`${names.table}_notify`)}`;
   const effects = `${q(names.schema)}.${q(`${names.table}_effects`)}`;
   // Output names differ from the columns: a bare ORDER BY tx_id would sort the text aliases.
-  const columns = `o.tx_id::text AS tx_id, o.id::text AS id, o.topic, o.type, o.payload`;
+  const columns = `o.tx_id::text AS tx_id, o.id::text AS id, o.topic, o.type, o.payload, o.trace_context`;
   // Rows of transactions that may still be running are left for a later read.
   const settled = `tx_id < pg_snapshot_xmin(pg_current_snapshot())`;
 
@@ -47,8 +47,12 @@ export function outboxSql(names: OutboxNames) {
         payload jsonb NOT NULL,
         dedupe_key text,
         created_at timestamptz NOT NULL DEFAULT now(),
+        trace_context text,
         PRIMARY KEY (tx_id, id)
       )`,
+        // trace_context (the publisher's trace context, the propagator's fields as key=value
+        // lines) came after the first release: tables created before gain it here.
+        `ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS trace_context text`,
         `CREATE INDEX IF NOT EXISTS ${q(`${names.table}_topic_position`)} ON ${table} (topic, tx_id, id)`,
         `CREATE UNIQUE INDEX IF NOT EXISTS ${q(`${names.table}_dedupe`)} ON ${table} (topic, dedupe_key) WHERE dedupe_key IS NOT NULL`,
         // Highest position retention has deleted: a client that asks to resume from before it
@@ -84,9 +88,12 @@ export function outboxSql(names: OutboxNames) {
       ] as const
     ).map(tidy),
 
-    /** $1 topics text[], $2 types text[], $3 payloads (JSON text)[], $4 dedupe keys text[]. */
-    insert: `INSERT INTO ${table} (topic, type, payload, dedupe_key)
-      SELECT topic, type, payload::jsonb, dedupe_key
+    /**
+     * $1 topics text[], $2 types text[], $3 payloads (JSON text)[], $4 dedupe keys text[], $5 the
+     * trace context of them all (or null).
+     */
+    insert: `INSERT INTO ${table} (topic, type, payload, dedupe_key, trace_context)
+      SELECT topic, type, payload::jsonb, dedupe_key, $5::text
       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS e(topic, type, payload, dedupe_key)
       ON CONFLICT (topic, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
       RETURNING tx_id::text AS tx_id, id::text AS id`,
@@ -213,6 +220,19 @@ export function outboxSql(names: OutboxNames) {
 }
 
 export type OutboxSql = ReturnType<typeof outboxSql>;
+
+/** What to do when a table migrated by the team predates the trace_context column. */
+export const TRACE_CONTEXT_HINT =
+  "The outbox stores each event's trace context in a column tables made by earlier versions " +
+  'lack: apply the ALTER TABLE … ADD COLUMN trace_context of docs/outbox-schema.sql (or let the ' +
+  'module migrate).';
+
+/** `error`'s message, with the fix when it comes from a table without trace_context. */
+export function explainSchemaError(error: Error): string {
+  return (error as { code?: string }).code === '42703' && /trace_context/.test(error.message)
+    ? `${error.message}. ${TRACE_CONTEXT_HINT}`
+    : error.message;
+}
 
 /** The schema as one SQL script, for teams that run their own migrations (docs/outbox-schema.sql). */
 export function outboxSchemaScript(names: OutboxNames): string {

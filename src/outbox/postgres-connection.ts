@@ -1,4 +1,5 @@
-import { Inject, Injectable, Logger, OnApplicationShutdown } from '@nestjs/common';
+import { SseLogger } from '../observability/sse-logger';
+import { Inject, Injectable, OnApplicationShutdown, Optional } from '@nestjs/common';
 import {
   Client,
   ClientConfig,
@@ -22,11 +23,13 @@ const POOL_END_TIMEOUT_MS = 1_000;
  */
 @Injectable()
 export class PostgresConnection implements OnApplicationShutdown {
-  private readonly logger = new Logger('SsePostgres');
   private readonly ownedPool?: Pool;
   readonly pool?: Pool;
 
-  constructor(@Inject(SSE_MODULE_OPTIONS) private readonly options: ResolvedSseModuleOptions) {
+  constructor(
+    @Inject(SSE_MODULE_OPTIONS) private readonly options: ResolvedSseModuleOptions,
+    @Optional() private readonly logger: SseLogger = new SseLogger(),
+  ) {
     const pg = options.postgres;
     if (!pg) return;
     if (pg.existingPool) {
@@ -50,7 +53,10 @@ export class PostgresConnection implements OnApplicationShutdown {
     // An idle client's error (server restart, network) is emitted on the pool; unhandled it
     // would crash the process. The client is discarded and the next checkout reconnects.
     this.ownedPool.on('error', (error) =>
-      this.logger.warn(`Idle PostgreSQL connection failed: ${error.message}`),
+      this.logger.report(
+        'postgres.idle-error',
+        `Idle PostgreSQL connection failed: ${error.message}`,
+      ),
     );
   }
 
@@ -146,7 +152,10 @@ export class PostgresConnection implements OnApplicationShutdown {
     let lost: Error | undefined;
     const onError = (error: Error) => {
       lost ??= error;
-      this.logger.warn(`A PostgreSQL connection in use was lost: ${error.message}`);
+      this.logger.report(
+        'postgres.connection-lost',
+        `A PostgreSQL connection in use was lost: ${error.message}`,
+      );
     };
     client.on('error', onError);
     const release = client.release;
@@ -176,7 +185,10 @@ export class PostgresConnection implements OnApplicationShutdown {
     if (!pool) return;
     const ended = pool.end().catch(() => undefined);
     await raceTimeout(ended, POOL_END_TIMEOUT_MS, () => {
-      this.logger.warn('PostgreSQL connections did not close in time; destroying them');
+      this.logger.report(
+        'postgres.close-timeout',
+        'PostgreSQL connections did not close in time; destroying them',
+      );
       destroyClients(pool);
     });
   }

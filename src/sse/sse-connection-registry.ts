@@ -1,10 +1,12 @@
-import { Inject, Injectable, Logger, OnApplicationShutdown } from '@nestjs/common';
+import { SseLogger } from '../observability/sse-logger';
+import { Inject, Injectable, OnApplicationShutdown, Optional } from '@nestjs/common';
 import { SSE_MODULE_OPTIONS } from '../config/tokens';
 import type { ResolvedSseModuleOptions } from '../config/sse-module-options';
 import { SseCloseReason, SseConnection } from './sse-connection';
 import { SSE_HEARTBEAT } from './sse-encoder';
 import { ClientLimits } from '../common/client-limits';
 import { SSE_DIAGNOSTICS } from '../observability/diagnostics';
+import { startStream } from '../observability/tracing';
 
 export type SseAdmission =
   | { admitted: true; slot: SseSlot }
@@ -28,7 +30,6 @@ export interface SseSlot {
  */
 @Injectable()
 export class SseConnectionRegistry implements OnApplicationShutdown {
-  private readonly logger = new Logger('SseConnectionRegistry');
   private readonly connections = new Set<SseConnection>();
   private readonly limits: ClientLimits;
   private ticker: NodeJS.Timeout | undefined;
@@ -37,7 +38,10 @@ export class SseConnectionRegistry implements OnApplicationShutdown {
   private readonly counters = { opened: 0, slowConsumers: 0 };
   private emptyWaiters: Array<() => void> = [];
 
-  constructor(@Inject(SSE_MODULE_OPTIONS) private readonly options: ResolvedSseModuleOptions) {
+  constructor(
+    @Inject(SSE_MODULE_OPTIONS) private readonly options: ResolvedSseModuleOptions,
+    @Optional() private readonly logger: SseLogger = new SseLogger(),
+  ) {
     this.limits = new ClientLimits(
       options.sse.maxConnections,
       options.sse.maxConnectionsPerClient,
@@ -107,6 +111,7 @@ export class SseConnectionRegistry implements OnApplicationShutdown {
       this.options.sse.slowConsumerMs,
     );
     connection.onTeardown(() => slot.release());
+    connection.trace = startStream();
     this.connections.add(connection);
     this.counters.opened++;
     // Inline rather than diagnose(): every stream opens and closes once (1,000s at a time).
@@ -118,11 +123,13 @@ export class SseConnectionRegistry implements OnApplicationShutdown {
 
   private closed(connection: SseConnection, reason: SseCloseReason): void {
     this.connections.delete(connection);
+    connection.trace?.end(reason);
     if (SSE_DIAGNOSTICS.streamClose.hasSubscribers)
       SSE_DIAGNOSTICS.streamClose.publish({ clientKey: connection.clientKey, reason });
     if (reason === 'slow-consumer') {
       this.counters.slowConsumers++;
-      this.logger.warn(
+      this.logger.report(
+        'sse.slow-consumer',
         `Disconnected a slow SSE client (${connection.clientKey}): over sse.maxBufferedBytes for sse.slowConsumerMs`,
       );
     }

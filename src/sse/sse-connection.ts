@@ -1,3 +1,4 @@
+import type { StreamTrace } from '../observability/tracing';
 import type { ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { directSocket, httpChunk, writeCorked } from './http-chunk';
@@ -50,6 +51,8 @@ export class SseConnection implements SseSubscriber {
   private directSocket?: Socket | null;
   /** Armed while the unsent backlog is above maxBufferedBytes; see {@link afterWrite}. */
   private slowTimer?: NodeJS.Timeout;
+  /** The stream's span, when a tracing SDK records it (observability/tracing.ts). */
+  trace?: StreamTrace;
 
   constructor(
     readonly response: ServerResponse,

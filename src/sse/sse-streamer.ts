@@ -1,4 +1,5 @@
-import { Inject, Injectable, Logger } from '@nestjs/common';
+import { SseLogger } from '../observability/sse-logger';
+import { Inject, Injectable } from '@nestjs/common';
 import type { Observable } from 'rxjs';
 import { SSE_MODULE_OPTIONS } from '../config/tokens';
 import type { ResolvedSseModuleOptions, SseRejectMode } from '../config/sse-module-options';
@@ -30,8 +31,6 @@ export type SseSource =
 /** Opens event streams on HTTP responses and feeds them; also writes refusals. */
 @Injectable()
 export class SseStreamer {
-  private readonly logger = new Logger('Sse');
-
   constructor(
     @Inject(SSE_MODULE_OPTIONS) private readonly options: ResolvedSseModuleOptions,
     private readonly registry: SseConnectionRegistry,
@@ -39,6 +38,7 @@ export class SseStreamer {
     @Inject(SSE_CLIENT_KEY_RESOLVER) private readonly clientKeys: SseClientKeyResolver,
     @Inject(SSE_FEED) private readonly feed: SseFeed,
     private readonly platforms: HttpPlatformHost,
+    private readonly logger: SseLogger,
   ) {}
 
   /** Resolves the client key and reserves a slot under the connection limits. */
@@ -139,7 +139,8 @@ export class SseStreamer {
           frame = this.hub.encode(event);
         } catch (error) {
           // The stream is open: a bad event is a server bug, not a reason to cut the client.
-          this.logger.error(
+          this.logger.report(
+            'sse.unframeable-event',
             `Dropped an SSE event that cannot be framed: ${(error as Error).message}`,
           );
           return;
@@ -147,9 +148,10 @@ export class SseStreamer {
         connection.write(frame);
       },
       error: (error) => {
-        this.logger.error(
+        this.logger.report(
+          'sse.source-failed',
           `SSE stream source failed: ${(error as Error)?.message ?? error}`,
-          (error as Error)?.stack,
+          { stack: (error as Error)?.stack },
         );
         connection.close('error');
       },

@@ -209,16 +209,16 @@ describe.each(PLATFORMS)('on %s', (platform) => {
         }
       }
       const t = await startApp([GuardedController], {}, { platform });
-      const warn = jest.spyOn(t.app.get(IdempotencyService).logger, 'warn');
+      const warn = jest.spyOn(t.app.get(IdempotencyService).logger, 'report');
       try {
         await post(t, '/guarded', 'w1');
         await post(t, '/guarded', 'w2');
         await post(t, '/shared', 'w3');
-        const scopeWarnings = warn.mock.calls.filter(([message]) =>
-          String(message).includes('no scope'),
+        const scopeWarnings = warn.mock.calls.filter(
+          ([id, message]) => id === 'idempotency.route' && message.includes('no scope'),
         );
         expect(scopeWarnings).toHaveLength(1);
-        expect(String(scopeWarnings[0][0])).toContain('GuardedController.guarded');
+        expect(scopeWarnings[0][1]).toContain('GuardedController.guarded');
       } finally {
         warn.mockRestore();
         await t.close();

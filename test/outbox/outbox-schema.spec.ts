@@ -76,4 +76,50 @@ describe('outbox schema', () => {
       await dropSchema(schema);
     }
   });
+
+  it('adds trace_context to a table created before it (migrate: true), and explains it when migrations are the team’s', async () => {
+    const schema = uniqueSchema('upgrade');
+    // The schema as the first release created it: no trace_context column.
+    const before = outboxSchemaScript({ schema, table: 'sse_outbox', channel: 'sse_outbox' })
+      .replace(/\n\s*trace_context text,/, '')
+      .replace(/ALTER TABLE [^;]+ADD COLUMN IF NOT EXISTS trace_context text;/, '');
+    expect(before).not.toMatch(/trace_context/);
+    await withClient(databaseUrl(), (client) => client.query(before));
+    const options = {
+      sse: { heartbeatMs: 60_000 },
+      postgres: { connectionString: databaseUrl(), schema },
+      outbox: { pollIntervalMs: 60_000 },
+    };
+    const publish = (t: { app: { get: (token: typeof OutboxService) => OutboxService } }) => {
+      const outbox = t.app.get(OutboxService);
+      return outbox.transaction((tx) => outbox.publish(tx, { topic: 'feed', data: 'hi' }));
+    };
+    try {
+      const manual = await startApp([FeedController], {
+        ...options,
+        outbox: { ...options.outbox, migrate: false },
+      });
+      try {
+        await expect(publish(manual)).rejects.toThrow(
+          /trace_context.*apply the ALTER TABLE … ADD COLUMN trace_context of docs\/outbox-schema.sql/s,
+        );
+      } finally {
+        await manual.close();
+      }
+
+      const migrated = await startApp([FeedController], options);
+      const client = new RecordingEventSource(`${migrated.url}/feed`);
+      try {
+        await client.opened();
+        const [id] = await publish(migrated);
+        await client.received(1);
+        expect(client.events[0].lastEventId).toBe(id);
+      } finally {
+        client.close();
+        await migrated.close();
+      }
+    } finally {
+      await dropSchema(schema);
+    }
+  });
 });

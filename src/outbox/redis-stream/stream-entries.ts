@@ -19,10 +19,13 @@ export function outboxStreamKey(schema: string, table: string): string {
  * resynchronises from there instead of writing a duplicate or leaving a gap.
  *
  * Entry ids are event positions (`<tx_id>-<id>`, the SSE event ids); fields: `t` topic, `f` the
- * framed SSE message, `p` the id of the event before it in commit-safe order. A follower that
- * sees `p` differ from the last event it delivered knows what it missed is in the table only.
+ * framed SSE message, `p` the id of the event before it in commit-safe order, and `c` the
+ * publisher's trace context when it had one. A follower that sees `p` differ from the last event
+ * it delivered knows what it missed is in the table only. Fields it does not know are ignored,
+ * so instances of different versions can share a stream.
  *
- * ARGV: [1] previous position, [2] MAXLEN (approximate), then (id, topic, frame) per event.
+ * ARGV: [1] previous position, [2] MAXLEN (approximate), then (id, topic, frame, trace context
+ * or '') per event.
  */
 export const APPEND_SCRIPT = `
 local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
@@ -33,8 +36,12 @@ elseif redis.call('EXISTS', KEYS[1]) == 1 then
   redis.call('DEL', KEYS[1])
 end
 local prev = ARGV[1]
-for i = 3, #ARGV, 3 do
-  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], ARGV[i], 't', ARGV[i + 1], 'f', ARGV[i + 2], 'p', prev)
+for i = 3, #ARGV, 4 do
+  if ARGV[i + 3] == '' then
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], ARGV[i], 't', ARGV[i + 1], 'f', ARGV[i + 2], 'p', prev)
+  else
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], ARGV[i], 't', ARGV[i + 1], 'f', ARGV[i + 2], 'p', prev, 'c', ARGV[i + 3])
+  end
   prev = ARGV[i]
 end
 return 1
@@ -60,7 +67,8 @@ export function appendArguments(
   events: OutboxEvent[],
 ): Array<string | number> {
   const args: Array<string | number> = [formatEventId(after), maxLength];
-  for (const event of events) args.push(formatEventId(event.position), event.topic, event.frame);
+  for (const event of events)
+    args.push(formatEventId(event.position), event.topic, event.frame, event.traceContext ?? '');
   return args;
 }
 
@@ -76,12 +84,16 @@ export function parseEntry([id, fields]: [string, string[]]): StreamEntry | unde
   let topic: string | undefined;
   let frame: string | undefined;
   let previous: OutboxPosition | undefined;
+  let traceContext: string | undefined;
   for (let i = 0; i + 1 < fields.length; i += 2) {
     const value = fields[i + 1];
     if (fields[i] === 't') topic = value;
     else if (fields[i] === 'f') frame = value;
     else if (fields[i] === 'p') previous = parseEventId(value);
+    else if (fields[i] === 'c') traceContext = value;
   }
   if (!position || topic === undefined || frame === undefined || !previous) return undefined;
-  return { position, topic, frame, previous };
+  const entry: StreamEntry = { position, topic, frame, previous };
+  if (traceContext) entry.traceContext = traceContext;
+  return entry;
 }

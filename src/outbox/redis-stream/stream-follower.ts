@@ -1,8 +1,6 @@
-import { Logger } from '@nestjs/common';
 import type { Cluster, Redis } from 'ioredis';
 import { EventEmitter } from 'node:events';
 import type { ResolvedOutboxOptions } from '../../config/sse-module-options';
-import { ThrottledWarning } from '../../common/throttled-warning';
 import { raceTimeout } from '../../common/timeout';
 import type { OutboxEvent } from '../outbox-event';
 import { comparePositions, formatEventId, OutboxPosition, parseEventId } from '../outbox-position';
@@ -30,8 +28,6 @@ type RawEntry = [string, string[]];
  * switches back as soon as a read of the stream succeeds.
  */
 export class OutboxStreamFollower extends EventEmitter<OutboxFollowerEvents> {
-  private readonly logger = new Logger('SseOutboxRelay');
-  private readonly throttled = new ThrottledWarning(this.logger);
   private connection?: Redis | Cluster;
   private stopped = true;
   private running?: Promise<void>;
@@ -176,7 +172,8 @@ export class OutboxStreamFollower extends EventEmitter<OutboxFollowerEvents> {
       } catch (error) {
         // A range the stream lacked could not be read from the table: retried from the same place.
         if (this.stopped) return;
-        this.throttled.warn(
+        this.sink.logger.report(
+          'fanout.gap-read-failed',
           `Reading a gap in the Redis Stream from the table failed (will retry): ${(error as Error).message}`,
         );
         await this.sleep();
@@ -226,7 +223,7 @@ export class OutboxStreamFollower extends EventEmitter<OutboxFollowerEvents> {
   private async resumed(): Promise<void> {
     if (this.table.following) {
       await this.table.stop();
-      this.logger.log('Following the Redis Stream again');
+      this.sink.logger.report('fanout.stream-back', 'Following the Redis Stream again');
     }
     this.stats.connected = true;
     this.stats.connects++;
@@ -240,12 +237,16 @@ export class OutboxStreamFollower extends EventEmitter<OutboxFollowerEvents> {
     if (wasConnected || !this.table.following) this.emit('lost', error);
     if (!this.table.following) {
       this.stats.fallbacks++;
-      this.logger.warn(
+      this.sink.logger.report(
+        'fanout.stream-unavailable',
         `Redis Stream unavailable (${error.message}); following the outbox table until it returns`,
       );
       await this.table.start();
     } else {
-      this.throttled.warn(`Redis Stream still unavailable: ${error.message}`);
+      this.sink.logger.report(
+        'fanout.stream-still-unavailable',
+        `Redis Stream still unavailable: ${error.message}`,
+      );
     }
   }
 

@@ -1,8 +1,7 @@
-import { Logger } from '@nestjs/common';
+import type { SseLogger } from '../../observability/sse-logger';
 import type { Cluster, Redis } from 'ioredis';
 import type { Client } from 'pg';
 import type { ResolvedOutboxOptions } from '../../config/sse-module-options';
-import { ThrottledWarning } from '../../common/throttled-warning';
 import { raceTimeout } from '../../common/timeout';
 import type { OutboxEvent } from '../outbox-event';
 import { formatEventId, OutboxPosition, parseEventId } from '../outbox-position';
@@ -38,8 +37,6 @@ const BACKOFF_MAX_MS = 5_000;
  * duplicates.
  */
 export class OutboxStreamLeader {
-  private readonly logger = new Logger('SseOutboxLeader');
-  private readonly throttled = new ThrottledWarning(this.logger);
   private readonly stream: StreamClient;
   private session?: Client;
   private stopped = true;
@@ -82,6 +79,7 @@ export class OutboxStreamLeader {
      */
     private readonly localPosition: () => OutboxPosition,
     private readonly lockName: string,
+    private readonly logger: SseLogger,
   ) {
     this.stream = withAppendScript(client);
   }
@@ -192,7 +190,8 @@ export class OutboxStreamLeader {
     this.position = undefined;
     this.stats.leading = true;
     this.stats.terms++;
-    this.logger.log(
+    this.logger.report(
+      'fanout.leading',
       `This instance now appends the outbox to the Redis Stream (lock session pid ${this.stats.sessionPid})`,
     );
     session.on('notification', () => this.wake());
@@ -236,8 +235,8 @@ export class OutboxStreamLeader {
     const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** this.attempt++);
     const jittered = Math.round(delay / 2 + Math.random() * (delay / 2));
     const message = `${error.message}; trying again in ${jittered} ms`;
-    if (wasLeading) this.logger.warn(`Lost the relay lead (${message})`);
-    else this.throttled.warn(`Relay lock session failed (${message})`);
+    if (wasLeading) this.logger.report('fanout.lead-lost', `Lost the relay lead (${message})`);
+    else this.logger.report('fanout.lock-failed', `Relay lock session failed (${message})`);
     this.retryTimer = setTimeout(() => void this.campaign(), jittered);
     this.retryTimer.unref();
   }
@@ -282,7 +281,8 @@ export class OutboxStreamLeader {
       // The position is the stream's: a failed append is retried from it on the next wake.
       // After a timeout the script may have run after all; the next append then resyncs.
       this.stats.errors++;
-      this.throttled.warn(
+      this.logger.report(
+        'fanout.append-failed',
         `Appending to the Redis Stream failed (will retry): ${(error as Error).message}`,
       );
     }
