@@ -15,6 +15,8 @@ import * as http from 'node:http';
 import * as path from 'node:path';
 import { ask, numericOption, spawnChild, stopChild, writeReport } from '../shared/child';
 import { now, openStream, round, summarize } from '../shared/sse-client';
+import { registerTracing } from '../shared/tracing';
+import { recordDeliveries, startPublish } from '../../src/observability/tracing';
 
 const CONNECTIONS = numericOption('connections', 1000);
 const EVENTS = numericOption('events', 200);
@@ -31,13 +33,14 @@ interface Result {
   lost: number;
   deliveriesPerSecond: number;
   latencyMs: { p50: number; p99: number; max: number };
+  /** Server CPU (user + system) from the burst's start to the last receipt, per delivery. */
+  serverCpuMicrosPerDelivery: number;
   rssPerConnectionBytes: number;
   heapPerConnectionBytes: number;
 }
 
 const MODES = [
   'durable',
-  'durable-outbox',
   'nest',
   'durable-fastify',
   'nest-fastify',
@@ -45,7 +48,8 @@ const MODES = [
   'bare',
   'bare-express',
 ] as const;
-type Mode = (typeof MODES)[number];
+/** `durable-outbox` runs under `--otel` only: the default run compares stream servers alone. */
+type Mode = (typeof MODES)[number] | 'durable-outbox';
 
 const LABELS: Record<Mode, string> = {
   durable: 'nestjs-durable-sse @Sse + SseHub',
@@ -109,11 +113,13 @@ async function runMode(mode: Mode): Promise<Result> {
   }
   const idle = await ask(child, { cmd: 'memory' }, 'memory');
 
+  const cpuBefore = (await ask(child, { cmd: 'cpu' }, 'cpu')).micros;
   const started = now();
   await ask(child, { cmd: 'burst', events: EVENTS, batch: BATCH }, 'burst');
   const timeout = new Promise<void>((resolve) => setTimeout(resolve, 60_000).unref());
   await Promise.race([done, timeout]);
   const elapsedMs = now() - started;
+  const cpuMicros = (await ask(child, { cmd: 'cpu' }, 'cpu')).micros - cpuBefore;
 
   const delay = await ask(child, { cmd: 'loop-delay' }, 'loop-delay');
   clients.forEach((c) => c.destroy());
@@ -128,6 +134,7 @@ async function runMode(mode: Mode): Promise<Result> {
     lost: CONNECTIONS * EVENTS - delivered,
     deliveriesPerSecond: Math.round(delivered / (elapsedMs / 1000)),
     latencyMs: { p50, p99, max },
+    serverCpuMicrosPerDelivery: Math.round((cpuMicros / Math.max(1, delivered)) * 1000) / 1000,
     eventLoopDelayMs: { p50: round(delay.p50Ms), p99: round(delay.p99Ms), max: round(delay.maxMs) },
     rssPerConnectionBytes: Math.round((idle.rss - before.rss) / CONNECTIONS),
     heapPerConnectionBytes: Math.round((idle.heapUsed - before.heapUsed) / CONNECTIONS),
@@ -163,6 +170,7 @@ async function mainOtel() {
       key,
       {
         'deliveries/s': median(results.map((r) => r.deliveriesPerSecond)),
+        'server CPU µs/delivery': median(results.map((r) => r.serverCpuMicrosPerDelivery)),
         'p50 ms': median(results.map((r) => r.latencyMs.p50)),
         'p99 ms': median(results.map((r) => r.latencyMs.p99)),
         lost: results.reduce((sum, r) => sum + r.lost, 0),
@@ -174,17 +182,47 @@ async function mainOtel() {
     `\nfanout --otel: ${CONNECTIONS} connections × ${EVENTS} events (batches of ${BATCH}), ${ROUNDS} rounds, medians, node ${process.version}\n`,
   );
   console.table(summary);
+  const ratio = (mode: Mode, column: 'deliveries/s' | 'server CPU µs/delivery') =>
+    Math.round((summary[`${mode} + SDK (sampling off)`][column] / summary[mode][column]) * 1000) /
+    1000;
   const ratios = Object.fromEntries(
     modes.map((mode) => [
       mode,
-      round(
-        summary[`${mode} + SDK (sampling off)`]['deliveries/s'] / summary[mode]['deliveries/s'],
-      ),
+      {
+        deliveriesPerSecond: ratio(mode, 'deliveries/s'),
+        serverCpu: ratio(mode, 'server CPU µs/delivery'),
+      },
     ]),
   );
-  for (const [mode, ratio] of Object.entries(ratios))
-    console.log(`${mode}: deliveries/s with the SDK ÷ without ×${ratio}`);
+  for (const [mode, r] of Object.entries(ratios))
+    console.log(
+      `${mode}: with the SDK ÷ without: deliveries/s ×${r.deliveriesPerSecond}, server CPU per delivery ×${r.serverCpu}`,
+    );
+  // Where tracing's time goes, without the noise of a whole server: the calls it adds, timed
+  // in this process with the same SDK (sampler off). Per event published, and per publish
+  // context handed to a relay's streams — not per subscriber.
+  registerTracing('sampling-off');
+  const perCall = (fn: () => void, calls = 200_000) => {
+    for (let i = 0; i < 10_000; i++) fn();
+    const started = process.hrtime.bigint();
+    for (let i = 0; i < calls; i++) fn();
+    return Math.round(Number(process.hrtime.bigint() - started) / calls) / 1000;
+  };
+  const context = startPublish(['bench'], 1, 'public.sse_outbox')!.context!;
+  const microseconds = {
+    publish: perCall(() => startPublish(['bench'], 1, 'public.sse_outbox')!.end(['1-1'])),
+    deliver: perCall(() =>
+      recordDeliveries(
+        [{ context, topics: new Set(['bench']), ids: ['1-1'], subscribers: CONNECTIONS }],
+        Date.now(),
+      ),
+    ),
+  };
+  console.log(
+    `per call, SDK sampling off: publish span + context ${microseconds.publish} µs, delivery span ${microseconds.deliver} µs`,
+  );
   writeReport('fanout-otel', {
+    microsecondsPerCall: microseconds,
     benchmark: 'fanout --otel',
     date: new Date().toISOString(),
     node: process.version,

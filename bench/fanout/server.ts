@@ -210,6 +210,9 @@ async function main() {
         p99Ms: loopDelay.percentile(99) / 1e6,
         maxMs: loopDelay.max / 1e6,
       });
+    } else if (message.cmd === 'cpu') {
+      const { user, system } = process.cpuUsage();
+      send({ cmd: 'cpu', micros: user + system });
     } else if (message.cmd === 'connections') {
       send({ cmd: 'connections', count: await connections() });
     } else if (message.cmd === 'snapshot') {

@@ -35,8 +35,14 @@ export function openStream(
           if (!frame.includes('data:')) continue;
           onEvent();
           if (onLatency) {
+            // Up to the next field or the end: jsonb (the outbox) puts "t" first, JSON.stringify last.
             const at = frame.indexOf('"t":');
-            if (at >= 0) onLatency(received - Number(frame.slice(at + 4, frame.indexOf('}', at))));
+            if (at >= 0) {
+              const comma = frame.indexOf(',', at);
+              const close = frame.indexOf('}', at);
+              const end = comma >= 0 && comma < close ? comma : close;
+              onLatency(received - Number(frame.slice(at + 4, end)));
+            }
           }
         }
       });

@@ -104,7 +104,8 @@ function deserialize(text: string): OpenTelemetry.Context {
     const at = line.indexOf('=');
     if (at > 0) carrier[line.slice(0, at)] = line.slice(at + 1);
   }
-  return api!.propagation.extract(api!.context.active(), carrier);
+  // From the root: nothing of whatever context the relay's read happens to run in comes along.
+  return api!.propagation.extract(api!.ROOT_CONTEXT, carrier);
 }
 
 /** What one relay hand-over delivered of the events published under one trace context. */
