@@ -16,7 +16,7 @@ const outbox = new OutboxService(options, postgres);
 const pool = postgres.requirePool();
 
 // 'after-commit': the trigger is dropped and the publisher notifies after each commit instead,
-// coalesced to at most one NOTIFY in flight (DESIGN §4 asks for this comparison).
+// coalesced to at most one NOTIFY in flight (the design asked for this comparison).
 let notifying = false;
 let notifyAgain = false;
 async function notifyAfterCommit(): Promise<void> {

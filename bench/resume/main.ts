@@ -8,7 +8,7 @@
  *
  * `--event-bytes N` pads each event to about N bytes of JSON (e.g. 2500): transactions of 100 such
  * events are far larger than sse.maxBufferedBytes, so it checks that big batches and big replays
- * reach every client that reads (DESIGN §3). Its report is written as resume-<N>b.json.
+ * reach every client that reads (docs/guarantees.md). Its report is written as resume-<N>b.json.
  *
  * Uses DATABASE_URL (default postgres://postgres@127.0.0.1:5432/test) in a schema of its own.
  */

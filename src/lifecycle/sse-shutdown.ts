@@ -14,7 +14,7 @@ import { SseConnectionRegistry } from '../sse/sse-connection-registry';
 import { SseJobs } from '../jobs/sse-jobs';
 
 /**
- * The module's shutdown, in order (DESIGN §7). Nest runs every provider's
+ * The module's shutdown, in order (docs/operations.md#shutdown). Nest runs every provider's
  * `beforeApplicationShutdown` at once, so the order lives here rather than in each part:
  *
  * 1. Readiness turns 503 (`draining`). On a signal, that lasts `shutdown.drainMs` before anything

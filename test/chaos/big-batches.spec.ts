@@ -1,4 +1,4 @@
-// DESIGN §3: a slow consumer is one that does not read, not one that was handed a lot at once.
+// docs/streams.md: a slow consumer is one that does not read, not one that was handed a lot at once.
 // One transaction, or one replay, larger than maxBufferedBytes must reach every client that reads.
 import { Controller } from '@nestjs/common';
 import * as net from 'node:net';

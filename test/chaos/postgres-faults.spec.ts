@@ -1,4 +1,4 @@
-// The fault model of DESIGN §4 against a private PostgreSQL: connections that die loudly
+// The fault model of docs/guarantees.md against a private PostgreSQL: connections that die loudly
 // (terminated, idle_in_transaction_session_timeout) and silently (a frozen network path).
 import { Controller, Logger } from '@nestjs/common';
 import { Client } from 'pg';

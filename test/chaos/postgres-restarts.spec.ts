@@ -1,4 +1,4 @@
-// DESIGN §8: PostgreSQL restarted and crashed (-m immediate) while events are being published.
+// docs/guarantees.md: PostgreSQL restarted and crashed (-m immediate) while events are being published.
 // The oracle is the table after recovery: a COMMIT in flight when the server went away has an
 // unknown outcome, so what counts is what PostgreSQL kept, and every row of it must reach the
 // client once, in commit-safe order. The server is durable (fsync, synchronous_commit on): a

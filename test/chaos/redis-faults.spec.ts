@@ -1,4 +1,4 @@
-// The idempotency store's fault model (DESIGN §5, §8) against private redis-servers: a silently
+// The idempotency store's fault model (docs/guarantees.md) against private redis-servers: a silently
 // dead network path, and restarts with and without persistence.
 import { Controller, Post } from '@nestjs/common';
 import { Idempotent } from '../../src';

@@ -47,7 +47,7 @@ let ORDERS = '';
 let cutOnce = false;
 
 /**
- * DESIGN §11: inside an @Idempotent() request, outbox.transaction() commits its result with its
+ * docs/idempotency.md (exactly-once effects): inside an @Idempotent() request, outbox.transaction() commits its result with its
  * effects; a retry that Redis cannot answer (record lost) gets that result, and the effects do
  * not run again. Real PostgreSQL and Redis.
  */

@@ -1,4 +1,4 @@
-// The provisioning the whole suite relies on (DESIGN.md §8), checked against real servers.
+// The provisioning the whole suite relies on (README.md, "Two commands"), checked against real servers.
 import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';

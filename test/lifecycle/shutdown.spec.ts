@@ -38,7 +38,7 @@ async function forkApp(platform: string, schema: string, env: Record<string, str
 }
 
 describe.each(PLATFORMS)('on %s', (platform) => {
-  describe('graceful shutdown (DESIGN §7)', () => {
+  describe('graceful shutdown (docs/operations.md#shutdown)', () => {
     const schema = useChildSchema('shutdown');
 
     it.each(FANOUTS)(
@@ -73,7 +73,7 @@ describe.each(PLATFORMS)('on %s', (platform) => {
     );
   });
 
-  describe('SIGTERM (DESIGN §7): drain, then a bounded close that waits on no client', () => {
+  describe('SIGTERM: drain, then a bounded close that waits on no client', () => {
     const schema = useChildSchema('sigterm');
 
     it('reports 503 for drainMs while still serving, answers the request in flight, closes silent and half-sent sockets, and exits', async () => {

@@ -314,7 +314,7 @@ class OrdersController {
 class TypeOrmHolder {}
 
 /**
- * DESIGN §11: publishing and the exactly-once row ride the transaction of the library the team
+ * docs/outbox.md, "In your ORM's transaction": publishing and the exactly-once row ride the transaction of the library the team
  * already uses. Each library is the real package against real PostgreSQL (and Redis for the
  * idempotency records).
  */

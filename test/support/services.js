@@ -1,6 +1,6 @@
 'use strict';
 /**
- * Real PostgreSQL and Redis for the test suite (DESIGN.md §8).
+ * Real PostgreSQL and Redis for the test suite (README.md, "Two commands").
  *
  * ensureServices(): uses DATABASE_URL / REDIS_URL (defaults below) when a server answers there;
  * where the server is installed but not running, starts a private one in a temp dir on a free
