@@ -2,44 +2,23 @@ import 'reflect-metadata';
 
 export { SseModule } from './sse.module';
 export { SSE_MODULE_OPTIONS } from './config/tokens';
-export { SSE_MODULE_OPTIONS_TYPE, SSE_MODULE_ASYNC_OPTIONS_TYPE } from './config/module-definition';
 export type {
   SseModuleOptions,
   PostgresOptions,
   PostgresPoolOptions,
   OutboxFanout,
   OutboxOptions,
-  ResolvedPostgresOptions,
-  ResolvedOutboxOptions,
   RedisOptions,
   IdempotencyOptions,
   IdempotencyFailMode,
-  ResolvedRedisOptions,
-  ResolvedIdempotencyOptions,
   HealthOptions,
-  ResolvedHealthOptions,
   MetricsOptions,
-  ResolvedMetricsOptions,
   ShutdownOptions,
-  ResolvedShutdownOptions,
   JobsOptions,
-  ResolvedJobsOptions,
   SseModuleExtras,
   SseStreamOptions,
   SseRejectMode,
   ResolvedSseModuleOptions,
-  ResolvedSseStreamOptions,
-} from './config/sse-module-options';
-export {
-  SSE_STREAM_DEFAULTS,
-  POSTGRES_DEFAULTS,
-  OUTBOX_DEFAULTS,
-  REDIS_DEFAULTS,
-  IDEMPOTENCY_DEFAULTS,
-  HEALTH_DEFAULTS,
-  SHUTDOWN_DEFAULTS,
-  JOBS_DEFAULTS,
-  METRICS_DEFAULTS,
 } from './config/sse-module-options';
 export { SseConfigError, resolveSseModuleOptions } from './config/validate-options';
 export type { SseConfigIssue } from './config/validate-options';
@@ -49,19 +28,8 @@ export type { SseRouteOptions, SseTopics, SseRequest } from './sse/sse-route-opt
 export { readLastEventId } from './sse/sse-route-options';
 export { SseEventError } from './sse/sse-event';
 export type { SseEvent } from './sse/sse-event';
-export {
-  encodeEvent,
-  encodeComment,
-  encodeRetry,
-  resetFrame,
-  SSE_HEARTBEAT,
-} from './sse/sse-encoder';
 export { SseHub } from './sse/sse-hub';
-export type { SseSubscriber, SseCloseReason, SseBatch } from './sse/sse-connection';
 export { SseConnectionRegistry } from './sse/sse-connection-registry';
-export type { SseAdmission, SseSlot } from './sse/sse-connection-registry';
-export { SseInterceptor } from './sse/sse.interceptor';
-export { SseStreamer, SSE_RESPONSE_HEADERS } from './sse/sse-streamer';
 export { SSE_EVENT_SERIALIZER, JsonSseEventSerializer } from './sse/sse-event-serializer';
 export type { SseEventSerializer } from './sse/sse-event-serializer';
 export {
@@ -75,20 +43,13 @@ export type { OutboxEvent, OutboxQueryable, TransactionOf } from './outbox/outbo
 export { OutboxRelay } from './outbox/outbox-relay';
 export type { OutboxLag } from './outbox/outbox-relay';
 export type { OutboxResetReason } from './outbox/outbox-feed';
-export { OutboxRetention } from './outbox/outbox-retention';
 export { PostgresConnection, PostgresPoolExhaustedError } from './outbox/postgres-connection';
-export { pglitePostgres } from './outbox/embedded/pglite-postgres';
-export type { PgliteLike, PglitePostgresOptions } from './outbox/embedded/pglite-postgres';
-export { formatEventId, parseEventId, comparePositions } from './outbox/outbox-position';
-export type { OutboxPosition } from './outbox/outbox-position';
 
 export { Idempotent } from './idempotency/idempotent.decorator';
 export type { IdempotentOptions, IdempotentRequest } from './idempotency/idempotent.options';
 export { IdempotentReplay } from './idempotency/idempotency-replay';
 export { IdempotencyService } from './idempotency/idempotency.service';
 export type { IdempotencyOutcome } from './idempotency/idempotency.service';
-export { IdempotencyProblem } from './idempotency/idempotency-problem';
-export type { IdempotencyProblemCode } from './idempotency/idempotency-problem';
 export { IDEMPOTENCY_STORE, IdempotencyStoreError } from './idempotency/idempotency-store';
 export type {
   IdempotencyStore,
@@ -100,8 +61,6 @@ export { MemoryIdempotencyStore } from './idempotency/memory-idempotency-store';
 export {
   IDEMPOTENCY_FINGERPRINT_STRATEGY,
   Sha256FingerprintStrategy,
-  canonicalJson,
-  sha256Parts,
 } from './idempotency/fingerprint';
 export type { FingerprintStrategy, FingerprintInput } from './idempotency/fingerprint';
 export {
@@ -110,8 +69,6 @@ export {
   IdempotencyScopeError,
 } from './idempotency/idempotency-scope';
 export type { IdempotencyScopeResolver } from './idempotency/idempotency-scope';
-export { parseIdempotencyKey } from './idempotency/idempotency-key';
-export { RedisConnection } from './idempotency/redis-connection';
 
 export { SseJob, SseJobSignal } from './jobs/sse-job.decorator';
 export type { SseJobRouteOptions } from './jobs/sse-job.decorator';
@@ -125,5 +82,4 @@ export { SSE_LOG_MESSAGES } from './observability/log-messages';
 export type { SseLogMessageId } from './observability/log-messages';
 
 export { SseHealthIndicators } from './health/sse-health.indicators';
-export { SseHealthRoutes } from './health/sse-health.routes';
 export { SseMetrics } from './metrics/sse-metrics';

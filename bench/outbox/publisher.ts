@@ -3,7 +3,8 @@
  * rate, or as fast as it can, with `perTx` events per transaction. Each payload carries the time
  * its transaction started, so receivers measure transaction start → receipt.
  */
-import { OutboxService, PostgresConnection, resolveSseModuleOptions } from '../../src';
+import { OutboxService, resolveSseModuleOptions } from '../../src';
+import { PostgresConnection } from '../../src/outbox/postgres-connection';
 import { now } from '../shared/sse-client';
 
 const [databaseUrl, schema, notifyMode] = process.argv.slice(2);

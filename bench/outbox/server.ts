@@ -3,7 +3,8 @@ import 'reflect-metadata';
 import { Controller, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { AddressInfo } from 'node:net';
-import { OutboxRelay, Sse, SseBatch, SseHub, SseModule } from '../../src';
+import { OutboxRelay, Sse, SseHub, SseModule } from '../../src';
+import { SseBatch } from '../../src/sse/sse-connection';
 import { now, summarize } from '../shared/sse-client';
 
 const [databaseUrl, schema, replayLimit = '1000', replayCacheBytes] = process.argv.slice(2);

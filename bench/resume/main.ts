@@ -16,7 +16,8 @@ import { randomBytes } from 'node:crypto';
 import * as http from 'node:http';
 import * as path from 'node:path';
 import { Client } from 'pg';
-import { OutboxService, PostgresConnection, resolveSseModuleOptions } from '../../src';
+import { OutboxService, resolveSseModuleOptions } from '../../src';
+import { PostgresConnection } from '../../src/outbox/postgres-connection';
 import { ask, numericOption, spawnChild, stopChild, writeReport } from '../shared/child';
 import { now, round } from '../shared/sse-client';
 

@@ -1,6 +1,7 @@
 import { DynamicModule, Module, ValidationPipe } from '@nestjs/common';
 import { APP_PIPE } from '@nestjs/core';
-import { OutboxFanout, pglitePostgres, PgliteLike, SseModule, SseModuleOptions } from '../../src';
+import { OutboxFanout, SseModule, SseModuleOptions } from '../../src';
+import { pglitePostgres, PgliteLike } from '../../src/pglite';
 import type { Backends } from './backends';
 import { OrdersController } from './orders.controller';
 import { ORDERS_SCHEMA, ORDERS_SCHEMA_NAME, OrdersRepository } from './orders.repository';

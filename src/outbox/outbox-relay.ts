@@ -178,6 +178,32 @@ export class OutboxRelay implements OnApplicationBootstrap, OutboxSink {
   }
 
   /**
+   * Reads every event committed before the call (and not held back by a transaction still open
+   * elsewhere) and hands it to this instance's streams, then resolves with how many it handed
+   * over. For tests: after `await outbox.transaction(…)`, `await relay.runOnce()` means the
+   * events have been written to every stream of this instance, with no NOTIFY or poll to wait
+   * for. Safe alongside the relay's own reads: events are handed over once, in order.
+   */
+  async runOnce(): Promise<number> {
+    if (!this.enabled)
+      throw new Error('OutboxRelay.runOnce(): the outbox is not configured (postgres)');
+    if (!this.follower) {
+      throw new Error(
+        'OutboxRelay.runOnce(): the relay starts with the app; call app.init() first',
+      );
+    }
+    const { batchSize } = this.options.outbox;
+    let delivered = 0;
+    for (;;) {
+      const before = this.stats.events;
+      const events = await this.readTable(this.current, batchSize);
+      this.deliver(events);
+      delivered += this.stats.events - before;
+      if (events.length < batchSize) return delivered;
+    }
+  }
+
+  /**
    * How far this relay is behind, and what is held back (counts capped at `cap`, default
    * `health.maxOutboxLagEvents + 1`). Concurrent calls share one query (health, metrics and the
    * held-back watch all ask). Bounded by `postgres.queryTimeoutMs`.

@@ -3,7 +3,8 @@
 import { Controller, Logger } from '@nestjs/common';
 import { Client } from 'pg';
 import type { PoolClient } from 'pg';
-import { OutboxRelay, OutboxService, PostgresConnection, Sse, SseModuleOptions } from '../../src';
+import { OutboxRelay, OutboxService, Sse, SseModuleOptions } from '../../src';
+import { PostgresConnection } from '../../src/outbox/postgres-connection';
 import { raceTimeout } from '../../src/common/timeout';
 import { RecordingEventSource } from '../support/event-source';
 import { FaultProxy } from '../support/fault-proxy';

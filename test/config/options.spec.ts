@@ -1,25 +1,27 @@
 import { Controller, Injectable, Module } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import {
-  HEALTH_DEFAULTS,
-  METRICS_DEFAULTS,
-  IDEMPOTENCY_DEFAULTS,
-  OUTBOX_DEFAULTS,
-  POSTGRES_DEFAULTS,
   ResolvedSseModuleOptions,
   resolveSseModuleOptions,
   Sse,
   SSE_EVENT_SERIALIZER,
   SSE_MODULE_OPTIONS,
-  SSE_STREAM_DEFAULTS,
-  SHUTDOWN_DEFAULTS,
-  JOBS_DEFAULTS,
   SseConfigError,
   SseEventSerializer,
   SseHub,
   SseModule,
   SseModuleOptions,
 } from '../../src';
+import {
+  HEALTH_DEFAULTS,
+  METRICS_DEFAULTS,
+  IDEMPOTENCY_DEFAULTS,
+  OUTBOX_DEFAULTS,
+  POSTGRES_DEFAULTS,
+  SSE_STREAM_DEFAULTS,
+  SHUTDOWN_DEFAULTS,
+  JOBS_DEFAULTS,
+} from '../../src/config/sse-module-options';
 import { RecordingEventSource } from '../support/event-source';
 import { startApp } from '../support/http';
 

@@ -1,13 +1,8 @@
 // Readiness and liveness over HTTP, with failures caused on private PostgreSQL and Redis servers.
 import { Controller } from '@nestjs/common';
 import { once } from 'node:events';
-import {
-  OutboxRelay,
-  OutboxService,
-  PostgresConnection,
-  Sse,
-  SseConnectionRegistry,
-} from '../../src';
+import { OutboxRelay, OutboxService, Sse, SseConnectionRegistry } from '../../src';
+import { PostgresConnection } from '../../src/outbox/postgres-connection';
 import { openRaw } from '../support/http';
 import { PLATFORMS, startApp, TestApp } from '../support/http';
 import { databaseUrl, dropSchema, uniqueSchema, withClient } from '../support/postgres';

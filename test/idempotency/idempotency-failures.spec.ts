@@ -7,10 +7,10 @@ import {
   Idempotent,
   IdempotencyService,
   IdempotencyStore,
-  RedisConnection,
   Sha256FingerprintStrategy,
   SseModule,
 } from '../../src';
+import { RedisConnection } from '../../src/idempotency/redis-connection';
 import { PLATFORMS, startApp, TestApp } from '../support/http';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports

@@ -1,10 +1,7 @@
 import { createHash } from 'node:crypto';
-import {
-  canonicalJson,
-  parseIdempotencyKey,
-  Sha256FingerprintStrategy,
-  sha256Parts,
-} from '../../src';
+import { Sha256FingerprintStrategy } from '../../src';
+import { canonicalJson, sha256Parts } from '../../src/idempotency/fingerprint';
+import { parseIdempotencyKey } from '../../src/idempotency/idempotency-key';
 
 describe('Idempotency-Key parsing', () => {
   it('takes a structured-field string and a bare token as the same key', () => {

@@ -1,11 +1,7 @@
 import Redis from 'ioredis';
-import {
-  IdempotencyStore,
-  MemoryIdempotencyStore,
-  RedisIdempotencyStore,
-  StoredResponse,
-} from '../../src';
-import { redisUrl, uniquePrefix } from '../support/redis';
+import { MemoryIdempotencyStore, RedisIdempotencyStore } from '../../src';
+import { describeIdempotencyStoreContract } from '../../src/testing';
+import type { StoredResponse } from '../../src';
 
 const response = (body: string): StoredResponse => ({
   status: 201,
@@ -13,83 +9,10 @@ const response = (body: string): StoredResponse => ({
   kind: 'utf8',
   body,
 });
+import { redisUrl, uniquePrefix } from '../support/redis';
 
-interface StoreUnderTest {
-  store: IdempotencyStore;
-  /** Makes a record vanish as if its lease had run out. */
-  expire(key: string): Promise<void>;
-  /** Remaining life of a record in ms, -2 when absent. */
-  ttl(key: string): Promise<number>;
-  close(): Promise<void>;
-}
-
-function contract(label: string, make: () => Promise<StoreUnderTest>) {
-  describe(`idempotency store contract — ${label}`, () => {
-    let t: StoreUnderTest;
-    let n = 0;
-    const key = () => `idem:{:k${++n}}`;
-    beforeAll(async () => {
-      t = await make();
-    });
-    afterAll(() => t.close());
-
-    it('acquires once, then reports mismatch, running, and the stored response', async () => {
-      const k = key();
-      expect(await t.store.acquire(k, 'fp', 'owner-a', 60_000)).toEqual({ state: 'acquired' });
-      expect(await t.store.acquire(k, 'other-fp', 'owner-b', 60_000)).toEqual({
-        state: 'mismatch',
-      });
-      const running = await t.store.acquire(k, 'fp', 'owner-b', 60_000);
-      expect(running.state).toBe('running');
-      expect(await t.store.complete(k, 'owner-a', response('{"ok":1}'), 3_600_000)).toBe(true);
-      expect(await t.store.acquire(k, 'fp', 'owner-c', 60_000)).toEqual({
-        state: 'done',
-        response: response('{"ok":1}'),
-      });
-      expect(await t.store.acquire(k, 'other-fp', 'owner-c', 60_000)).toEqual({
-        state: 'mismatch',
-      });
-    });
-
-    it('keeps a running record for the lease and a completed one for the TTL', async () => {
-      const k = key();
-      await t.store.acquire(k, 'fp', 'owner', 5_000);
-      // Positive too: -1 (no expiry) and -2 (no key) would pass a bare upper bound.
-      const lease = await t.ttl(k);
-      expect(lease).toBeGreaterThan(0);
-      expect(lease).toBeLessThanOrEqual(5_000);
-      expect(await t.store.extend(k, 'owner', 50_000)).toBe(true);
-      expect(await t.ttl(k)).toBeGreaterThan(5_000);
-      await t.store.complete(k, 'owner', response('x'), 3_600_000);
-      expect(await t.ttl(k)).toBeGreaterThan(50_000);
-    });
-
-    it('rejects a stale owner: its complete, release and extend cannot touch the new owner record', async () => {
-      const k = key();
-      await t.store.acquire(k, 'fp', 'stale', 60_000);
-      await t.expire(k); // the stale owner's lease ran out
-      expect(await t.store.acquire(k, 'fp', 'fresh', 60_000)).toEqual({ state: 'acquired' });
-      expect(await t.store.complete(k, 'fresh', response('fresh'), 3_600_000)).toBe(true);
-      expect(await t.store.complete(k, 'stale', response('stale'), 3_600_000)).toBe(false);
-      expect(await t.store.release(k, 'stale')).toBe(false);
-      expect(await t.store.extend(k, 'stale', 60_000)).toBe(false);
-      expect(await t.store.acquire(k, 'fp', 'later', 60_000)).toEqual({
-        state: 'done',
-        response: response('fresh'),
-      });
-    });
-
-    it('releases only for the owner, after which the key is free', async () => {
-      const k = key();
-      await t.store.acquire(k, 'fp', 'owner', 60_000);
-      expect(await t.store.release(k, 'someone-else')).toBe(false);
-      expect(await t.store.release(k, 'owner')).toBe(true);
-      expect(await t.store.acquire(k, 'another-fp', 'next', 60_000)).toEqual({ state: 'acquired' });
-    });
-  });
-}
-
-contract('Redis', async () => {
+// The contract users run for their own stores (nestjs-durable-sse/testing), on the built-in ones.
+describeIdempotencyStoreContract('Redis', async () => {
   const keyPrefix = uniquePrefix('store');
   const redis = new Redis(redisUrl(), { keyPrefix, maxRetriesPerRequest: 1 });
   return {
@@ -105,7 +28,7 @@ contract('Redis', async () => {
   };
 });
 
-contract('in-memory', async () => {
+describeIdempotencyStoreContract('in-memory', async () => {
   let now = 1_000_000;
   const store = new MemoryIdempotencyStore(() => now);
   return {

@@ -1,6 +1,7 @@
 import { Controller } from '@nestjs/common';
 import { PGlite } from '@electric-sql/pglite';
-import { OutboxRelay, OutboxService, pglitePostgres, SseModuleOptions } from '../../src';
+import { OutboxRelay, OutboxService, SseModuleOptions } from '../../src';
+import { openPglite, pglitePostgres } from '../../src/pglite';
 import { Sse } from '../../src';
 import { RecordingEventSource } from '../support/event-source';
 import { startApp, TestApp } from '../support/http';
@@ -141,5 +142,45 @@ describe('outbox on embedded PostgreSQL (PGlite)', () => {
     expect(Object.keys(body.info)).toEqual(
       expect.arrayContaining(['postgres', 'outbox_listener', 'outbox_lag']),
     );
+  });
+});
+
+describe('nestjs-durable-sse/pglite: openPglite()', () => {
+  it('creates an in-memory PGlite and the options that run the outbox on it', async () => {
+    const { db, postgres } = await openPglite();
+    const t = await startApp([FeedController], {
+      sse: { heartbeatMs: 60_000 },
+      postgres,
+      outbox: { pollIntervalMs: 60_000 },
+    });
+    const client = new RecordingEventSource(`${t.url}/feed`);
+    try {
+      await client.opened();
+      const outbox = t.app.get(OutboxService);
+      const [id] = await outbox.transaction((tx) => outbox.publish(tx, { topic: 'feed', data: 1 }));
+      await client.received(1);
+      expect(client.events[0].lastEventId).toBe(id);
+    } finally {
+      client.close();
+      await t.close();
+      await db.close();
+    }
+  });
+
+  it('says what to install when @electric-sql/pglite is missing', async () => {
+    let pglite!: typeof import('../../src/pglite');
+    jest.isolateModules(() => {
+      jest.doMock('@electric-sql/pglite', () => {
+        throw Object.assign(new Error("Cannot find module '@electric-sql/pglite'"), {
+          code: 'MODULE_NOT_FOUND',
+        });
+      });
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      pglite = require('../../src/pglite');
+    });
+    await expect(pglite.openPglite()).rejects.toThrow(
+      /needs @electric-sql\/pglite, an optional peer dependency that is not installed\. Run `npm install @electric-sql\/pglite`/,
+    );
+    jest.dontMock('@electric-sql/pglite');
   });
 });

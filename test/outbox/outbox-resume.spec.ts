@@ -1,5 +1,6 @@
 import { Controller } from '@nestjs/common';
-import { OutboxRelay, OutboxRetention, OutboxService, Sse } from '../../src';
+import { OutboxRelay, OutboxService, Sse } from '../../src';
+import { OutboxRetention } from '../../src/outbox/outbox-retention';
 import { RecordingEventSource } from '../support/event-source';
 import { startApp, TestApp } from '../support/http';
 import { dropOutbox, outboxOptions, PLATFORM_FANOUTS, useTwoInstances } from '../support/outbox';

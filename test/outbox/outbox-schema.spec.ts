@@ -1,7 +1,8 @@
 import { Controller } from '@nestjs/common';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { OUTBOX_DEFAULTS, OutboxService, Sse } from '../../src';
+import { OutboxService, Sse } from '../../src';
+import { OUTBOX_DEFAULTS } from '../../src/config/sse-module-options';
 import { outboxSchemaScript } from '../../src/outbox/outbox.sql';
 import { RecordingEventSource } from '../support/event-source';
 import { startApp } from '../support/http';

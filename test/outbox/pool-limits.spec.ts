@@ -1,4 +1,5 @@
-import { OutboxService, PostgresConnection, PostgresPoolExhaustedError } from '../../src';
+import { OutboxService, PostgresPoolExhaustedError } from '../../src';
+import { PostgresConnection } from '../../src/outbox/postgres-connection';
 import { startApp } from '../support/http';
 import { databaseUrl, dropSchema, uniqueSchema, withClient } from '../support/postgres';
 

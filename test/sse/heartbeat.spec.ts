@@ -1,7 +1,8 @@
 // Heartbeat scheduling is pure timer logic: checked here with fake timers on a fake response.
 import { EventEmitter } from 'node:events';
 import type { ServerResponse } from 'node:http';
-import { resolveSseModuleOptions, SSE_HEARTBEAT, SseConnectionRegistry } from '../../src';
+import { resolveSseModuleOptions, SseConnectionRegistry } from '../../src';
+import { SSE_HEARTBEAT } from '../../src/sse/sse-encoder';
 
 class FakeResponse extends EventEmitter {
   writes: string[] = [];

@@ -1,4 +1,5 @@
-import { encodeComment, encodeEvent, encodeRetry, SseEventError } from '../../src';
+import { SseEventError } from '../../src';
+import { encodeComment, encodeEvent, encodeRetry } from '../../src/sse/sse-encoder';
 
 describe('SSE encoding (WHATWG framing)', () => {
   it('writes id, event and one data line per payload line, then a blank line', () => {

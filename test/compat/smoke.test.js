@@ -1,22 +1,28 @@
 'use strict';
-// Runs under NestJS 12 (ESM-only packages loaded from CommonJS via require(esm)) against the
-// packed package in ./node_modules/nestjs-durable-sse, installed by ../run-nest12.js.
-require('reflect-metadata');
+// Runs in a new Nest app (a copy of test/compat/nest11 or nest12: the working directory) that installed
+// the packed package with `npm install <tarball>`, as README's "Use it in your app" says; run by
+// ../run-compat.js. Everything is required from that app, as its own code would.
+// NestJS 12 is ESM-only: its packages load from CommonJS through require(esm).
+const path = require('node:path');
+const appRequire = require('node:module').createRequire(path.join(process.cwd(), 'package.json'));
+appRequire('reflect-metadata');
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const http = require('node:http');
-const { Controller, Module, UseGuards, ForbiddenException } = require('@nestjs/common');
-const { NestFactory } = require('@nestjs/core');
-const { of } = require('rxjs');
-const durable = require('nestjs-durable-sse');
+const { Controller, Module, UseGuards, ForbiddenException } = appRequire('@nestjs/common');
+const { NestFactory } = appRequire('@nestjs/core');
+const { of } = appRequire('rxjs');
+const durable = appRequire('nestjs-durable-sse');
 
-const nestVersion = require('@nestjs/core/package.json').version;
+const nestVersion = appRequire('@nestjs/core/package.json').version;
+const major = nestVersion.split('.')[0];
+const expectedMajor = /^durable-sse-nest(\d+)-/.exec(path.basename(process.cwd()))?.[1];
 
 /** Every test runs on both of Nest's HTTP platforms. */
 const PLATFORMS = ['express', 'fastify'];
 function create(module, platform) {
   if (platform === 'express') return NestFactory.create(module, { logger: ['error'] });
-  const { FastifyAdapter } = require('@nestjs/platform-fastify');
+  const { FastifyAdapter } = appRequire('@nestjs/platform-fastify');
   return NestFactory.create(module, new FastifyAdapter(), { logger: ['error'] });
 }
 
@@ -87,7 +93,7 @@ function open(url, headers = {}) {
 }
 
 class OutboxModule {}
-const schema = `nest12_${process.pid}`;
+const schema = `compat${major}_${process.pid}`;
 Module({
   imports: [
     durable.SseModule.forRoot({
@@ -145,7 +151,7 @@ class PaymentsController {
   }
 }
 PaymentsController.runs = 0;
-const { Post, Body } = require('@nestjs/common');
+const { Post, Body } = appRequire('@nestjs/common');
 Body()(PaymentsController.prototype, 'pay', 0);
 decorateMethod(PaymentsController, 'pay', [Post('pay'), durable.Idempotent()]);
 Controller()(PaymentsController);
@@ -156,7 +162,7 @@ Module({
     durable.SseModule.forRoot({
       redis: {
         url: process.env.REDIS_URL || 'redis://127.0.0.1:6379',
-        keyPrefix: `nest12:${process.pid}:`,
+        keyPrefix: `compat${major}:${process.pid}:`,
       },
     }),
   ],
@@ -188,18 +194,18 @@ for (const platform of PLATFORMS)
       assert.match(reused.headers.get('content-type'), /^application\/problem\+json/);
       assert.equal(PaymentsController.runs, before + 1);
     } finally {
-      // The module's client prefixes keys itself; KEYS patterns are not prefixed.
-      const redis = app.get(durable.RedisConnection).client;
-      const keys = await redis.keys(`nest12:${process.pid}:*`);
-      if (keys.length)
-        await redis.del(...keys.map((key) => key.slice(`nest12:${process.pid}:`.length)));
       await app.close();
+      const Redis = appRequire('ioredis');
+      const redis = new Redis(process.env.REDIS_URL || 'redis://127.0.0.1:6379');
+      const keys = await redis.keys(`compat${major}:${process.pid}:*`);
+      if (keys.length) await redis.del(...keys);
+      redis.disconnect();
     }
   });
 
 for (const platform of PLATFORMS)
   test(`nestjs-durable-sse under NestJS ${nestVersion} on ${platform}`, async (t) => {
-    assert.match(nestVersion, /^12\./);
+    assert.equal(major, expectedMajor);
     const app = await create(AppModule, platform);
     await app.listen(0, '127.0.0.1');
     const base = `http://127.0.0.1:${app.getHttpServer().address().port}`;
@@ -255,3 +261,21 @@ for (const platform of PLATFORMS)
       },
     );
   });
+
+test('the package surface: its entry points, and nothing else', async () => {
+  const testing = appRequire('nestjs-durable-sse/testing');
+  assert.equal(typeof testing.SseTestClient.connect, 'function');
+  assert.equal(typeof testing.SseTestingModule.forRoot, 'function');
+  assert.equal(typeof testing.describeIdempotencyStoreContract, 'function');
+  const pglite = appRequire('nestjs-durable-sse/pglite');
+  assert.equal(typeof pglite.pglitePostgres, 'function');
+  // This app did not install the optional peer: the error says what to do.
+  await assert.rejects(pglite.openPglite(), /npm install @electric-sql\/pglite/);
+  // Internals stay inside: the exports map refuses deep imports.
+  assert.throws(
+    () => appRequire('nestjs-durable-sse/dist/sse/sse-streamer'),
+    (error) => error.code === 'ERR_PACKAGE_PATH_NOT_EXPORTED',
+  );
+  assert.equal(durable.SseStreamer, undefined);
+  assert.equal(durable.pglitePostgres, undefined);
+});
