@@ -1,10 +1,20 @@
-import { Logger, MiddlewareConsumer, Module, NestModule } from '@nestjs/common';
+import { DynamicModule, Logger, MiddlewareConsumer, Module, NestModule } from '@nestjs/common';
 import { SSE_LOGGER, SseLogger } from './observability/sse-logger';
 import { TerminusModule } from '@nestjs/terminus';
 import { SseHealthIndicators } from './health/sse-health.indicators';
 import { SseHealthRoutes } from './health/sse-health.routes';
 import { SseMetrics } from './metrics/sse-metrics';
-import { ConfigurableSseModule, SSE_RAW_OPTIONS } from './config/module-definition';
+import {
+  ConfigurableSseModule,
+  SSE_MODULE_ASYNC_OPTIONS_TYPE,
+  SSE_MODULE_OPTIONS_TYPE,
+  SSE_RAW_OPTIONS,
+} from './config/module-definition';
+import {
+  createSseRoutesController,
+  SSE_ROUTES_CONTROLLER,
+  SseRoutes,
+} from './health/sse-routes.controller';
 import { SSE_MODULE_OPTIONS } from './config/tokens';
 import { resolveSseModuleOptions } from './config/validate-options';
 import type { SseModuleOptions } from './config/sse-module-options';
@@ -130,8 +140,30 @@ export class SseModule extends ConfigurableSseModule implements NestModule {
     super();
   }
 
+  static override forRoot(options: typeof SSE_MODULE_OPTIONS_TYPE = {}): DynamicModule {
+    return withRoutes(super.forRoot(options));
+  }
+
+  static override forRootAsync(options: typeof SSE_MODULE_ASYNC_OPTIONS_TYPE): DynamicModule {
+    return withRoutes(super.forRootAsync(options));
+  }
+
   /** Runs before Nest builds this application's routes, so it can still ready theirs. */
   configure(_consumer: MiddlewareConsumer): void {
     this.idempotency.prepareRoutes();
   }
+}
+
+/** Adds this call's own routes controller (its paths are options: see SseRoutes). */
+function withRoutes(module: DynamicModule): DynamicModule {
+  const controller = createSseRoutesController();
+  return {
+    ...module,
+    controllers: [...(module.controllers ?? []), controller],
+    providers: [
+      ...(module.providers ?? []),
+      { provide: SSE_ROUTES_CONTROLLER, useValue: controller },
+      SseRoutes,
+    ],
+  };
 }

@@ -1,6 +1,5 @@
 import { SseLogger } from '../observability/sse-logger';
 import { Inject, Injectable, OnModuleInit } from '@nestjs/common';
-import { HttpAdapterHost } from '@nestjs/core';
 import type * as PromClient from 'prom-client';
 import { SSE_MODULE_OPTIONS } from '../config/tokens';
 import type { ResolvedSseModuleOptions } from '../config/sse-module-options';
@@ -35,7 +34,6 @@ export class SseMetrics implements OnModuleInit {
     private readonly hub: SseHub,
     private readonly relay: OutboxRelay,
     private readonly idempotency: IdempotencyService,
-    private readonly adapterHost: HttpAdapterHost,
     private readonly logger: SseLogger,
   ) {}
 
@@ -50,14 +48,8 @@ export class SseMetrics implements OnModuleInit {
       }
       return;
     }
+    // Served at metrics.path by the module's routes controller (sse-routes.controller.ts).
     this.registry = this.createRegistry(prom);
-    const adapter = this.adapterHost.httpAdapter;
-    if (!adapter || path === false) return;
-    const registry = this.registry;
-    adapter.get(`/${path}`, async (_request: unknown, response: unknown) => {
-      adapter.setHeader(response, 'Content-Type', registry.contentType);
-      adapter.reply(response, await registry.metrics(), 200);
-    });
   }
 
   private createRegistry(prom: typeof PromClient): PromClient.Registry {
