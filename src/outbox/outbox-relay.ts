@@ -347,15 +347,23 @@ export class OutboxRelay implements OnApplicationBootstrap, OutboxSink {
     const remember = this.recent.enabled;
     let delivered = 0;
     // Per publish context, what reached streams here: one delivery span each, in its trace.
-    const traced = tracingAvailable() ? new Map<string, DeliveryGroup>() : undefined;
-    const started = traced ? Date.now() : 0;
+    // Made on the first event that carries a context (none do without an SDK).
+    const tracing = tracingAvailable();
+    let traced: Map<string, DeliveryGroup> | undefined;
+    let started = 0;
     for (const event of events) {
       if (comparePositions(event.position, this.current) <= 0) continue;
       delivered++;
       this.current = event.position;
       const subscribers = this.hub.subscriberCount(event.topic);
       const live = subscribers > 0;
-      if (live && traced && event.traceContext) traceInto(traced, event, subscribers);
+      if (live && tracing && event.traceContext) {
+        if (!traced) {
+          traced = new Map();
+          started = Date.now();
+        }
+        traceInto(traced, event, subscribers);
+      }
       if (!live && !remember) continue;
       // Every topic, subscribed here or not: a client may resume on one nobody follows right now.
       // The cache's copy then serves live delivery too.

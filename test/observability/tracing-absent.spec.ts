@@ -1,8 +1,7 @@
-import { Body, Controller, Post } from '@nestjs/common';
 import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
-import { Idempotent, OutboxService, Sse } from '../../src';
 import { RecordingEventSource } from '../support/event-source';
+import { OrdersController } from './orders.controller';
 import { startApp, TestApp } from '../support/http';
 import { dropOutbox, outboxOptions } from '../support/outbox';
 import { databaseUrl, uniqueSchema, withClient } from '../support/postgres';
@@ -12,22 +11,6 @@ import { redisUrl } from '../support/redis';
  * Without an OpenTelemetry SDK — the API installed but nothing registered, or the optional
  * peer dependency missing altogether — everything works and nothing is stored for tracing.
  */
-@Controller()
-class OrdersController {
-  constructor(private readonly outbox: OutboxService) {}
-
-  @Sse('orders', { topic: 'orders' })
-  orders() {}
-
-  @Post('orders')
-  @Idempotent()
-  place(@Body() body: { item: string }) {
-    return this.outbox.transaction(async (tx) => ({
-      ids: await this.outbox.publish(tx, { topic: 'orders', data: body.item }),
-    }));
-  }
-}
-
 async function publishesAndReplaysUntraced(t: TestApp, schema: string): Promise<void> {
   const client = new RecordingEventSource(`${t.url}/orders`);
   try {

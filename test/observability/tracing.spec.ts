@@ -1,4 +1,4 @@
-import { Body, Controller, INestApplication, Post } from '@nestjs/common';
+import { INestApplication } from '@nestjs/common';
 import { context, propagation, ROOT_CONTEXT, SpanKind, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
@@ -12,28 +12,12 @@ import {
 } from '@opentelemetry/sdk-trace-base';
 import type { NextFunction, Request, Response } from 'express';
 import { randomBytes } from 'node:crypto';
-import { Idempotent, OutboxService, Sse } from '../../src';
 import { RecordingEventSource } from '../support/event-source';
+import { OrdersController } from './orders.controller';
 import { startApp, TestApp } from '../support/http';
 import { dropOutbox, eventually, FANOUTS, outboxOptions, relayCaughtUp } from '../support/outbox';
 import { databaseUrl, uniqueSchema, withClient } from '../support/postgres';
 import { redisUrl } from '../support/redis';
-
-@Controller()
-class OrdersController {
-  constructor(private readonly outbox: OutboxService) {}
-
-  @Sse('orders', { topic: 'orders' })
-  orders() {}
-
-  @Post('orders')
-  @Idempotent()
-  place(@Body() body: { item: string }) {
-    return this.outbox.transaction(async (tx) => ({
-      ids: await this.outbox.publish(tx, { topic: 'orders', data: body.item }),
-    }));
-  }
-}
 
 /**
  * What an HTTP instrumentation does at the edge (Jest's module loader keeps
