@@ -1,29 +1,17 @@
-import { Body, Controller, Post } from '@nestjs/common';
+import { Controller } from '@nestjs/common';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { interval, map, take } from 'rxjs';
-import { Idempotent, OutboxService, Sse, SSE_DIAGNOSTICS, SseJob } from '../../src';
+import { OutboxService, SSE_DIAGNOSTICS, SseJob } from '../../src';
 import { FetchedStream } from '../support/sse-fetch';
 import { RecordingEventSource } from '../support/event-source';
+import { OrdersController } from './orders.controller';
 import { PLATFORMS, startApp, TestApp } from '../support/http';
 import { dropOutbox, eventually, outboxOptions, schemaKeyPrefix } from '../support/outbox';
 import { uniqueSchema } from '../support/postgres';
 import { redisUrl } from '../support/redis';
 
 @Controller()
-class WatchedController {
-  constructor(private readonly outbox: OutboxService) {}
-
-  @Sse('orders', { topic: 'orders' })
-  orders() {}
-
-  @Post('orders')
-  @Idempotent()
-  place(@Body() body: { item: string }) {
-    return this.outbox.transaction((tx) =>
-      this.outbox.publish(tx, { topic: 'orders', data: body.item }),
-    );
-  }
-
+class JobsController {
   @SseJob('jobs')
   job() {
     return interval(5).pipe(
@@ -57,7 +45,7 @@ describe.each(PLATFORMS)(
 
     beforeAll(async () => {
       t = await startApp(
-        [WatchedController],
+        [OrdersController, JobsController],
         {
           ...outboxOptions(schema),
           redis: { url: redisUrl(), keyPrefix: schemaKeyPrefix(schema) },
@@ -124,8 +112,8 @@ describe.each(PLATFORMS)(
       expect((await post()).status).toBe(201);
       expect((await post()).status).toBe(201);
       expect(of('idempotency')).toEqual([
-        { outcome: 'first', route: 'WatchedController.place' },
-        { outcome: 'replay', route: 'WatchedController.place' },
+        { outcome: 'first', route: 'OrdersController.place' },
+        { outcome: 'replay', route: 'OrdersController.place' },
       ]);
 
       const job = new FetchedStream(`${t.url}/jobs`, { method: 'POST' });

@@ -2,7 +2,7 @@ import { Body, Controller, Post } from '@nestjs/common';
 import { Idempotent, OutboxService, Sse } from '../../src';
 
 /**
- * The app the tracing tests observe: a topic stream, and an idempotent POST that publishes one
+ * The app the tracing and diagnostics tests observe: a topic stream, and an idempotent POST that publishes one
  * event in an outbox transaction and answers with its ids.
  */
 @Controller()
