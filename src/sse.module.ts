@@ -2,7 +2,7 @@ import { DynamicModule, Logger, MiddlewareConsumer, Module, NestModule } from '@
 import { SSE_LOGGER, SseLogger } from './observability/sse-logger';
 import { TerminusModule } from '@nestjs/terminus';
 import { SseHealthIndicators } from './health/sse-health.indicators';
-import { SseHealthRoutes } from './health/sse-health.routes';
+import { SseReadiness } from './health/sse-readiness';
 import { SseMetrics } from './metrics/sse-metrics';
 import {
   ConfigurableSseModule,
@@ -101,7 +101,7 @@ import type { ResolvedSseModuleOptions } from './config/sse-module-options';
     IdempotencyService,
     IdempotencyExecutor,
     SseHealthIndicators,
-    SseHealthRoutes,
+    SseReadiness,
     SseMetrics,
     SseShutdown,
     SseJobs,

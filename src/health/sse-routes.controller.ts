@@ -4,7 +4,7 @@ import { HttpAdapterHost } from '@nestjs/core';
 import type { ResolvedSseModuleOptions } from '../config/sse-module-options';
 import { SSE_MODULE_OPTIONS } from '../config/tokens';
 import { SseMetrics } from '../metrics/sse-metrics';
-import { SseHealthRoutes } from './sse-health.routes';
+import { SseReadiness } from './sse-readiness';
 
 /** The controller class of one `SseModule.forRoot*()` call (see {@link createSseRoutesController}). */
 export const SSE_ROUTES_CONTROLLER = Symbol('SSE_ROUTES_CONTROLLER');
@@ -28,7 +28,7 @@ export function createSseRoutesController(): Type<SseRoutesHandlers> {
   @Controller()
   class SseRoutesController implements SseRoutesHandlers {
     constructor(
-      private readonly health: SseHealthRoutes,
+      private readonly health: SseReadiness,
       private readonly metricsService: SseMetrics,
       private readonly adapterHost: HttpAdapterHost,
     ) {}

@@ -9,7 +9,7 @@ import { SseHealthIndicators } from './sse-health.indicators';
  * and cached; the routes themselves are Nest routes (sse-routes.controller.ts).
  */
 @Injectable()
-export class SseHealthRoutes {
+export class SseReadiness {
   constructor(
     @Inject(SSE_MODULE_OPTIONS) private readonly options: ResolvedSseModuleOptions,
     private readonly health: HealthCheckService,
