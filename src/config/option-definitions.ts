@@ -5,9 +5,9 @@ import type { Cluster, Redis } from 'ioredis';
  * Every option of `SseModule.forRoot()`, defined once: its rule (validation, and the value type
  * of the public option interfaces), its default (the `*_DEFAULTS` objects and the resolved
  * types), and its meaning — the JSDoc comment on each entry, which is what editors show on the
- * option and what docs/configuration.md's tables say (test/config/docs.spec.ts derives the
+ * option and what docs/configuration.md's tables say (test/config/docs.unit.spec.ts derives the
  * tables from this file and keeps the page equal to them; after a change here,
- * `UPDATE_DOCS=1 npm run test:jest -- test/config/docs.spec.ts` rewrites them).
+ * `UPDATE_DOCS=1 npm run test:jest -- test/config/docs.unit.spec.ts` rewrites them).
  */
 
 /** How an option is validated (class-validator decorators are derived from it: options.schema.ts). */

@@ -4,7 +4,7 @@
 require('reflect-metadata');
 const { Controller, Module } = require('@nestjs/common');
 const { NestFactory } = require('@nestjs/core');
-const durable = require('../../dist');
+const durable = require('../support/built-package').loadBuiltPackage();
 
 class FeedController {
   feed() {}

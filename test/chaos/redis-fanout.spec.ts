@@ -156,8 +156,9 @@ describe("fanout: 'redis' under faults (real PostgreSQL and Redis)", () => {
 
     const stored = await burst(b.app.get(OutboxService), 200, {
       60: async () => {
-        // The child served events up to here as leader.
+        // The child served events up to here as leader, and its own subscriber had some.
         expect((await state()).appended).toBeGreaterThan(0);
+        await onChild.received(1);
         const exited = once(child, 'exit');
         child.kill('SIGKILL');
         await exited;
@@ -167,6 +168,7 @@ describe("fanout: 'redis' under faults (real PostgreSQL and Redis)", () => {
     expect(ids(onB)).toEqual(stored);
     expect(leading(b)).toBe(true);
     // The child's subscriber had the events before the kill, in order, and nothing twice.
+    expect(ids(onChild).length).toBeGreaterThan(0);
     expect(ids(onChild)).toEqual(stored.slice(0, ids(onChild).length));
   });
 

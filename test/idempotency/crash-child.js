@@ -5,7 +5,7 @@
 require('reflect-metadata');
 const { Body, Controller, Module, Post } = require('@nestjs/common');
 const { NestFactory } = require('@nestjs/core');
-const durable = require('../../dist');
+const durable = require('../support/built-package').loadBuiltPackage();
 
 const schema = process.env.SCHEMA;
 

@@ -139,7 +139,7 @@ describe.each(PLATFORMS)('on %s: exactly-once effects across a Redis that forget
       const second = post('held', 'k-twice'); // its claim waits on the first's
       // The second is waiting on the row the first holds (no event to await inside PostgreSQL:
       // poll pg_locks for a backend waiting on a transaction lock, bounded).
-      await waitForLockWaiter();
+      await waitForLockWaiter(schema);
       release();
       const [a, b] = await Promise.all([first, second]);
       expect([a.status, b.status]).toEqual([201, 201]);
@@ -297,11 +297,21 @@ describe.each(PLATFORMS)('on %s: exactly-once effects across a Redis that forget
   });
 });
 
-async function waitForLockWaiter(timeoutMs = 10_000): Promise<void> {
+/**
+ * Resolves once a claim on this suite's effects table waits on a transaction lock: the second
+ * execution, blocked by the first's uncommitted claim (other suites' waits, on the same server,
+ * do not count).
+ */
+async function waitForLockWaiter(schema: string, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const waiting = await withClient(databaseUrl(), (client) =>
-      client.query(`SELECT 1 FROM pg_locks WHERE locktype = 'transactionid' AND NOT granted`),
+      client.query(
+        `SELECT 1 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+          WHERE l.locktype = 'transactionid' AND NOT l.granted
+            AND a.query LIKE '%INSERT INTO ' || $1 || '%'`,
+        [`"${schema}"."sse_outbox_effects"`],
+      ),
     );
     if (waiting.rowCount! > 0) return;
     if (Date.now() > deadline) throw new Error('the second execution never waited on the first');

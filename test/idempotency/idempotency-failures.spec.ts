@@ -10,6 +10,7 @@ import {
   Sha256FingerprintStrategy,
   SseModule,
 } from '../../src';
+import { raceTimeout } from '../../src/common/timeout';
 import { RedisConnection } from '../../src/idempotency/redis-connection';
 import { PLATFORMS, startApp, TestApp } from '../support/http';
 
@@ -23,6 +24,7 @@ class AllowAll implements CanActivate {
   }
 }
 
+const COMMAND_TIMEOUT_MS = 300;
 const runs: Record<string, number> = {};
 let gate: Promise<void> = Promise.resolve();
 let entered: () => void = () => undefined;
@@ -71,7 +73,7 @@ describe.each(PLATFORMS)('on %s', (platform) => {
 
     beforeAll(async () => {
       redis = await startPrivateRedis();
-      const redisOptions = { url: redis.url, commandTimeoutMs: 300 };
+      const redisOptions = { url: redis.url, commandTimeoutMs: COMMAND_TIMEOUT_MS };
       closed = await startApp(
         [PaymentsController],
         {
@@ -136,10 +138,15 @@ describe.each(PLATFORMS)('on %s', (platform) => {
       await ready(closed);
       process.kill(redis.pid(), 'SIGSTOP');
       try {
-        const replies = await Promise.all([
-          post(closed, '/pay', key()),
-          post(closed, '/pay', key()),
-        ]);
+        // Bounded by the 300 ms command timeout (with room for a loaded machine), not by Redis:
+        // it stays stopped until the replies are in.
+        const replies = await raceTimeout(
+          Promise.all([post(closed, '/pay', key()), post(closed, '/pay', key())]),
+          COMMAND_TIMEOUT_MS * 10,
+          () => {
+            throw new Error(`requests still open ${COMMAND_TIMEOUT_MS * 10} ms into the hang`);
+          },
+        );
         expect(replies.map((r) => r.status)).toEqual([503, 503]);
       } finally {
         process.kill(redis.pid(), 'SIGCONT');
@@ -179,14 +186,31 @@ describe.each(PLATFORMS)('on %s', (platform) => {
       let release!: () => void;
       gate = new Promise((resolve) => (release = resolve));
       const inHandler = new Promise<void>((resolve) => (entered = resolve));
-      const first = post(closed, '/slow', k);
-      await inHandler;
-      // Three leases (1 s each) later the first is still running and still holds the key.
-      await new Promise((resolve) => setTimeout(resolve, 3_000));
-      expect((await post(closed, '/slow', k)).status).toBe(409);
-      release();
-      expect((await first).status).toBe(201);
-      expect(runs.slow).toBe(1);
+      // Renewals are due every third of the 1 s lease: nine of them span three leases.
+      const store = closed.app.get<IdempotencyStore>(IDEMPOTENCY_STORE);
+      const original = store.extend.bind(store);
+      let renewed = 0;
+      let threeLeases!: () => void;
+      const spanned = new Promise<void>((resolve) => (threeLeases = resolve));
+      const extend = jest
+        .spyOn(store, 'extend')
+        .mockImplementation(async (recordKey, owner, leaseMs) => {
+          const extended = await original(recordKey, owner, leaseMs);
+          if (extended && ++renewed === 9) threeLeases();
+          return extended;
+        });
+      try {
+        const first = post(closed, '/slow', k);
+        await inHandler;
+        await spanned;
+        // Three leases later the first is still running and still holds the key.
+        expect((await post(closed, '/slow', k)).status).toBe(409);
+        release();
+        expect((await first).status).toBe(201);
+        expect(runs.slow).toBe(1);
+      } finally {
+        extend.mockRestore();
+      }
     });
   });
 

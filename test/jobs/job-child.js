@@ -5,7 +5,7 @@ require('reflect-metadata');
 const { Controller, Module } = require('@nestjs/common');
 const { NestFactory } = require('@nestjs/core');
 const { interval, map } = require('rxjs');
-const durable = require('../../dist');
+const durable = require('../support/built-package').loadBuiltPackage();
 
 class GenerateController {
   generate() {

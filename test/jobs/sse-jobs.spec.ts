@@ -11,7 +11,18 @@ import { fork } from 'node:child_process';
 import { once } from 'node:events';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import { concat, interval, range, tap, map, Observable, take, throwError } from 'rxjs';
+import {
+  concat,
+  defer,
+  ignoreElements,
+  interval,
+  map,
+  Observable,
+  range,
+  take,
+  tap,
+  throwError,
+} from 'rxjs';
 import {
   Idempotent,
   Sse,
@@ -36,7 +47,23 @@ interface Generate {
   /** Bytes of padding per token (big events). */
   pad?: number;
   fail?: 'http' | 'crash';
+  /** Holds the job after `holdAt` tokens until the test opens this gate ({@link openGate}). */
+  gate?: string;
+  holdAt?: number;
 }
+
+/** Gates by name: a job held at one runs on only when its test says, however loaded the machine. */
+const gates = new Map<string, { open: () => void; opened: Promise<void> }>();
+function gateOf(name: string) {
+  let gate = gates.get(name);
+  if (!gate) {
+    let open!: () => void;
+    const opened = new Promise<void>((resolve) => (open = resolve));
+    gates.set(name, (gate = { open, opened }));
+  }
+  return gate;
+}
+const openGate = (name: string) => gateOf(name).open();
 
 /** Handler runs and the signals they were given, by test. */
 const runs: Array<{ body: Generate; signal: AbortSignal }> = [];
@@ -54,10 +81,23 @@ class UserGuard implements CanActivate {
 }
 
 function tokens(body: Generate): Observable<unknown> {
-  const stream = interval(body.everyMs ?? 10).pipe(
-    take(body.tokens),
-    map((i) => ({ type: 'token', data: `t${i}${body.pad ? ` ${'x'.repeat(body.pad)}` : ''}` })),
-  );
+  const run = (first: number, count: number) =>
+    interval(body.everyMs ?? 10).pipe(
+      take(count),
+      map((i) => ({
+        type: 'token',
+        data: `t${first + i}${body.pad ? ` ${'x'.repeat(body.pad)}` : ''}`,
+      })),
+    );
+  const held = body.gate === undefined ? body.tokens : Math.min(body.holdAt ?? 0, body.tokens);
+  const stream =
+    body.gate === undefined
+      ? run(0, body.tokens)
+      : concat(
+          run(0, held),
+          defer(() => gateOf(body.gate!).opened).pipe(ignoreElements()),
+          run(held, body.tokens - held),
+        );
   if (!body.fail) return stream;
   const failure =
     body.fail === 'http'
@@ -200,10 +240,18 @@ describe.each(PLATFORMS)('on %s: resumable job streams (real Redis)', (platform)
   });
 
   it('follows live from another instance while the job runs there', async () => {
-    const first = start(a, { tokens: 20, everyMs: 20 });
-    await first.received(2);
+    const gate = `${platform}:follow-live`;
+    const first = start(a, { tokens: 20, everyMs: 5, gate, holdAt: 10 });
+    await first.received(10);
     const follower = resume(at(b, first.headers.get('content-location')));
+    // The job is held after 10 tokens: the follower has them, and no end, while it still runs.
+    await follower.received(10);
+    expect(follower.events.map((e) => e.event)).toEqual(Array(10).fill('token'));
+    expect(runs[0].signal.aborted).toBe(false);
+    openGate(gate);
+    // What the job emits from now on reaches the follower live.
     await Promise.all([first.ended, follower.ended]);
+    expect(tokensOf(follower.events)).toEqual(Array.from({ length: 20 }, (_, i) => `t${i}`));
     expect(tokensOf(follower.events)).toEqual(tokensOf(first.events));
     expect(follower.events[follower.events.length - 1].event).toBe('done');
   });
@@ -262,7 +310,8 @@ describe.each(PLATFORMS)('on %s: resumable job streams (real Redis)', (platform)
   });
 
   it('lets only its principal resume or cancel a job: anyone else gets 404, as for an unknown id', async () => {
-    const mine = start(a, { tokens: 50, everyMs: 20 }, { 'x-user': 'alice' });
+    const gate = `${platform}:principal`;
+    const mine = start(a, { tokens: 3, everyMs: 5, gate, holdAt: 1 }, { 'x-user': 'alice' });
     await mine.received(1);
     const url = at(b, mine.headers.get('content-location'));
     expect((await fetch(url, { headers: { 'x-user': 'mallory' } })).status).toBe(404);
@@ -272,9 +321,17 @@ describe.each(PLATFORMS)('on %s: resumable job streams (real Redis)', (platform)
     );
     expect((await fetch(`${b.url}/generate/AAAAAAAAAAAAAAAAAAAAAA`)).status).toBe(404);
     expect((await fetch(`${b.url}/generate/not-an-id`)).status).toBe(404);
+    // Mallory's cancel did nothing: the job runs on to its end.
+    expect(runs[0].signal.aborted).toBe(false);
     const alice = resume(url, { 'x-user': 'alice', 'last-event-id': '1' });
-    await alice.received(1);
+    await alice.opened;
     expect(alice.status).toBe(200);
+    openGate(gate);
+    await Promise.all([mine.ended, alice.ended]);
+    expect(tokensOf(mine.events)).toEqual(['t0', 't1', 't2']);
+    expect(mine.events[mine.events.length - 1].event).toBe('done');
+    expect(tokensOf(alice.events)).toEqual(['t1', 't2']);
+    expect(runs[0].signal.aborted).toBe(false);
   });
 
   it('cancels a job by DELETE on its resume URL, from any instance: the signal fires, the log ends with cancelled', async () => {
@@ -332,7 +389,8 @@ describe.each(PLATFORMS)('on %s: resumable job streams (real Redis)', (platform)
       await raceTimeout(closed, 10_000, () => {
         throw new Error('the stalled client was never closed');
       });
-      const rest = resume(`${c.url}${location}`);
+      // From another instance: the log is shared, and this one's limits are for the stalled client.
+      const rest = resume(at(a, location));
       await rest.ended;
       expect(tokensOf(rest.events).map((t) => t.split(' ')[0])).toEqual(
         Array.from({ length: 1000 }, (_, i) => `t${i}`),
@@ -355,31 +413,38 @@ describe.each(PLATFORMS)('on %s: resumable job streams (real Redis)', (platform)
 
   describe('bounds', () => {
     let small: TestApp;
+    /** Concurrency limits alone: its jobs run until their test lets them end. */
+    let limited: TestApp;
     beforeAll(async () => {
       small = await startApp(
         [GenerateController],
-        options(
-          {
-            maxEvents: 5,
-            maxConcurrent: 3,
-            maxConcurrentPerClient: 2,
-            timeoutMs: 300,
-            retentionMs: 1_000,
-          },
-          { heartbeatMs: 20 },
-          [byHeader],
-        ),
+        options({ maxEvents: 5, timeoutMs: 300, retentionMs: 1_000 }, { heartbeatMs: 20 }, [
+          byHeader,
+        ]),
+        { platform, providers: [UserGuard] },
+      );
+      limited = await startApp(
+        [GenerateController],
+        options({ maxConcurrent: 3, maxConcurrentPerClient: 2 }, {}, [byHeader]),
         { platform, providers: [UserGuard] },
       );
     });
-    afterAll(() => small?.close());
+    afterAll(async () => {
+      await small?.close();
+      await limited?.close();
+    });
 
     it('refuses a job past the per-client limit with 429 + Retry-After, past the instance limit with 503', async () => {
-      const job = { tokens: 4, everyMs: 50 };
-      const held = [start(small, job, { 'x-client': 'a' }), start(small, job, { 'x-client': 'a' })];
+      // Held after their first token until the limits are checked.
+      const gate = `${platform}:limits`;
+      const job = { tokens: 2, everyMs: 5, gate, holdAt: 1 };
+      const held = [
+        start(limited, job, { 'x-client': 'a' }),
+        start(limited, job, { 'x-client': 'a' }),
+      ];
       await Promise.all(held.map((s) => s.opened));
       const post = (client: string) =>
-        fetch(`${small.url}/generate`, {
+        fetch(`${limited.url}/generate`, {
           method: 'POST',
           headers: { 'content-type': 'application/json', 'x-client': client },
           body: JSON.stringify({ tokens: 1 }),
@@ -387,18 +452,25 @@ describe.each(PLATFORMS)('on %s: resumable job streams (real Redis)', (platform)
       const third = await post('a');
       expect(third.status).toBe(429);
       expect(Number(third.headers.get('retry-after'))).toBeGreaterThan(0);
-      held.push(start(small, job, { 'x-client': 'b' }));
+      held.push(start(limited, job, { 'x-client': 'b' }));
       await held[2].opened;
       expect(held[2].status).toBe(200);
       const fourth = await post('c'); // the instance runs maxConcurrent (3) jobs
       expect(fourth.status).toBe(503);
       expect(Number(fourth.headers.get('retry-after'))).toBeGreaterThan(0);
+      openGate(gate);
       await Promise.all(held.map((s) => s.ended));
-      const jobs = small.app.get(SseJobs);
+      for (const s of held)
+        expect(s.events.map((e) => e.event)).toEqual(['token', 'token', 'done']);
+      const jobs = limited.app.get(SseJobs);
       await eventually(
         () => jobs.stats.started === jobs.stats.done + jobs.stats.failed,
         'jobs ended',
       );
+      // Once they ended, the limits let jobs in again.
+      const after = start(limited, { tokens: 1 }, { 'x-client': 'a' });
+      await after.ended;
+      expect(after.status).toBe(200);
     });
 
     it('stops a synchronous source at maxEvents (too-large) instead of draining it', async () => {

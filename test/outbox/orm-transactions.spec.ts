@@ -44,9 +44,13 @@ function event(id: number, item: string) {
   return { topic: 'orders', type: 'order.placed', data: { id, item } };
 }
 
+/** Items that fail once, after both writes, and then succeed (a transient failure). */
+const failOnce = new Set<string>();
+
 async function announce(outbox: OutboxService, tx: object, id: number, item: string) {
   const [eventId] = await outbox.publish(tx, event(id, item));
-  if (item === 'fail') throw new Error('business rule failed after the writes');
+  if (item === 'fail' || failOnce.delete(item))
+    throw new Error('business rule failed after the writes');
   return { id, eventId };
 }
 
@@ -449,14 +453,26 @@ describe('outbox.transaction(source, fn) with the libraries teams use', () => {
     it('takes the claim back when the request fails, so its retry runs', async () => {
       // Where the transaction is the caller's, its owner commits its other work anyway: the
       // claim must not commit with it, or the key would be held by a result never recorded.
-      expect((await post(name, 'fail', `${name}-failed`)).status).toBe(500);
+      const effects = () =>
+        withClient(databaseUrl(), async (client) => {
+          const { rows } = await client.query(
+            `SELECT count(*)::int AS n FROM "${schema}".sse_outbox_effects`,
+          );
+          return rows[0].n;
+        });
+      const item = `flaky-${name}`;
+      failOnce.add(item);
+      expect((await post(name, item, `${name}-failed`)).status).toBe(500);
       expect(await counts()).toEqual({ orders: 0, events: 0 });
-      await withClient(databaseUrl(), async (client) => {
-        const { rows } = await client.query(
-          `SELECT count(*)::int AS n FROM "${schema}".sse_outbox_effects`,
-        );
-        expect(rows[0].n).toBe(0);
-      });
+      expect(await effects()).toBe(0);
+
+      // The same request again, with the same key: it runs, and this time commits.
+      const retry = await post(name, item, `${name}-failed`);
+      expect(retry.status).toBe(201);
+      expect(retry.headers.get('idempotent-replayed')).toBeNull();
+      expect(await retry.json()).toMatchObject({ item });
+      expect(await counts()).toEqual({ orders: 1, events: 1 });
+      expect(await effects()).toBe(1);
     });
 
     if (KITS[name].starter) {

@@ -1,6 +1,7 @@
 import { Controller } from '@nestjs/common';
 import { OutboxRelay, OutboxService, Sse } from '../../src';
 import { OutboxRetention } from '../../src/outbox/outbox-retention';
+import { PostgresConnection } from '../../src/outbox/postgres-connection';
 import { RecordingEventSource } from '../support/event-source';
 import { startApp, TestApp } from '../support/http';
 import { dropOutbox, outboxOptions, PLATFORM_FANOUTS, useTwoInstances } from '../support/outbox';
@@ -152,17 +153,27 @@ describe.each(PLATFORM_FANOUTS)('on %s, fanout %s', (platform, fanout) => {
     });
 
     it('replays to 40 clients resuming at once through a pool of 2, without exhausting it', async () => {
-      // A reconnect storm after a deploy. With every replay taking pooled connections at once, most
-      // would wait past connectionTimeoutMs and end as `replay-failed` resets.
+      // A reconnect storm after a deploy. With every replay taking pooled connections at once,
+      // the pool would be exhausted: checkouts would queue (the live path's among them) and,
+      // past connectionTimeoutMs, end as `replay-failed` resets. No cache of recent events, so
+      // the replays read the table (or, with fanout 'redis', the stream).
       const small = await startApp(
         [FeedController],
         env.options({
           sse: { replayLimit: 10_000 },
-          postgres: { pool: { max: 2, connectionTimeoutMs: 50 } },
-          outbox: { migrate: false },
+          postgres: { pool: { max: 2, connectionTimeoutMs: 5_000 } },
+          outbox: { migrate: false, replayCacheBytes: 0 },
         }),
         { platform },
       );
+      // Every checkout that finds the pool exhausted, and so has to queue.
+      const pool = small.app.get(PostgresConnection).requirePool();
+      let queued = 0;
+      const connect = pool.connect.bind(pool) as (...args: unknown[]) => unknown;
+      (pool as unknown as { connect: typeof connect }).connect = (...args: unknown[]) => {
+        if (pool.idleCount === 0 && pool.totalCount >= 2) queued++;
+        return connect(...args);
+      };
       try {
         const observer = env.track(new RecordingEventSource(`${small.url}/feed`));
         await observer.opened();
@@ -186,6 +197,7 @@ describe.each(PLATFORM_FANOUTS)('on %s, fanout %s', (platform, fanout) => {
         );
         expect(clients.flatMap((c) => c.events).filter((e) => e.type === 'reset')).toEqual([]);
         for (const client of clients) expect(ids(client)).toEqual(stored.slice(1));
+        expect(queued).toBe(0);
       } finally {
         await small.close();
       }

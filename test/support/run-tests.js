@@ -6,6 +6,7 @@
  */
 const { spawn } = require('node:child_process');
 const { ensureServices } = require('./services');
+const { readTimings } = require('./timing-reporter');
 const fs = require('node:fs');
 const path = require('node:path');
 
@@ -14,6 +15,18 @@ const tmp = path.join(root, '.tmp');
 fs.mkdirSync(tmp, { recursive: true });
 const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
 const minutes = (n) => n * 60_000;
+const seconds = (ms) => `${(ms / 1000).toFixed(1)} s`;
+
+// Time budget. CI stops a run at 15 minutes, install included (~1 minute with `npm ci`), and a
+// run that CI stops lands nothing and says nothing about why. So this run keeps to
+// TEST_BUDGET_MS itself: the Jest step gets what is left of it after the steps before, less what
+// the compat step after it needs, and is killed (naming the files that took the time) rather
+// than letting CI's limit cut everything off silently. The targets are what the suite should
+// take on a 2-core machine; past them the run still passes, but says so.
+const TEST_BUDGET_MS = minutes(13);
+const COMPAT_RESERVE_MS = minutes(2);
+const JEST_TARGET_MS = minutes(3);
+const started = Date.now();
 
 // Steps run in their own process group (so a hung one can be killed whole); Ctrl+C therefore
 // no longer reaches them from the terminal, and is passed on here. The run then stops after the
@@ -46,6 +59,7 @@ function step(
 ) {
   if (interrupted) return Promise.reject(new Error('interrupted'));
   process.stdout.write(`\n=== ${name}\n`);
+  const stepStarted = Date.now();
   return new Promise((resolve) => {
     const child = (current = spawn(cmd, args, {
       cwd: root,
@@ -82,6 +96,7 @@ function step(
     child.on('exit', (code, signal) => {
       current = undefined;
       timers.forEach(clearTimeout);
+      process.stdout.write(`=== ${name}: ${seconds(Date.now() - stepStarted)}\n`);
       resolve(signal ? 1 : (code ?? 1));
     });
   });
@@ -89,6 +104,31 @@ function step(
 
 let passed = 0;
 let failed = 0;
+
+/**
+ * Where the Jest step's time went: the slowest files, and any still running when it stopped
+ * (killed at its limit, or hung). Past its target, says by how much.
+ */
+function reportTimings(file, tookMs, limitMs) {
+  const { ended, running } = readTimings(file);
+  const name = (f) => path.relative(root, f);
+  console.log(`\nslowest test files (of ${ended.length}; the Jest step took ${seconds(tookMs)}):`);
+  for (const t of ended.slice(0, 10))
+    console.log(`  ${seconds(t.ms).padStart(8)}  ${name(t.file)}`);
+  if (running.length > 0) {
+    console.log('still running when Jest stopped:');
+    for (const t of running) console.log(`  ${seconds(t.ms).padStart(8)}  ${name(t.file)}`);
+  }
+  if (tookMs >= limitMs) {
+    console.error(
+      `\nThe Jest step was stopped at ${seconds(limitMs)}, what the run's ${seconds(TEST_BUDGET_MS)} budget left it: make the files above faster (README.md, "Tests").`,
+    );
+  } else if (tookMs > JEST_TARGET_MS && process.argv.length <= 2) {
+    console.warn(
+      `\nThe Jest step took ${seconds(tookMs)}, past its ${seconds(JEST_TARGET_MS)} target: the files above are where to look.`,
+    );
+  }
+}
 
 async function main() {
   // Provisioned once here so Jest and the NestJS 12 smoke test share the same servers (Jest's own
@@ -108,7 +148,10 @@ async function main() {
     }
 
     const jestJson = path.join(tmp, 'jest-results.json');
+    const timingsFile = path.join(tmp, 'jest-timings.jsonl');
     fs.rmSync(jestJson, { force: true });
+    const jestLimitMs = TEST_BUDGET_MS - (Date.now() - started) - COMPAT_RESERVE_MS;
+    const jestStarted = Date.now();
     const jestStatus = await step(
       'jest (NestJS 11, real PostgreSQL and Redis)',
       process.execPath,
@@ -122,8 +165,9 @@ async function main() {
         `--outputFile=${jestJson}`,
         ...process.argv.slice(2),
       ],
-      { doneFile: jestJson },
+      { doneFile: jestJson, timeoutMs: jestLimitMs, env: { JEST_TIMINGS_FILE: timingsFile } },
     );
+    reportTimings(timingsFile, Date.now() - jestStarted, jestLimitMs);
     if (fs.existsSync(jestJson)) {
       const results = JSON.parse(fs.readFileSync(jestJson, 'utf8'));
       passed += results.numPassedTests;

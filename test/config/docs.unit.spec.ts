@@ -25,7 +25,7 @@ function tableOf(text: string, group: string): { start: number; end: number; row
 }
 
 describe('docs/configuration.md', () => {
-  // UPDATE_DOCS=1 npm run test:jest -- test/config/docs.spec.ts rewrites the tables.
+  // UPDATE_DOCS=1 npm run test:jest -- test/config/docs.unit.spec.ts rewrites the tables.
   if (process.env.UPDATE_DOCS) {
     it('is rewritten from src/config/option-definitions.ts', async () => {
       let text = reference;

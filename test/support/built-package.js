@@ -1,0 +1,71 @@
+'use strict';
+/**
+ * The built package (dist/), for the tests that run the module in a child process of their own
+ * (killed with SIGKILL, crashed after COMMIT, shut down by a signal). Those load dist/, not the
+ * TypeScript sources Jest runs, so a build older than the sources would test old code and pass.
+ *
+ * staleSources(): the src/ files whose build output is missing or older than they are.
+ * ensureFreshBuild(): builds when anything is stale (Jest's global setup, so `npm run test:jest`
+ * needs no build step of its own; `npm test` has just built, and this finds nothing to do).
+ * loadBuiltPackage(): what the children require; refuses a stale build, naming the files.
+ */
+const { execFileSync } = require('node:child_process');
+const fs = require('node:fs');
+const path = require('node:path');
+
+const root = path.resolve(__dirname, '..', '..');
+const src = path.join(root, 'src');
+const dist = path.join(root, 'dist');
+
+function sourceFiles(dir) {
+  return fs.readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
+    const full = path.join(dir, entry.name);
+    if (entry.isDirectory()) return sourceFiles(full);
+    return entry.name.endsWith('.ts') && !entry.name.endsWith('.d.ts') ? [full] : [];
+  });
+}
+
+function staleSources() {
+  return sourceFiles(src).filter((file) => {
+    const built = path.join(dist, path.relative(src, file)).replace(/\.ts$/, '.js');
+    try {
+      return fs.statSync(built).mtimeMs < fs.statSync(file).mtimeMs;
+    } catch {
+      return true; // never built
+    }
+  });
+}
+
+function describeStale(stale) {
+  const names = stale.slice(0, 5).map((file) => path.relative(root, file));
+  const more = stale.length > names.length ? ` and ${stale.length - names.length} more` : '';
+  return `${names.join(', ')}${more}`;
+}
+
+function ensureFreshBuild(log = (line) => process.stderr.write(`${line}\n`)) {
+  const stale = staleSources();
+  if (stale.length === 0) return;
+  log(`[build] dist/ is older than ${describeStale(stale)}: building (npm run build)`);
+  execFileSync(
+    process.execPath,
+    [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.build.json'],
+    {
+      cwd: root,
+      stdio: 'inherit',
+    },
+  );
+  const still = staleSources();
+  if (still.length > 0) throw new Error(`the build left dist/ older than ${describeStale(still)}`);
+}
+
+function loadBuiltPackage() {
+  const stale = staleSources();
+  if (stale.length > 0) {
+    throw new Error(
+      `dist/ is older than ${describeStale(stale)}: this child would run old code. Run \`npm run build\` (npm test builds first).`,
+    );
+  }
+  return require(dist);
+}
+
+module.exports = { staleSources, ensureFreshBuild, loadBuiltPackage };
