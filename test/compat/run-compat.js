@@ -11,7 +11,7 @@
  *
  * COMPAT_TAP_DIR=<dir> also writes <dir>/<app>.tap, for the summary line of `npm test`.
  */
-const { execFileSync } = require('node:child_process');
+const { execFileSync, spawn } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
@@ -21,34 +21,43 @@ const apps = process.argv.length > 2 ? process.argv.slice(2) : ['nest11', 'nest1
 const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
 const run = (cmd, args, cwd) => execFileSync(cmd, args, { cwd, stdio: 'inherit' });
 
-if (!fs.existsSync(path.join(root, 'dist', 'index.js'))) run(npm, ['run', 'build'], root);
-const packDir = fs.mkdtempSync(path.join(os.tmpdir(), 'durable-sse-pack-'));
-let failed = false;
-const appDirs = [];
-try {
-  const [{ filename }] = JSON.parse(
-    // --ignore-scripts: prepack would build again; the build is current (made above or by npm test).
-    execFileSync(
-      npm,
-      ['pack', '--json', '--ignore-scripts', '--pack-destination', packDir, '--loglevel=error'],
-      {
-        cwd: root,
-        encoding: 'utf8',
-      },
-    ),
-  );
-  const tarball = path.join(packDir, filename);
-  for (const app of apps) {
-    // Outside the repository: inside it, Node's resolution would climb to the repository's own
-    // node_modules and find what the app never installed (its dev dependencies).
-    const cwd = fs.mkdtempSync(path.join(os.tmpdir(), `durable-sse-${app}-`));
-    appDirs.push(cwd);
+/** Runs a command, adding what it prints to `output`; resolves with whether it exited 0. */
+function runInto(output, cmd, args, cwd) {
+  output.push(`$ ${path.basename(cmd)} ${args.join(' ')}\n`);
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout.on('data', (chunk) => output.push(chunk));
+    child.stderr.on('data', (chunk) => output.push(chunk));
+    child.on('error', (error) => {
+      output.push(`${error.message}\n`);
+      resolve(false);
+    });
+    child.on('close', (code) => resolve(code === 0));
+  });
+}
+
+/**
+ * One app, in a temporary directory of its own: npm ci, the tarball, the smoke test. The apps
+ * run at the same time (they share nothing but the npm cache); each one's output is printed
+ * whole when it ends, so the two never interleave.
+ */
+async function checkApp(app, tarball, filename) {
+  // Outside the repository: inside it, Node's resolution would climb to the repository's own
+  // node_modules and find what the app never installed (its dev dependencies).
+  const cwd = fs.mkdtempSync(path.join(os.tmpdir(), `durable-sse-${app}-`));
+  const output = [];
+  try {
     for (const file of ['package.json', 'package-lock.json'])
       fs.copyFileSync(path.join(__dirname, app, file), path.join(cwd, file));
-    console.log(`\n${app} (in ${cwd}): npm ci, npm install ${filename}`);
-    run(npm, ['ci', '--no-audit', '--no-fund', '--loglevel=error'], cwd);
+    output.push(`\n${app} (in ${cwd}): npm ci, npm install ${filename}\n`);
+    let ok = await runInto(output, npm, ['ci', '--no-audit', '--no-fund', '--loglevel=error'], cwd);
     // --no-save: the app's package.json and lock stay as committed; the tarball changes per build.
-    run(npm, ['install', '--no-save', '--no-audit', '--no-fund', '--loglevel=error', tarball], cwd);
+    ok &&= await runInto(
+      output,
+      npm,
+      ['install', '--no-save', '--no-audit', '--no-fund', '--loglevel=error', tarball],
+      cwd,
+    );
     // spec for people, TAP to a file for the summary line of `npm test`.
     const reporters = ['--test-reporter=spec', '--test-reporter-destination=stdout'];
     if (process.env.COMPAT_TAP_DIR) {
@@ -57,13 +66,45 @@ try {
         `--test-reporter-destination=${path.join(process.env.COMPAT_TAP_DIR, `${app}.tap`)}`,
       );
     }
-    try {
-      run(process.execPath, ['--test', ...reporters, path.join(__dirname, 'smoke.test.js')], cwd);
-    } catch {
-      failed = true;
-    }
+    ok &&= await runInto(
+      output,
+      process.execPath,
+      ['--test', ...reporters, path.join(__dirname, 'smoke.test.js')],
+      cwd,
+    );
+    return ok;
+  } finally {
+    process.stdout.write(
+      Buffer.concat(output.map((c) => (Buffer.isBuffer(c) ? c : Buffer.from(c)))),
+    );
+    fs.rmSync(cwd, { recursive: true, force: true });
   }
-} finally {
-  for (const dir of [packDir, ...appDirs]) fs.rmSync(dir, { recursive: true, force: true });
 }
-process.exit(failed ? 1 : 0);
+
+async function main() {
+  if (!fs.existsSync(path.join(root, 'dist', 'index.js'))) run(npm, ['run', 'build'], root);
+  const packDir = fs.mkdtempSync(path.join(os.tmpdir(), 'durable-sse-pack-'));
+  try {
+    const [{ filename }] = JSON.parse(
+      // --ignore-scripts: prepack would build again; the build is current (made above or by npm test).
+      execFileSync(
+        npm,
+        ['pack', '--json', '--ignore-scripts', '--pack-destination', packDir, '--loglevel=error'],
+        { cwd: root, encoding: 'utf8' },
+      ),
+    );
+    const tarball = path.join(packDir, filename);
+    const results = await Promise.all(apps.map((app) => checkApp(app, tarball, filename)));
+    return results.every(Boolean);
+  } finally {
+    fs.rmSync(packDir, { recursive: true, force: true });
+  }
+}
+
+main().then(
+  (ok) => process.exit(ok ? 0 : 1),
+  (error) => {
+    console.error(error);
+    process.exit(1);
+  },
+);

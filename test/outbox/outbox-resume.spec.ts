@@ -4,7 +4,13 @@ import { OutboxRetention } from '../../src/outbox/outbox-retention';
 import { PostgresConnection } from '../../src/outbox/postgres-connection';
 import { RecordingEventSource } from '../support/event-source';
 import { startApp, TestApp } from '../support/http';
-import { dropOutbox, outboxOptions, PLATFORM_FANOUTS, useTwoInstances } from '../support/outbox';
+import {
+  dropOutbox,
+  outboxOptions,
+  PLATFORM_FANOUTS,
+  relayCaughtUp,
+  useTwoInstances,
+} from '../support/outbox';
 import { databaseUrl, uniqueSchema, withClient } from '../support/postgres';
 
 @Controller()
@@ -177,8 +183,8 @@ describe.each(PLATFORM_FANOUTS)('on %s, fanout %s', (platform, fanout) => {
       try {
         const observer = env.track(new RecordingEventSource(`${small.url}/feed`));
         await observer.opened();
-        const stored = await publishMany(env.outbox, 3_000, 500, 'storm');
-        await observer.received(3_000);
+        const stored = await publishMany(env.outbox, 1_000, 500, 'storm');
+        await observer.received(1_000);
         const clients = Array.from({ length: 40 }, () =>
           env.track(
             new RecordingEventSource(`${small.url}/feed`, ['reset'], {
@@ -190,7 +196,7 @@ describe.each(PLATFORM_FANOUTS)('on %s, fanout %s', (platform, fanout) => {
         await Promise.all(
           clients.map((c) =>
             c.until(
-              () => ids(c).length >= 2_999 || c.events.some((e) => e.type === 'reset'),
+              () => ids(c).length >= 999 || c.events.some((e) => e.type === 'reset'),
               'its replay or a reset',
             ),
           ),
@@ -227,7 +233,9 @@ describe.each(PLATFORM_FANOUTS)('on %s, fanout %s', (platform, fanout) => {
         });
         env.track(client);
         await client.opened();
-        behind.app.get(OutboxRelay).wake();
+        // Woken by hand until it has read everything: one wake is not enough when another
+        // suite's open transaction holds the commit-safe horizon back at that moment.
+        await relayCaughtUp(behind);
         await client.received(3);
         expect(ids(client)).toEqual(stored.slice(7));
         expect(client.events.some((e) => e.type === 'reset')).toBe(false);

@@ -1,3 +1,7 @@
+/**
+ * The ORM kits of the outbox suites (test/outbox/orm-*.spec.ts): one library's way each of placing
+ * an order and publishing its event in one transaction, and the app they run in.
+ */
 import { Body, Controller, Injectable, Module, Param, Post } from '@nestjs/common';
 import { ClsModule } from 'nestjs-cls';
 import { ClsPluginTransactional, Transactional, TransactionHost } from '@nestjs-cls/transactional';
@@ -7,17 +11,16 @@ import { pgSchema, serial, text } from 'drizzle-orm/pg-core';
 import knexFactory, { Knex } from 'knex';
 import { Pool } from 'pg';
 import { DataSource } from 'typeorm';
-import { Idempotent, OutboxService, Sse } from '../../src';
-import { RecordingEventSource } from '../support/event-source';
-import { startApp, TestApp } from '../support/http';
-import { dropOutbox, outboxOptions, schemaKeyPrefix } from '../support/outbox';
-import { databaseUrl, uniqueSchema, withClient } from '../support/postgres';
-import { deletePrefix, redisUrl } from '../support/redis';
+import { Idempotent, OutboxService, Sse } from '../../../src';
+import { startApp, TestApp } from '../../support/http';
+import { dropOutbox, outboxOptions, schemaKeyPrefix } from '../../support/outbox';
+import { databaseUrl, uniqueSchema, withClient } from '../../support/postgres';
+import { deletePrefix, redisUrl } from '../../support/redis';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const importEsm: (specifier: string) => Promise<any> = require('../support/import-esm');
+const importEsm: (specifier: string) => Promise<any> = require('../../support/import-esm');
 
-const schema = uniqueSchema('orm');
+export const schema = uniqueSchema('orm');
 const ORDERS = `"${schema}".orders`;
 
 interface Placed {
@@ -30,7 +33,7 @@ interface Placed {
  * with `outbox.publish()` on the same transaction, inside `outbox.transaction(source, fn)`.
  * `item: 'fail'` throws after both are written.
  */
-interface Kit {
+export interface Kit {
   /** The object handed to outbox.transaction(): 'starter' begins a transaction, 'open' is one. */
   kind: 'starter' | 'open';
   start(): Promise<void>;
@@ -40,12 +43,12 @@ interface Kit {
   starter?: () => object;
 }
 
-function event(id: number, item: string) {
+export function event(id: number, item: string) {
   return { topic: 'orders', type: 'order.placed', data: { id, item } };
 }
 
 /** Items that fail once, after both writes, and then succeed (a transient failure). */
-const failOnce = new Set<string>();
+export const failOnce = new Set<string>();
 
 async function announce(outbox: OutboxService, tx: object, id: number, item: string) {
   const [eventId] = await outbox.publish(tx, event(id, item));
@@ -58,7 +61,7 @@ let typeorm: DataSource;
 let pool: Pool;
 let knex: Knex;
 
-const KITS: Record<string, Kit> = {
+export const KITS: Record<string, Kit> = {
   'typeorm-datasource': {
     kind: 'starter',
     start: async () => undefined,
@@ -317,27 +320,39 @@ class OrdersController {
 })
 class TypeOrmHolder {}
 
+/** The app, the kits and what the tests ask of them. */
+export interface OrmApp {
+  readonly t: TestApp;
+  readonly outbox: OutboxService;
+  readonly pool: Pool;
+  readonly typeorm: DataSource;
+  /** Orders and events committed in the suite's schema. */
+  counts(): Promise<{ orders: number; events: number }>;
+  /** POSTs an order through `kit`, with an Idempotency-Key. */
+  post(kit: string, item: string, key: string): Promise<Response>;
+  /** Deletes the idempotency records from Redis, as a restart without persistence would. */
+  redisForgets(): Promise<void>;
+}
+
 /**
- * docs/outbox.md, "In your ORM's transaction": publishing and the exactly-once row ride the transaction of the library the team
- * already uses. Each library is the real package against real PostgreSQL (and Redis for the
- * idempotency records).
+ * Every kit started, and the app (outbox on the suite's schema, Redis for idempotency) around
+ * them, for the enclosing describe; tables are emptied before each test.
  */
-describe('outbox.transaction(source, fn) with the libraries teams use', () => {
-  let t: TestApp;
-  let outbox: OutboxService;
-  const counts = () =>
+export function useOrmApp(): OrmApp {
+  const env = {} as { -readonly [K in keyof OrmApp]: OrmApp[K] };
+  env.counts = () =>
     withClient(databaseUrl(), async (client) => {
       const orders = await client.query(`SELECT count(*)::int AS n FROM ${ORDERS}`);
       const events = await client.query(`SELECT count(*)::int AS n FROM "${schema}".sse_outbox`);
       return { orders: orders.rows[0].n, events: events.rows[0].n };
     });
-  const post = (kit: string, item: string, key: string) =>
-    fetch(`${t.url}/orders/${kit}`, {
+  env.post = (kit: string, item: string, key: string) =>
+    fetch(`${env.t.url}/orders/${kit}`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', 'idempotency-key': key },
       body: JSON.stringify({ item }),
     });
-  const redisForgets = () => deletePrefix(redisUrl(), schemaKeyPrefix(schema));
+  env.redisForgets = () => deletePrefix(redisUrl(), schemaKeyPrefix(schema));
 
   beforeAll(async () => {
     await withClient(databaseUrl(), async (client) => {
@@ -347,7 +362,7 @@ describe('outbox.transaction(source, fn) with the libraries teams use', () => {
     typeorm = await new DataSource({ type: 'postgres', url: databaseUrl() }).initialize();
     pool = new Pool({ connectionString: databaseUrl(), max: 4 });
     for (const kit of Object.values(KITS)) await kit.start();
-    t = await startApp(
+    const t = await startApp(
       [OrdersController],
       // Redis for the idempotency records, under the suite's prefix.
       {
@@ -369,12 +384,15 @@ describe('outbox.transaction(source, fn) with the libraries teams use', () => {
         providers: [ClsOrders],
       },
     );
-    outbox = t.app.get(OutboxService);
+    env.t = t;
+    env.outbox = t.app.get(OutboxService);
+    env.pool = pool;
+    env.typeorm = typeorm;
     clsOrders = t.app.get(ClsOrders);
     clsTxHost = t.app.get(TransactionHost);
   });
   afterAll(async () => {
-    await t?.close();
+    await env.t?.close();
     for (const kit of Object.values(KITS)) await kit.stop();
     await pool?.end();
     await typeorm?.destroy();
@@ -386,101 +404,5 @@ describe('outbox.transaction(source, fn) with the libraries teams use', () => {
     ),
   );
 
-  it('says what it accepts, and when what it was given is not in a transaction', async () => {
-    await expect(outbox.transaction(42 as unknown as object, async () => 1)).rejects.toThrow(
-      /cannot use number as a transaction/,
-    );
-    await expect(outbox.publish({ rows: [] }, event(1, 'x'))).rejects.toThrow(
-      /cannot use object as a transaction/,
-    );
-    const client = await pool.connect();
-    try {
-      await expect(outbox.transaction(client, async () => 1)).rejects.toThrow(
-        /the pg given is not in a transaction \(run BEGIN first/,
-      );
-    } finally {
-      client.release();
-    }
-    const runner = typeorm.createQueryRunner();
-    try {
-      await expect(outbox.publish(runner, event(1, 'x'))).rejects.toThrow(
-        /start its transaction first/,
-      );
-    } finally {
-      await runner.release();
-    }
-    expect(await counts()).toEqual({ orders: 0, events: 0 });
-  });
-
-  describe.each(Object.keys(KITS))('%s', (name) => {
-    const kit = () => KITS[name];
-
-    it('commits the order with its event, delivered to a subscriber; a failed one leaves neither', async () => {
-      const subscriber = new RecordingEventSource(`${t.url}/orders`, ['order.placed']);
-      try {
-        await subscriber.opened();
-        await expect(kit().place(outbox, 'fail')).rejects.toThrow('business rule failed');
-        const placed = await kit().place(outbox, 'book');
-        expect(placed.eventId).toMatch(/^\d+-\d+$/);
-        expect(await counts()).toEqual({ orders: 1, events: 1 });
-        await subscriber.received(1);
-        expect(subscriber.events).toEqual([
-          {
-            type: 'order.placed',
-            data: JSON.stringify({ id: placed.id, item: 'book' }),
-            lastEventId: placed.eventId,
-          },
-        ]);
-      } finally {
-        subscriber.close();
-      }
-    });
-
-    it('runs an @Idempotent() request once when Redis forgot it: the retry gets the first body', async () => {
-      const first = await post(name, 'pen', `${name}-forgot`);
-      expect(first.status).toBe(201);
-      const firstBody = await first.text();
-      await redisForgets();
-      const returned = outbox.stats.recordedOutcomesReturned;
-
-      const retry = await post(name, 'pen', `${name}-forgot`);
-      expect(retry.status).toBe(201);
-      expect(await retry.text()).toBe(firstBody);
-      expect(outbox.stats.recordedOutcomesReturned).toBe(returned + 1);
-      expect(await counts()).toEqual({ orders: 1, events: 1 });
-    });
-
-    it('takes the claim back when the request fails, so its retry runs', async () => {
-      // Where the transaction is the caller's, its owner commits its other work anyway: the
-      // claim must not commit with it, or the key would be held by a result never recorded.
-      const effects = () =>
-        withClient(databaseUrl(), async (client) => {
-          const { rows } = await client.query(
-            `SELECT count(*)::int AS n FROM "${schema}".sse_outbox_effects`,
-          );
-          return rows[0].n;
-        });
-      const item = `flaky-${name}`;
-      failOnce.add(item);
-      expect((await post(name, item, `${name}-failed`)).status).toBe(500);
-      expect(await counts()).toEqual({ orders: 0, events: 0 });
-      expect(await effects()).toBe(0);
-
-      // The same request again, with the same key: it runs, and this time commits.
-      const retry = await post(name, item, `${name}-failed`);
-      expect(retry.status).toBe(201);
-      expect(retry.headers.get('idempotent-replayed')).toBeNull();
-      expect(await retry.json()).toMatchObject({ item });
-      expect(await counts()).toEqual({ orders: 1, events: 1 });
-      expect(await effects()).toBe(1);
-    });
-
-    if (KITS[name].starter) {
-      it('refuses to publish on what only begins transactions', async () => {
-        await expect(outbox.publish(kit().starter!(), event(1, 'x'))).rejects.toThrow(
-          /needs the transaction your data is written in/,
-        );
-      });
-    }
-  });
-});
+  return env;
+}
