@@ -1,4 +1,4 @@
-import { ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -6,6 +6,9 @@ import { join } from 'node:path';
 import { RecordingEventSource } from '../support/event-source';
 import { databaseUrl, dropSchema, uniqueSchema } from '../support/postgres';
 import { deletePrefix, redisUrl } from '../support/redis';
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { ensureFreshDevBuild } = require('../support/built-package');
 
 const root = join(__dirname, '..', '..');
 const MAIN = join(root, '.tmp', 'build', 'examples', 'orders', 'main.js');
@@ -69,15 +72,9 @@ const placeOrder = async (url: string, item: string) => {
 describe('npm start (examples/orders/main.ts as a process)', () => {
   jest.setTimeout(60_000);
 
-  beforeAll(() => {
-    const tsc = spawnSync(
-      process.execPath,
-      [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.dev.json'],
-      { cwd: root, encoding: 'utf8' },
-    );
-    if (tsc.status !== 0)
-      throw new Error(`tsc -p tsconfig.dev.json failed:\n${tsc.stdout}${tsc.stderr}`);
-  });
+  // What `npm start` compiles (tsconfig.dev.json): built beside lint by `npm test`, here only
+  // when missing or older than the sources.
+  beforeAll(() => ensureFreshDevBuild());
 
   it('uses DATABASE_URL and REDIS_URL when set, and says so in one line', async () => {
     const schema = uniqueSchema('orders_start');

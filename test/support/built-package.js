@@ -9,7 +9,7 @@
  * needs no build step of its own; `npm test` has just built, and this finds nothing to do).
  * loadBuiltPackage(): what the children require; refuses a stale build, naming the files.
  */
-const { execFileSync } = require('node:child_process');
+const { execFileSync, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
 
@@ -25,15 +25,37 @@ function sourceFiles(dir) {
   });
 }
 
-function staleSources() {
-  return sourceFiles(src).filter((file) => {
-    const built = path.join(dist, path.relative(src, file)).replace(/\.ts$/, '.js');
+/** The files of `dirs` whose output (under `outDir`, relative to `base`) is missing or older. */
+function staleAgainst(dirs, base, outDir) {
+  return dirs.flatMap(sourceFiles).filter((file) => {
+    const built = path.join(outDir, path.relative(base, file)).replace(/\.ts$/, '.js');
     try {
       return fs.statSync(built).mtimeMs < fs.statSync(file).mtimeMs;
     } catch {
       return true; // never built
     }
   });
+}
+
+function staleSources() {
+  return staleAgainst([src], src, dist);
+}
+
+/**
+ * What `npm start` and the benchmarks run: src, examples and bench compiled to .tmp/build
+ * (tsconfig.dev.json). `npm test` builds it beside the lint step; the spec that runs
+ * `npm start`'s output builds it only if that is missing or stale.
+ */
+function ensureFreshDevBuild() {
+  const dirs = ['src', 'examples', 'bench'].map((dir) => path.join(root, dir));
+  if (staleAgainst(dirs, root, path.join(root, '.tmp', 'build')).length === 0) return;
+  const tsc = spawnSync(
+    process.execPath,
+    [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.dev.json'],
+    { cwd: root, encoding: 'utf8' },
+  );
+  if (tsc.status !== 0)
+    throw new Error(`tsc -p tsconfig.dev.json failed:\n${tsc.stdout}${tsc.stderr}`);
 }
 
 function describeStale(stale) {
@@ -68,4 +90,4 @@ function loadBuiltPackage() {
   return require(dist);
 }
 
-module.exports = { staleSources, ensureFreshBuild, loadBuiltPackage };
+module.exports = { staleSources, ensureFreshBuild, ensureFreshDevBuild, loadBuiltPackage };

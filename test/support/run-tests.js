@@ -31,12 +31,12 @@ const started = Date.now();
 // Steps run in their own process group (so a hung one can be killed whole); Ctrl+C therefore
 // no longer reaches them from the terminal, and is passed on here. The run then stops after the
 // current step, still stopping the servers it started.
-let current;
+const running = new Set();
 let interrupted = false;
 for (const signal of ['SIGINT', 'SIGTERM']) {
   process.on(signal, () => {
     interrupted = true;
-    if (current) {
+    for (const current of running) {
       try {
         process.kill(process.platform === 'win32' ? current.pid : -current.pid, signal);
       } catch {
@@ -61,12 +61,13 @@ function step(
   process.stdout.write(`\n=== ${name}\n`);
   const stepStarted = Date.now();
   return new Promise((resolve) => {
-    const child = (current = spawn(cmd, args, {
+    const child = spawn(cmd, args, {
       cwd: root,
       stdio: 'inherit',
       env: { ...process.env, ...env },
       detached: process.platform !== 'win32',
-    }));
+    });
+    running.add(child);
     const timers = [];
     const kill = (why) => {
       console.error(`\n${name}: ${why}; killing it`);
@@ -94,7 +95,7 @@ function step(
       timers.push(watch);
     }
     child.on('exit', (code, signal) => {
-      current = undefined;
+      running.delete(child);
       timers.forEach(clearTimeout);
       process.stdout.write(`=== ${name}: ${seconds(Date.now() - stepStarted)}\n`);
       resolve(signal ? 1 : (code ?? 1));
@@ -139,12 +140,20 @@ async function main() {
       throw new Error('build failed');
     }
 
-    if (
-      process.argv.length <= 2 &&
-      (await step('lint (ESLint + Prettier)', npm, ['run', '--silent', 'lint'])) !== 0
-    ) {
-      console.error('lint failed');
-      failed++;
+    if (process.argv.length <= 2) {
+      // Side by side: lint, and what `npm start` and the benchmarks run (tsconfig.dev.json,
+      // type-checked; the npm start spec runs its output).
+      const [lint, dev] = await Promise.all([
+        step('lint (ESLint + Prettier)', npm, ['run', '--silent', 'lint']),
+        step('build examples and benchmarks (tsc -p tsconfig.dev.json)', process.execPath, [
+          require.resolve('typescript/bin/tsc'),
+          '-p',
+          'tsconfig.dev.json',
+        ]),
+      ]);
+      if (lint !== 0) console.error('lint failed');
+      if (dev !== 0) console.error('tsc -p tsconfig.dev.json failed');
+      failed += (lint !== 0 ? 1 : 0) + (dev !== 0 ? 1 : 0);
     }
 
     const jestJson = path.join(tmp, 'jest-results.json');
