@@ -1,6 +1,6 @@
 -- nestjs-durable-sse outbox schema (PostgreSQL 14+).
 -- Generated from src/outbox/outbox.sql.ts; a test keeps docs/outbox-schema.sql equal to it.
--- Names: schema public, table sse_outbox, channel sse_outbox.
+-- Names: schema public, table sse_outbox, channel sse_outbox; wakeup after-commit.
 
 CREATE SCHEMA IF NOT EXISTS "public";
 
@@ -30,14 +30,12 @@ CREATE TABLE IF NOT EXISTS "public"."sse_outbox_meta" (
 
 INSERT INTO "public"."sse_outbox_meta" (singleton) VALUES (true) ON CONFLICT DO NOTHING;
 
-CREATE OR REPLACE FUNCTION "public"."sse_outbox_notify"() RETURNS trigger LANGUAGE plpgsql AS $$
-  BEGIN
-  PERFORM pg_notify('sse_outbox', '');
-  RETURN NULL;
+DO $$ BEGIN
+  IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = '"public"."sse_outbox"'::regclass
+  AND tgname = 'sse_outbox_notify') THEN
+  DROP TRIGGER "sse_outbox_notify" ON "public"."sse_outbox";
+  END IF;
   END $$;
-
-CREATE OR REPLACE TRIGGER "sse_outbox_notify" AFTER INSERT ON "public"."sse_outbox"
-  FOR EACH STATEMENT EXECUTE FUNCTION "public"."sse_outbox_notify"();
 
 CREATE TABLE IF NOT EXISTS "public"."sse_outbox_effects" (
   scope text NOT NULL,

@@ -31,6 +31,7 @@ import { SseStreamer } from './sse/sse-streamer';
 import { OutboxFeed } from './outbox/outbox-feed';
 import { OutboxRelay } from './outbox/outbox-relay';
 import { OutboxService } from './outbox/outbox.service';
+import { OutboxWakeup } from './outbox/outbox-wakeup';
 import { OutboxRetention } from './outbox/outbox-retention';
 import { PostgresConnection } from './outbox/postgres-connection';
 import { SseShutdown } from './lifecycle/sse-shutdown';
@@ -76,6 +77,7 @@ import type { ResolvedSseModuleOptions } from './config/sse-module-options';
     SseStreamer,
     SseInterceptor,
     PostgresConnection,
+    OutboxWakeup,
     OutboxService,
     OutboxRelay,
     OutboxRetention,

@@ -251,6 +251,16 @@ export const OPTION_DEFINITIONS = {
      */
     fanout: oneOf(['postgres', 'redis'], { default: 'postgres' }),
     /**
+     * How relays learn of new events. `after-commit`: the module sends one NOTIFY, from outside
+     * any transaction, after each commit it knows of (its own transactions, and the transactions
+     * it published into, watched with `pg_xact_status()`); rows inserted by other tools are read
+     * by the poll. `trigger`: a statement trigger on the table notifies inside every
+     * transaction that inserts, foreign writers' too, at the price of commits that run one at a
+     * time (PostgreSQL takes a database-wide lock at the commit of a transaction that notified).
+     * See [outbox](outbox.md#waking-the-relays).
+     */
+    wakeup: oneOf(['after-commit', 'trigger'], { default: 'after-commit' }),
+    /**
      * `fanout: 'redis'`: entries kept in the stream (`XADD MAXLEN ~`). Resumes from further back
      * read the table.
      */

@@ -23,6 +23,16 @@ export const SSE_LOG_MESSAGES = {
     level: 'log',
     meaning: 'no committed event is held back any more',
   },
+  'outbox.wakeup-failed': {
+    level: 'warn',
+    meaning:
+      'a wake-up after commit (NOTIFY, or the check of a transaction published into) failed; the poll delivers meanwhile',
+  },
+  'outbox.notify-trigger': {
+    level: 'warn',
+    meaning:
+      'the outbox table still has the NOTIFY trigger while `outbox.wakeup` is `after-commit` (a table migrated by the team): commits that publish run one at a time until it is dropped',
+  },
   'outbox.replay-failed': {
     level: 'warn',
     meaning: 'a resume could not be read; the client was sent `reset` (`replay-failed`)',

@@ -9,6 +9,7 @@ import type { OutboxEvent, OutboxRow } from './outbox-event';
 import { comparePositions, formatEventId, OutboxPosition, positionOf } from './outbox-position';
 import { OutboxService } from './outbox.service';
 import { PostgresConnection } from './postgres-connection';
+import { OutboxWakeup } from './outbox-wakeup';
 import { RecentEvents } from './recent-events';
 import type { OutboxListenerStats } from './outbox-listener';
 import { OutboxFollowerEvents, OutboxSink, OutboxTableFollower } from './outbox-table-follower';
@@ -74,6 +75,8 @@ export class OutboxRelay implements OnApplicationBootstrap, OutboxSink {
     replayedFromStream: 0,
   };
 
+  private unwake?: () => void;
+
   constructor(
     @Inject(SSE_MODULE_OPTIONS) private readonly options: ResolvedSseModuleOptions,
     private readonly postgres: PostgresConnection,
@@ -81,6 +84,7 @@ export class OutboxRelay implements OnApplicationBootstrap, OutboxSink {
     private readonly hub: SseHub,
     private readonly redis: RedisConnection,
     readonly logger: SseLogger,
+    private readonly wakeup: OutboxWakeup,
   ) {
     this.recent = new RecentEvents(this.options.outbox.replayCacheBytes);
   }
@@ -113,6 +117,8 @@ export class OutboxRelay implements OnApplicationBootstrap, OutboxSink {
 
   async onApplicationBootstrap(): Promise<void> {
     if (!this.enabled) return;
+    // A commit on this instance wakes its relay at once; the NOTIFY that follows wakes the others.
+    this.unwake = this.wakeup.onCommit(() => this.wake());
     const { outbox } = this.options;
     const createClient = () => this.postgres.createClient();
     if (outbox.fanout === 'redis') {
@@ -167,6 +173,7 @@ export class OutboxRelay implements OnApplicationBootstrap, OutboxSink {
 
   /** Stops reading, listening and leading (SseShutdown calls it once streams are ended). Bounded. */
   async stop(): Promise<void> {
+    this.unwake?.();
     clearInterval(this.heldBackTimer);
     await Promise.all([this.follower?.stop(), this.leader?.stop()]);
   }

@@ -11,6 +11,8 @@ import { annotateActive, SSE_TRACE_ATTRIBUTES, startPublish } from '../observabi
 import { comparePositions, formatEventId, positionOf } from './outbox-position';
 import { explainSchemaError, outboxSql, OutboxSql } from './outbox.sql';
 import { PostgresConnection } from './postgres-connection';
+import { OutboxWakeup } from './outbox-wakeup';
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { IdempotencyProblem } from '../idempotency/idempotency-problem';
 import { idempotentEffects, IdempotentEffects } from '../idempotency/idempotent-effects';
 import {
@@ -21,6 +23,15 @@ import {
 } from './transactions/orm-transactions';
 
 export type { OutboxQueryable, TransactionOf };
+
+/**
+ * A transaction the module runs (and so commits): what `publish()` may be given for it, and
+ * whether it published. After its COMMIT, one wake-up; `publish()` into anything else is watched.
+ */
+interface OwnTransaction {
+  handles: Set<unknown>;
+  published: boolean;
+}
 
 /** An event to store in the outbox. */
 export interface OutboxEvent {
@@ -43,6 +54,7 @@ export class OutboxService implements OnModuleInit {
   private readonly collection: string;
   /** Savepoint names: unique in the process, so nested calls never release each other's. */
   private savepoints = 0;
+  private readonly own = new AsyncLocalStorage<OwnTransaction>();
   readonly stats = {
     /** Transactions of @Idempotent() requests not run again: their committed result was returned. */
     recordedOutcomesReturned: 0,
@@ -52,17 +64,40 @@ export class OutboxService implements OnModuleInit {
     @Inject(SSE_MODULE_OPTIONS) private readonly options: ResolvedSseModuleOptions,
     private readonly postgres: PostgresConnection,
     @Optional() private readonly logger: SseLogger = new SseLogger(),
+    @Optional() private readonly wakeup?: OutboxWakeup,
   ) {
     this.collection = `${options.postgres?.schema ?? 'public'}.${options.outbox.table}`;
     this.sql = outboxSql({
       schema: options.postgres?.schema ?? 'public',
       table: options.outbox.table,
       channel: options.outbox.channel,
+      wakeup: options.outbox.wakeup,
     });
   }
 
   async onModuleInit(): Promise<void> {
-    if (this.postgres.enabled && this.options.outbox.migrate) await this.migrate();
+    if (!this.postgres.enabled) return;
+    if (this.options.outbox.migrate) await this.migrate();
+    else if (this.options.outbox.wakeup === 'after-commit') await this.warnOfNotifyTrigger();
+  }
+
+  /**
+   * A table the team migrates may still have the trigger of earlier versions: every commit that
+   * publishes would keep taking the database-wide NOTIFY lock. Said once at start, with the fix.
+   */
+  private async warnOfNotifyTrigger(): Promise<void> {
+    const { rows } = await this.postgres
+      .query(this.sql.hasNotifyTrigger)
+      .catch(() => ({ rows: [] as unknown[] })); // no table yet: nothing to warn of
+    if (rows.length === 0) return;
+    const { schema } = this.options.postgres!;
+    const { table } = this.options.outbox;
+    this.logger.report(
+      'outbox.notify-trigger',
+      `The outbox table still has its NOTIFY trigger, which serializes every commit that publishes ` +
+        `(outbox.wakeup is 'after-commit'): run DROP TRIGGER IF EXISTS "${table}_notify" ON "${schema}"."${table}", ` +
+        `or set outbox.wakeup: 'trigger' to keep it on purpose.`,
+    );
   }
 
   /** Creates the outbox schema objects if missing. Idempotent and safe to run concurrently. */
@@ -119,7 +154,24 @@ export class OutboxService implements OnModuleInit {
     if (own) return effects ? this.exactlyOnceOwn(effects, fn) : this.run(fn);
     const tx = ormTransaction(sourceOrFn);
     if (tx.kind === 'open') return this.nested(tx, sourceOrFn, fn, effects);
-    return effects ? this.exactlyOnce(effects, tx, fn) : tx.begin(fn);
+    if (effects) return this.exactlyOnce(effects, tx, fn, sourceOrFn);
+    const scope = this.ownScope(sourceOrFn);
+    const result = await tx.begin((txObject: unknown) => {
+      scope.handles.add(txObject);
+      return this.own.run(scope, () => fn(txObject));
+    });
+    this.afterCommit(scope);
+    return result;
+  }
+
+  /** A transaction this module commits: `publish()` on any of `handles` is inside it. */
+  private ownScope(...handles: unknown[]): OwnTransaction {
+    return { handles: new Set(handles), published: false };
+  }
+
+  /** The module's COMMIT of `scope` returned: wake the relays if it published. */
+  private afterCommit(scope: OwnTransaction): void {
+    if (scope.published) this.wakeup?.committed();
   }
 
   private async run<T>(fn: (client: PoolClient) => Promise<T>): Promise<T> {
@@ -127,8 +179,10 @@ export class OutboxService implements OnModuleInit {
     let broken: Error | undefined;
     try {
       await client.query(this.postgres.bounded('BEGIN'));
-      const result = await fn(client);
+      const scope = this.ownScope(client);
+      const result = await this.own.run(scope, () => fn(client));
       await client.query(this.postgres.bounded('COMMIT'));
+      this.afterCommit(scope);
       return result;
     } catch (error) {
       try {
@@ -155,16 +209,21 @@ export class OutboxService implements OnModuleInit {
     effects: IdempotentEffects,
     tx: OrmTransaction,
     fn: (tx: any) => Promise<T>,
+    source: object,
   ): Promise<T> {
     const id = this.effectsId(effects);
+    const scope = this.ownScope(source);
     try {
-      return await tx.begin(async (txObject) => {
+      const value = await tx.begin(async (txObject) => {
+        scope.handles.add(txObject);
         const q = ormTransaction(txObject).queryable();
         const recorded = await this.claim(q, id, effects);
         if (recorded) throw new RecordedOutcome(recorded);
-        const result = await fn(txObject);
+        const result = await this.own.run(scope, () => fn(txObject));
         return this.record(q, id, result);
       });
+      this.afterCommit(scope);
+      return value;
     } catch (error) {
       if (error instanceof RecordedOutcome) return this.recorded(error.row, effects);
       throw this.explained(error);
@@ -200,10 +259,12 @@ export class OutboxService implements OnModuleInit {
         if (!rows[0]) throw new Error('the recorded outcome of this request vanished; retry it');
         return this.recorded(rows[0] as RecordedRow, effects);
       }
-      const result = await fn(client);
+      const scope = this.ownScope(client);
+      const result = await this.own.run(scope, () => fn(client));
       const json = resultJson(result);
       await simple(withLiterals(this.sql.effectsRecord, [...id, json]), 'COMMIT');
       committed = true;
+      this.afterCommit(scope);
       return (JSON.parse(json) as { v: T }).v;
     } catch (error) {
       throw this.explained(error);
@@ -367,8 +428,24 @@ export class OutboxService implements OnModuleInit {
       throw this.explained(error);
     }
     trace?.end(ids);
+    this.published(tx, ids);
     diagnose(SSE_DIAGNOSTICS.outboxPublish, () => ({ topics: [...new Set(columns.topics)], ids }));
     return ids;
+  }
+
+  /**
+   * Events were stored through `tx`: in a transaction the module commits, it wakes the relays
+   * after its COMMIT; in any other, the transaction is watched until it ends.
+   */
+  private published(tx: unknown, ids: string[]): void {
+    if (ids.length === 0) return;
+    const scope = this.own.getStore();
+    if (scope?.handles.has(tx)) {
+      scope.published = true;
+      return;
+    }
+    // Event ids are `<tx_id>-<id>`: one transaction, unless the caller batched several.
+    this.wakeup?.watch(new Set(ids.map((id) => id.slice(0, id.indexOf('-')))));
   }
 }
 

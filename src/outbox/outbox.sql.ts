@@ -12,6 +12,11 @@ export interface OutboxNames {
   schema: string;
   table: string;
   channel: string;
+  /**
+   * `trigger`: the table notifies inside every inserting transaction. Otherwise (the default) the
+   * trigger is dropped and the module notifies after commits (outbox-wakeup.ts).
+   */
+  wakeup?: 'after-commit' | 'trigger';
 }
 
 const q = (identifier: string) => `"${identifier}"`;
@@ -28,6 +33,7 @@ export function outboxSql(names: OutboxNames) {
   const table = `${q(names.schema)}.${q(names.table)}`;
   const meta = `${q(names.schema)}.${q(`${names.table}_meta`)}`;
   const notifyFunction = `${q(names.schema)}.${q(`${names.table}_notify`)}`;
+  const notifyTrigger = q(`${names.table}_notify`);
   const effects = `${q(names.schema)}.${q(`${names.table}_effects`)}`;
   // Output names differ from the columns: a bare ORDER BY tx_id would sort the text aliases.
   const columns = `o.tx_id::text AS tx_id, o.id::text AS id, o.topic, o.type, o.payload, o.trace_context`;
@@ -63,15 +69,33 @@ export function outboxSql(names: OutboxNames) {
         deleted_through_id bigint NOT NULL DEFAULT 0
       )`,
         `INSERT INTO ${meta} (singleton) VALUES (true) ON CONFLICT DO NOTHING`,
-        // One NOTIFY per transaction: PostgreSQL folds identical notifications of a transaction
-        // into one. The payload is empty: it only wakes relays (and 8000 bytes would not do).
-        `CREATE OR REPLACE FUNCTION ${notifyFunction}() RETURNS trigger LANGUAGE plpgsql AS $$
+        ...(names.wakeup === 'trigger'
+          ? [
+              // One NOTIFY per transaction: PostgreSQL folds identical notifications of a
+              // transaction into one. The payload is empty: it only wakes relays (and 8000
+              // bytes would not do). The price: a transaction that notified takes a
+              // database-wide lock at commit and holds it through its WAL flush, so such
+              // commits run one at a time.
+              `CREATE OR REPLACE FUNCTION ${notifyFunction}() RETURNS trigger LANGUAGE plpgsql AS $$
        BEGIN
          PERFORM pg_notify('${names.channel}', '');
          RETURN NULL;
        END $$`,
-        `CREATE OR REPLACE TRIGGER ${q(`${names.table}_notify`)} AFTER INSERT ON ${table}
+              `CREATE OR REPLACE TRIGGER ${notifyTrigger} AFTER INSERT ON ${table}
          FOR EACH STATEMENT EXECUTE FUNCTION ${notifyFunction}()`,
+            ]
+          : [
+              // Wake-ups are sent by the module after commits, outside every transaction: the
+              // trigger of earlier versions (or of wakeup: 'trigger') would serialize commits.
+              // Dropped only when it is there: DROP TRIGGER locks the table against everything,
+              // readers too, even when there is nothing to drop.
+              `DO $$ BEGIN
+         IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = '${table.replace(/'/g, "''")}'::regclass
+             AND tgname = '${names.table}_notify') THEN
+           DROP TRIGGER ${notifyTrigger} ON ${table};
+         END IF;
+       END $$`,
+            ]),
         // The results of outbox.transaction() inside @Idempotent() requests, committed with their
         // effects: what a retry returns when Redis no longer knows the request (seq: the n-th
         // transaction of the request). Text, not jsonb: jsonb reorders keys, and the retry must
@@ -188,6 +212,20 @@ export function outboxSql(names: OutboxNames) {
 
     listen: `LISTEN ${q(names.channel)}`,
 
+    /** The module's wake-up, sent after commits, in a transaction of its own ($1: the channel). */
+    notify: `SELECT pg_notify($1, '')`,
+
+    /**
+     * $1 transaction ids (text[]): each one's status, `committed`, `aborted`, `in progress`, or
+     * null when it is too old for the server to know (it ended long ago). An id the server has
+     * not reached (after a failover to a server that is behind) fails the query (22023).
+     */
+    xactStatus: `SELECT x AS tx_id, pg_xact_status(x::xid8) AS status FROM unnest($1::text[]) AS x`,
+
+    /** Whether the table still has the NOTIFY trigger (of wakeup: 'trigger', or an earlier version). */
+    hasNotifyTrigger: `SELECT 1 FROM pg_trigger
+      WHERE tgrelid = '${table.replace(/'/g, "''")}'::regclass AND tgname = '${names.table}_notify'`,
+
     /**
      * Claims ($1, $2, $3) for this transaction with fingerprint $4 for $5 ms. No row when it is
      * taken: by a committed transaction, or — after waiting for it — by one that committed
@@ -239,7 +277,7 @@ export function outboxSchemaScript(names: OutboxNames): string {
   return [
     '-- nestjs-durable-sse outbox schema (PostgreSQL 14+).',
     '-- Generated from src/outbox/outbox.sql.ts; a test keeps docs/outbox-schema.sql equal to it.',
-    `-- Names: schema ${names.schema}, table ${names.table}, channel ${names.channel}.`,
+    `-- Names: schema ${names.schema}, table ${names.table}, channel ${names.channel}; wakeup ${names.wakeup ?? 'after-commit'}.`,
     '',
     outboxSql(names).migrate.join(';\n\n') + ';',
     '',

@@ -1,0 +1,256 @@
+// The wake-up takes no lock in anyone's transaction (DESIGN §4): no trigger on the table, a
+// NOTIFY after the commits the module knows of, and the transactions it only published into
+// watched until they end. Relays here poll once an hour, on a channel of this suite's own
+// (other suites' NOTIFYs would wake them too): what arrives was woken.
+import { Controller } from '@nestjs/common';
+import { Client, Pool } from 'pg';
+import { OutboxService, Sse } from '../../src';
+import { OutboxWakeup } from '../../src/outbox/outbox-wakeup';
+import { RecordingEventSource } from '../support/event-source';
+import { startApp, TestApp } from '../support/http';
+import { eventually, FANOUTS, useTwoInstances } from '../support/outbox';
+import { databaseUrl, withClient } from '../support/postgres';
+
+@Controller()
+class FeedController {
+  @Sse('feed', { topic: 'feed' })
+  feed() {}
+}
+
+const HOUR_MS = 3_600_000;
+const ids = (client: RecordingEventSource) => client.events.map((e) => e.lastEventId);
+const wakeupOf = (app: TestApp) => app.app.get(OutboxWakeup);
+
+describe.each(FANOUTS)('outbox wake-ups after commit, fanout %s (real PostgreSQL)', (fanout) => {
+  const channel = `wakeup_${fanout}_${process.pid}`;
+  const env = Object.assign(
+    useTwoInstances(
+      [FeedController],
+      'wakeup',
+      { outbox: { pollIntervalMs: HOUR_MS, channel } },
+      'express',
+      fanout,
+    ),
+    { channel },
+  );
+  const subscribe = () => {
+    const clients = [env.a, env.b].map((app) =>
+      env.track(new RecordingEventSource(`${app.url}/feed`)),
+    );
+    return Promise.all(clients.map((c) => c.opened())).then(() => clients);
+  };
+  const hasTrigger = () =>
+    withClient(databaseUrl(), async (client) => {
+      const { rows } = await client.query(
+        `SELECT 1 FROM pg_trigger WHERE tgrelid = '"${env.schema}".sse_outbox'::regclass AND tgname = 'sse_outbox_notify'`,
+      );
+      return rows.length > 0;
+    });
+
+  it('puts no trigger on the table, and wakes every instance after outbox.transaction() commits', async () => {
+    expect(await hasTrigger()).toBe(false);
+    const clients = await subscribe();
+    const notifications = wakeupOf(env.a).stats.notifications;
+    const stored = [];
+    for (let i = 0; i < 5; i++)
+      stored.push(
+        ...(await env.outbox.transaction((tx) =>
+          env.outbox.publish(tx, { topic: 'feed', data: i }),
+        )),
+      );
+    await Promise.all(clients.map((c) => c.received(5)));
+    for (const client of clients) expect(ids(client)).toEqual(stored);
+    expect(wakeupOf(env.a).stats.notifications).toBeGreaterThan(notifications);
+    // A transaction that published nothing sends no wake-up.
+    const commits = wakeupOf(env.a).stats.commits;
+    await env.outbox.transaction((tx) => tx.query('SELECT 1'));
+    expect(wakeupOf(env.a).stats.commits).toBe(commits);
+  });
+
+  it("wakes every instance when the caller's own transaction commits (watched by its id), and forgets one that rolls back", async () => {
+    const clients = await subscribe();
+    const client = new Client({ connectionString: databaseUrl() });
+    await client.connect();
+    try {
+      await client.query('BEGIN');
+      await env.outbox.publish(client, { topic: 'feed', data: 'rolled back' });
+      expect(wakeupOf(env.a).watching).toBe(1);
+      await client.query('ROLLBACK');
+      await eventually(() => wakeupOf(env.a).watching === 0, 'the rollback to be seen');
+
+      await client.query('BEGIN');
+      const [id] = await env.outbox.publish(client, { topic: 'feed', data: 'committed' });
+      await client.query('COMMIT');
+      await Promise.all(clients.map((c) => c.received(1)));
+      for (const c of clients)
+        expect(c.events.map((e) => [e.lastEventId, e.data])).toEqual([[id, 'committed']]);
+      expect(wakeupOf(env.a).watching).toBe(0);
+    } finally {
+      await client.end();
+    }
+  });
+
+  it('wakes them after a transaction it began on a pg Pool (an ORM source)', async () => {
+    const clients = await subscribe();
+    const pool = new Pool({ connectionString: databaseUrl(), max: 2 });
+    try {
+      const [id] = await env.outbox.transaction(pool, (tx) =>
+        env.outbox.publish(tx, { topic: 'feed', data: 'orm' }),
+      );
+      await Promise.all(clients.map((c) => c.received(1)));
+      for (const c of clients) expect(ids(c)).toEqual([id]);
+    } finally {
+      await pool.end();
+    }
+  });
+
+  it('watches a transaction held open less and less often, and wakes them once it commits', async () => {
+    const clients = await subscribe();
+    const wakeup = wakeupOf(env.a);
+    const client = new Client({ connectionString: databaseUrl() });
+    await client.connect();
+    try {
+      await client.query('BEGIN');
+      const [id] = await env.outbox.publish(client, { topic: 'feed', data: 'held' });
+      const checks = wakeup.stats.checks;
+      // Checked at 2, 4, 8 … ms: eight checks span half a second.
+      await eventually(
+        () => wakeup.stats.checks - checks >= 8,
+        'eight checks of the open transaction',
+      );
+      const started = Date.now();
+      const more = wakeup.stats.checks;
+      await eventually(() => Date.now() - started > 300, '300 ms');
+      // Backed off: a few more checks in 300 ms, not one every 2 ms.
+      expect(wakeup.stats.checks - more).toBeLessThanOrEqual(3);
+      expect(clients[0].events).toEqual([]);
+      await client.query('COMMIT');
+      await Promise.all(clients.map((c) => c.received(1)));
+      for (const c of clients) expect(ids(c)).toEqual([id]);
+    } finally {
+      await client.end();
+    }
+  });
+});
+
+describe('outbox wake-ups across versions and writers (real PostgreSQL)', () => {
+  const channel = `wakeup_mixed_${process.pid}`;
+  const env = Object.assign(
+    useTwoInstances([FeedController], 'wakeup_mixed', {
+      outbox: { pollIntervalMs: HOUR_MS, channel },
+    }),
+    { channel },
+  );
+
+  it('bounds what it watches: past the limit, events still arrive by the poll', async () => {
+    const fast = await startApp(
+      [FeedController],
+      env.options({ outbox: { channel: env.channel, migrate: false, pollIntervalMs: 100 } }),
+    );
+    try {
+      const wakeup = wakeupOf(fast);
+      const outbox = fast.app.get(OutboxService);
+      const subscriber = env.track(new RecordingEventSource(`${fast.url}/feed`));
+      await subscriber.opened();
+      // The limit reached (as by 10,000 transactions held open; here by lowering it to 0), a
+      // new one is not watched...
+      (wakeup as unknown as { maxWatched: number }).maxWatched = 0;
+      const dropped = wakeup.stats.dropped;
+      const client = new Client({ connectionString: databaseUrl() });
+      await client.connect();
+      try {
+        await client.query('BEGIN');
+        const [id] = await outbox.publish(client, { topic: 'feed', data: 'unwatched' });
+        await client.query('COMMIT');
+        expect(wakeup.stats.dropped).toBe(dropped + 1);
+        // ...and still delivered, by the poll.
+        await subscriber.received(1);
+        expect(ids(subscriber)).toEqual([id]);
+      } finally {
+        await client.end();
+      }
+      expect(wakeup.watching).toBe(0);
+    } finally {
+      await fast.close();
+    }
+  });
+
+  it("reads rows other tools insert by the poll; with wakeup: 'trigger', the table's trigger wakes it", async () => {
+    const insert = () =>
+      withClient(databaseUrl(), (client) =>
+        client.query(
+          `INSERT INTO "${env.schema}".sse_outbox (topic, payload) VALUES ('feed', '"foreign"') RETURNING tx_id::text || '-' || id::text AS id`,
+        ),
+      );
+    const polling = await startApp(
+      [FeedController],
+      env.options({ outbox: { channel: env.channel, migrate: false, pollIntervalMs: 100 } }),
+    );
+    try {
+      const onPolling = env.track(new RecordingEventSource(`${polling.url}/feed`));
+      await onPolling.opened();
+      const { rows } = await insert();
+      await onPolling.received(1);
+      expect(ids(onPolling)).toEqual([rows[0].id]);
+    } finally {
+      await polling.close();
+    }
+
+    // An instance with wakeup: 'trigger' puts the trigger back; foreign rows now wake relays
+    // that poll once an hour.
+    const triggered = await startApp(
+      [FeedController],
+      env.options({ outbox: { channel: env.channel, wakeup: 'trigger' } }),
+    );
+    try {
+      const onA = env.track(new RecordingEventSource(`${env.a.url}/feed`));
+      await onA.opened();
+      const { rows } = await insert();
+      // Woken by the trigger (its own poll is hourly), it reads this row.
+      await onA.until(() => ids(onA).includes(rows[0].id), 'the foreign row');
+      expect(ids(onA)[ids(onA).length - 1]).toBe(rows[0].id);
+    } finally {
+      await triggered.close();
+    }
+  });
+
+  it('keeps delivering in a rolling deploy: an instance of the trigger version and one of this', async () => {
+    // The old version: its table has the trigger, its relay is woken by NOTIFY only.
+    const old = await startApp(
+      [FeedController],
+      env.options({ outbox: { channel: env.channel, wakeup: 'trigger', pollIntervalMs: HOUR_MS } }),
+    );
+    try {
+      // The new version starts and migrates: the trigger goes.
+      const current = await startApp(
+        [FeedController],
+        env.options({ outbox: { channel: env.channel, pollIntervalMs: 200 } }),
+      );
+      try {
+        const onOld = env.track(new RecordingEventSource(`${old.url}/feed`));
+        const onNew = env.track(new RecordingEventSource(`${current.url}/feed`));
+        await Promise.all([onOld.opened(), onNew.opened()]);
+        const publish = (app: TestApp, data: string) => {
+          const outbox = app.app.get(OutboxService);
+          return outbox.transaction((tx) => outbox.publish(tx, { topic: 'feed', data }));
+        };
+        // New → old: the NOTIFY sent after the commit wakes the old relay.
+        const [fromNew] = await publish(current, 'from new');
+        await Promise.all([onOld.received(1), onNew.received(1)]);
+        // Old → new: no trigger any more; the new relay's poll reads it (200 ms here, 1 s by
+        // default). The old relay itself, which polls hourly here, reads it with the next
+        // wake-up from a new instance.
+        const [fromOld] = await publish(old, 'from old');
+        await onNew.received(2);
+        const [again] = await publish(current, 'from new again');
+        await Promise.all([onOld.received(3), onNew.received(3)]);
+        expect(ids(onOld)).toEqual([fromNew, fromOld, again]);
+        expect(ids(onNew)).toEqual([fromNew, fromOld, again]);
+      } finally {
+        await current.close();
+      }
+    } finally {
+      await old.close();
+    }
+  });
+});
