@@ -49,6 +49,7 @@ const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const SCHEMA = `bench_${randomBytes(4).toString('hex')}`;
 const ORDERS = `"${SCHEMA}".orders`;
+let apps = 0;
 
 @Controller()
 class FeedController {
@@ -109,7 +110,10 @@ async function startModule(
           pool: { max: poolSize, connectionTimeoutMs: 60_000 },
         },
         outbox: { fanout, wakeup, batchSize: 1_000 },
-        ...(fanout === 'redis' ? { redis: { url: REDIS_URL, keyPrefix: `${SCHEMA}:` } } : {}),
+        // A stream of its own per app: what one run appended is not the next one's history.
+        ...(fanout === 'redis'
+          ? { redis: { url: REDIS_URL, keyPrefix: `${SCHEMA}:${++apps}:` } }
+          : {}),
         health: { path: false },
       }),
     ],
