@@ -15,6 +15,7 @@ import * as path from 'node:path';
 import { Client } from 'pg';
 import { ask, numericOption, spawnChild, stopChild as stop, writeReport } from '../shared/child';
 import { now, openStream, round, summarize } from '../shared/sse-client';
+import { outboxSql } from '../../src/outbox/outbox.sql';
 
 const SUBSCRIBERS = numericOption('subscribers', 1000);
 /** `--rates 100,1000,5000` (or a single `--rate N`): one latency phase per rate. */
@@ -85,6 +86,15 @@ async function main() {
       'trigger',
     ]);
 
+    // Phases 1 and 2 wake the relay with the trigger (`outbox.wakeup: 'trigger'`): the publisher
+    // is a plain pg process, a writer the module knows nothing of. Phase 3 drops it.
+    for (const statement of outboxSql({
+      schema: SCHEMA,
+      table: 'sse_outbox',
+      channel: 'sse_outbox',
+      wakeup: 'trigger',
+    }).migrate)
+      await admin.query(statement);
     // 1. Latency at each rate, one event per transaction, SUBSCRIBERS streams.
     let delivered = 0;
     let latencies: number[] = [];
@@ -159,7 +169,7 @@ async function main() {
     await stop(publisher);
 
     // 3. The same with the wake-up sent after commit by the publisher instead of the trigger.
-    await admin.query(`DROP TRIGGER sse_outbox_notify ON "${SCHEMA}".sse_outbox`);
+    await admin.query(`DROP TRIGGER IF EXISTS sse_outbox_notify ON "${SCHEMA}".sse_outbox`);
     const { child: afterCommit } = await spawnChild(path.join(__dirname, 'publisher.js'), [
       DATABASE_URL,
       SCHEMA,

@@ -27,6 +27,9 @@ class BenchController {
       },
       postgres: { connectionString: databaseUrl, schema, pool: { max: 4 } },
       outbox: {
+        // bench -- outbox's publisher is a plain pg process: phases 1 and 2 are woken by the
+        // trigger (bench/outbox/main.ts creates it once this server has migrated), phase 3 by
+        // the publisher's NOTIFY.
         pollIntervalMs: 1_000,
         batchSize: 1_000,
         ...(replayCacheBytes === undefined ? {} : { replayCacheBytes: Number(replayCacheBytes) }),

@@ -18,7 +18,8 @@ class BenchController {
     SseModule.forRoot({
       sse: { heartbeatMs: 3_600_000, maxConnections: 100_000, maxConnectionsPerClient: 100_000 },
       postgres: { connectionString: databaseUrl, schema, pool: { max: 4 } },
-      outbox: { fanout: fanout as OutboxFanout, migrate: migrate === 'migrate' },
+      // The publisher is a plain pg process (a writer the module does not know): the trigger wakes.
+      outbox: { fanout: fanout as OutboxFanout, migrate: migrate === 'migrate', wakeup: 'trigger' },
       ...(fanout === 'redis' ? { redis: { url: redisUrl, keyPrefix } } : {}),
     }),
   ],

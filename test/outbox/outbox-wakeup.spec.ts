@@ -175,6 +175,36 @@ describe('outbox wake-ups across versions and writers (real PostgreSQL)', () => 
     }
   });
 
+  it('loses nothing when the wake-up is lost (a crash between COMMIT and NOTIFY, a failed NOTIFY): the poll delivers', async () => {
+    const polling = await startApp(
+      [FeedController],
+      env.options({ outbox: { channel: env.channel, migrate: false, pollIntervalMs: 100 } }),
+    );
+    try {
+      const subscriber = env.track(new RecordingEventSource(`${polling.url}/feed`));
+      await subscriber.opened();
+      const outbox = polling.app.get(OutboxService);
+      const wakeup = wakeupOf(polling);
+      // Every wake-up of this instance is lost, as if it died right after each COMMIT.
+      const committed = jest.spyOn(wakeup, 'committed').mockImplementation(() => undefined);
+      try {
+        const stored: string[] = [];
+        for (let i = 0; i < 3; i++)
+          stored.push(
+            ...(await outbox.transaction((tx) => outbox.publish(tx, { topic: 'feed', data: i }))),
+          );
+        expect(committed).toHaveBeenCalledTimes(3);
+        expect(wakeup.stats.notifications).toBe(0);
+        await subscriber.received(3);
+        expect(ids(subscriber)).toEqual(stored);
+      } finally {
+        committed.mockRestore();
+      }
+    } finally {
+      await polling.close();
+    }
+  });
+
   it("reads rows other tools insert by the poll; with wakeup: 'trigger', the table's trigger wakes it", async () => {
     const insert = () =>
       withClient(databaseUrl(), (client) =>

@@ -4,7 +4,8 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Idempotent, OutboxRelay, OutboxService, Sse, SseHub } from '../../src';
 import { SseTestClient, SseTestingModule } from '../../src/testing';
-import { databaseUrl, dropSchema, uniqueSchema, withClient } from '../support/postgres';
+import { databaseUrl, dropSchema, uniqueSchema } from '../support/postgres';
+import { OutboxWakeup } from '../../src/outbox/outbox-wakeup';
 
 // The worked example of docs/testing.md, as a user would write it (imports aside: there they
 // are 'nestjs-durable-sse' and 'nestjs-durable-sse/testing').
@@ -99,10 +100,8 @@ describe('relay.runOnce(): outbox delivery on demand (real PostgreSQL)', () => {
     app = moduleRef.createNestApplication({ logger: ['error'] });
     await app.listen(0, '127.0.0.1');
     url = `http://127.0.0.1:${(app.getHttpServer().address() as AddressInfo).port}`;
-    // No NOTIFY and an hour between polls: only runOnce() can deliver in this test.
-    await withClient(databaseUrl(), (pg) =>
-      pg.query(`ALTER TABLE "${schema}".sse_outbox DISABLE TRIGGER sse_outbox_notify`),
-    );
+    // No wake-up after commits and an hour between polls: only runOnce() can deliver here.
+    jest.spyOn(app.get(OutboxWakeup), 'committed').mockImplementation(() => undefined);
   });
   afterAll(async () => {
     await app?.close();
