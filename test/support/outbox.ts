@@ -96,15 +96,18 @@ export function useTwoInstances(
 }
 
 /**
- * Resolves once the app's relay has handed over every settled event (so a stream opened next
- * starts after all of them). Polled, bounded: the relay emits nothing when it catches up.
+ * Resolves once the app's relay has handed over every committed event (so a stream opened next
+ * starts after all of them). Polled, bounded: the relay emits nothing when it catches up. Events
+ * held back by a transaction open elsewhere (another suite's, on the shared server) count as not
+ * handed over: `behind` alone is 0 while they wait, and nothing would wake the relay for them.
  */
 export async function relayCaughtUp(app: TestApp, timeoutMs = 10_000): Promise<void> {
   const relay = app.app.get(OutboxRelay);
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     relay.wake();
-    if ((await relay.lag()).behind === 0) return;
+    const lag = await relay.lag();
+    if (lag.behind === 0 && lag.pendingEvents === 0) return;
     if (Date.now() > deadline) throw new Error(`the relay did not catch up within ${timeoutMs} ms`);
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
