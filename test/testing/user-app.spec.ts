@@ -6,6 +6,7 @@ import { Idempotent, OutboxRelay, OutboxService, Sse, SseHub } from '../../src';
 import { SseTestClient, SseTestingModule } from '../../src/testing';
 import { databaseUrl, dropSchema, uniqueSchema } from '../support/postgres';
 import { OutboxWakeup } from '../../src/outbox/outbox-wakeup';
+import { eventually } from '../support/outbox';
 
 // The worked example of docs/testing.md, as a user would write it (imports aside: there they
 // are 'nestjs-durable-sse' and 'nestjs-durable-sse/testing').
@@ -92,7 +93,8 @@ describe('relay.runOnce(): outbox delivery on demand (real PostgreSQL)', () => {
       imports: [
         SseTestingModule.forRoot({
           postgres: { connectionString: databaseUrl(), schema },
-          outbox: { pollIntervalMs: 3_600_000 },
+          // A channel of its own: other suites' NOTIFYs on the shared server would wake it.
+          outbox: { pollIntervalMs: 3_600_000, channel: `runonce_${process.pid}` },
         }),
       ],
       controllers: [FeedController],
@@ -120,6 +122,13 @@ describe('relay.runOnce(): outbox delivery on demand (real PostgreSQL)', () => {
         });
         ids.push(((await response.json()) as { id: string }).id);
       }
+      expect(client.events).toEqual([]);
+      // runOnce() hands over what is deliverable: wait out a transaction another suite may hold
+      // open on the shared server (lag() reads, it delivers nothing).
+      await eventually(
+        async () => (await app.get(OutboxRelay).lag()).pendingEvents === 0,
+        'the three events to be deliverable',
+      );
       expect(client.events).toEqual([]);
       expect(await app.get(OutboxRelay).runOnce()).toBe(3);
       const events = await client.take(3);
