@@ -2,9 +2,9 @@
  *  NestJS 12 is ESM-only; it is covered by test/compat (plain node loading dist/).
  *
  *  Every suite isolates itself (a schema, a Redis key prefix, private servers on free ports of
- *  its own), so files run in parallel workers. Most of their time is spent waiting on servers,
- *  sockets and timers rather than on the CPU, so the 2-core machine takes more workers than
- *  cores (measured in README.md, "Tests"). JEST_WORKERS overrides it. */
+ *  its own), so files run in parallel workers. Much of a file's time is spent waiting on servers,
+ *  sockets and timers, so the 2-core machine takes more workers than cores: 3 measured best
+ *  (2: slower; 4: no faster, the CPU already busy). JEST_WORKERS overrides it. */
 module.exports = {
   testEnvironment: 'node',
   roots: ['<rootDir>/test'],

@@ -31,8 +31,8 @@ CREATE TABLE IF NOT EXISTS "public"."sse_outbox_meta" (
 INSERT INTO "public"."sse_outbox_meta" (singleton) VALUES (true) ON CONFLICT DO NOTHING;
 
 DO $$ BEGIN
-  IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = '"public"."sse_outbox"'::regclass
-  AND tgname = 'sse_outbox_notify') THEN
+  IF EXISTS (SELECT 1 FROM pg_trigger
+  WHERE tgrelid = '"public"."sse_outbox"'::regclass AND tgname = 'sse_outbox_notify') THEN
   DROP TRIGGER "sse_outbox_notify" ON "public"."sse_outbox";
   END IF;
   END $$;

@@ -2,7 +2,7 @@ import { Inject, Injectable, OnApplicationShutdown, Optional } from '@nestjs/com
 import { SSE_MODULE_OPTIONS } from '../config/tokens';
 import type { ResolvedSseModuleOptions } from '../config/sse-module-options';
 import { SseLogger } from '../observability/sse-logger';
-import { outboxSql, OutboxSql } from './outbox.sql';
+import { WAKEUP_SQL } from './outbox.sql';
 import { PostgresConnection } from './postgres-connection';
 
 /** Transactions published into and not yet seen to end, at most (the poll covers the rest). */
@@ -37,7 +37,6 @@ interface Watched {
  */
 @Injectable()
 export class OutboxWakeup implements OnApplicationShutdown {
-  private readonly sql: OutboxSql;
   private readonly wakers = new Set<() => void>();
   private readonly watched = new Map<string, Watched>();
   /** At most this many transactions watched (tests lower it to reach the bound). */
@@ -65,13 +64,7 @@ export class OutboxWakeup implements OnApplicationShutdown {
     @Inject(SSE_MODULE_OPTIONS) private readonly options: ResolvedSseModuleOptions,
     private readonly postgres: PostgresConnection,
     @Optional() private readonly logger: SseLogger = new SseLogger(),
-  ) {
-    this.sql = outboxSql({
-      schema: options.postgres?.schema ?? 'public',
-      table: options.outbox.table,
-      channel: options.outbox.channel,
-    });
-  }
+  ) {}
 
   /** Whether the module sends wake-ups (`outbox.wakeup: 'after-commit'` and `postgres` set). */
   get enabled(): boolean {
@@ -132,7 +125,7 @@ export class OutboxWakeup implements OnApplicationShutdown {
     do {
       this.notifyAgain = false;
       try {
-        await this.postgres.query(this.sql.notify, [this.options.outbox.channel]);
+        await this.postgres.query(WAKEUP_SQL.notify, [this.options.outbox.channel]);
         this.stats.notifications++;
       } catch (error) {
         this.failed('NOTIFY', error as Error);
@@ -162,7 +155,7 @@ export class OutboxWakeup implements OnApplicationShutdown {
     try {
       this.stats.checks++;
       const { rows } = await this.postgres.query<{ tx_id: string; status: string | null }>(
-        this.sql.xactStatus,
+        WAKEUP_SQL.xactStatus,
         [ids],
       );
       let committed = false;
@@ -171,9 +164,8 @@ export class OutboxWakeup implements OnApplicationShutdown {
         const entry = this.watched.get(id);
         if (!entry) continue;
         if (status === 'in progress') {
-          // Held open: checked less and less often, never less than once a poll interval.
-          entry.delayMs = Math.min(entry.delayMs * 2, this.options.outbox.pollIntervalMs);
-          entry.due = later + entry.delayMs;
+          // Held open: checked less and less often.
+          this.backOff(entry, later);
           continue;
         }
         this.watched.delete(id);
@@ -186,19 +178,25 @@ export class OutboxWakeup implements OnApplicationShutdown {
         // can be told apart, so they are left to the poll rather than failing every check.
         for (const id of ids) this.watched.delete(id);
         this.stats.dropped += ids.length;
-      }
-      // Checked again later; the poll reads the events meanwhile.
-      for (const id of ids) {
-        const entry = this.watched.get(id);
-        if (!entry) continue;
-        entry.delayMs = Math.min(entry.delayMs * 2, this.options.outbox.pollIntervalMs);
-        entry.due = Date.now() + entry.delayMs;
+      } else {
+        // Checked again later; the poll reads the events meanwhile.
+        const later = Date.now();
+        for (const id of ids) {
+          const entry = this.watched.get(id);
+          if (entry) this.backOff(entry, later);
+        }
       }
       this.failed('transaction check', error as Error);
     } finally {
       this.checking = false;
       this.schedule();
     }
+  }
+
+  /** The next check of `entry` twice as late as the last, never later than one poll interval. */
+  private backOff(entry: Watched, now: number): void {
+    entry.delayMs = Math.min(entry.delayMs * 2, this.options.outbox.pollIntervalMs);
+    entry.due = now + entry.delayMs;
   }
 
   private failed(what: string, error: Error): void {

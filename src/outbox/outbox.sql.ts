@@ -34,6 +34,9 @@ export function outboxSql(names: OutboxNames) {
   const meta = `${q(names.schema)}.${q(`${names.table}_meta`)}`;
   const notifyFunction = `${q(names.schema)}.${q(`${names.table}_notify`)}`;
   const notifyTrigger = q(`${names.table}_notify`);
+  // A catalog read: it takes no lock on the table (DROP TRIGGER IF EXISTS would).
+  const hasNotifyTrigger = `SELECT 1 FROM pg_trigger
+      WHERE tgrelid = '${table.replace(/'/g, "''")}'::regclass AND tgname = '${names.table}_notify'`;
   const effects = `${q(names.schema)}.${q(`${names.table}_effects`)}`;
   // Output names differ from the columns: a bare ORDER BY tx_id would sort the text aliases.
   const columns = `o.tx_id::text AS tx_id, o.id::text AS id, o.topic, o.type, o.payload, o.trace_context`;
@@ -90,8 +93,7 @@ export function outboxSql(names: OutboxNames) {
               // Dropped only when it is there: DROP TRIGGER locks the table against everything,
               // readers too, even when there is nothing to drop.
               `DO $$ BEGIN
-         IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = '${table.replace(/'/g, "''")}'::regclass
-             AND tgname = '${names.table}_notify') THEN
+         IF EXISTS (${hasNotifyTrigger}) THEN
            DROP TRIGGER ${notifyTrigger} ON ${table};
          END IF;
        END $$`,
@@ -212,19 +214,8 @@ export function outboxSql(names: OutboxNames) {
 
     listen: `LISTEN ${q(names.channel)}`,
 
-    /** The module's wake-up, sent after commits, in a transaction of its own ($1: the channel). */
-    notify: `SELECT pg_notify($1, '')`,
-
-    /**
-     * $1 transaction ids (text[]): each one's status, `committed`, `aborted`, `in progress`, or
-     * null when it is too old for the server to know (it ended long ago). An id the server has
-     * not reached (after a failover to a server that is behind) fails the query (22023).
-     */
-    xactStatus: `SELECT x AS tx_id, pg_xact_status(x::xid8) AS status FROM unnest($1::text[]) AS x`,
-
     /** Whether the table still has the NOTIFY trigger (of wakeup: 'trigger', or an earlier version). */
-    hasNotifyTrigger: `SELECT 1 FROM pg_trigger
-      WHERE tgrelid = '${table.replace(/'/g, "''")}'::regclass AND tgname = '${names.table}_notify'`,
+    hasNotifyTrigger,
 
     /**
      * Claims ($1, $2, $3) for this transaction with fingerprint $4 for $5 ms. No row when it is
@@ -258,6 +249,18 @@ export function outboxSql(names: OutboxNames) {
 }
 
 export type OutboxSql = ReturnType<typeof outboxSql>;
+
+/** The wake-ups after commit (outbox-wakeup.ts): statements that name no table. */
+export const WAKEUP_SQL = {
+  /** Sent after commits, in a transaction of its own ($1: the channel). */
+  notify: `SELECT pg_notify($1, '')`,
+  /**
+   * $1 transaction ids (text[]): each one's status, `committed`, `aborted`, `in progress`, or
+   * null when it is too old for the server to know (it ended long ago). An id the server has
+   * not reached (after a failover to a server that is behind) fails the query (22023).
+   */
+  xactStatus: `SELECT x AS tx_id, pg_xact_status(x::xid8) AS status FROM unnest($1::text[]) AS x`,
+};
 
 /** What to do when a table migrated by the team predates the trace_context column. */
 export const TRACE_CONTEXT_HINT =

@@ -4,7 +4,7 @@
 // (other suites' NOTIFYs would wake them too): what arrives was woken.
 import { Controller } from '@nestjs/common';
 import { Client, Pool } from 'pg';
-import { OutboxService, Sse } from '../../src';
+import { OutboxService, Sse, SSE_LOGGER } from '../../src';
 import { OutboxWakeup } from '../../src/outbox/outbox-wakeup';
 import { RecordingEventSource } from '../support/event-source';
 import { startApp, TestApp } from '../support/http';
@@ -20,6 +20,13 @@ class FeedController {
 const HOUR_MS = 3_600_000;
 const ids = (client: RecordingEventSource) => client.events.map((e) => e.lastEventId);
 const wakeupOf = (app: TestApp) => app.app.get(OutboxWakeup);
+const hasTrigger = (schema: string) =>
+  withClient(databaseUrl(), async (client) => {
+    const { rows } = await client.query(
+      `SELECT 1 FROM pg_trigger WHERE tgrelid = '"${schema}".sse_outbox'::regclass AND tgname = 'sse_outbox_notify'`,
+    );
+    return rows.length > 0;
+  });
 
 describe.each(FANOUTS)('outbox wake-ups after commit, fanout %s (real PostgreSQL)', (fanout) => {
   const channel = `wakeup_${fanout}_${process.pid}`;
@@ -39,16 +46,9 @@ describe.each(FANOUTS)('outbox wake-ups after commit, fanout %s (real PostgreSQL
     );
     return Promise.all(clients.map((c) => c.opened())).then(() => clients);
   };
-  const hasTrigger = () =>
-    withClient(databaseUrl(), async (client) => {
-      const { rows } = await client.query(
-        `SELECT 1 FROM pg_trigger WHERE tgrelid = '"${env.schema}".sse_outbox'::regclass AND tgname = 'sse_outbox_notify'`,
-      );
-      return rows.length > 0;
-    });
 
   it('puts no trigger on the table, and wakes every instance after outbox.transaction() commits', async () => {
-    expect(await hasTrigger()).toBe(false);
+    expect(await hasTrigger(env.schema)).toBe(false);
     const clients = await subscribe();
     const notifications = wakeupOf(env.a).stats.notifications;
     const stored = [];
@@ -244,6 +244,36 @@ describe('outbox wake-ups across versions and writers (real PostgreSQL)', () => 
     }
   });
 
+  it('says at start, with the statement to run, when a table it does not migrate still has the trigger', async () => {
+    const lines: string[] = [];
+    const logger = {
+      log: () => undefined,
+      error: () => undefined,
+      warn: (message: string) => void lines.push(message),
+    };
+    const start = (outbox: Record<string, unknown>) =>
+      startApp([FeedController], {
+        ...env.options({ outbox: { channel: env.channel, ...outbox } }),
+        providers: [{ provide: SSE_LOGGER, useValue: logger }],
+      });
+    // A table migrated by the team with an earlier version's script: the trigger is there.
+    await (await start({ wakeup: 'trigger' })).close();
+    expect(await hasTrigger(env.schema)).toBe(true);
+    const unmigrated = await start({ migrate: false });
+    await unmigrated.close();
+    const warned = lines.filter((line) => line.startsWith('[outbox.notify-trigger] '));
+    expect(warned).toHaveLength(1);
+    expect(warned[0]).toContain(
+      `DROP TRIGGER IF EXISTS "sse_outbox_notify" ON "${env.schema}"."sse_outbox"`,
+    );
+    // Kept on purpose (wakeup: 'trigger'), or dropped by a migrating start: nothing to say.
+    lines.length = 0;
+    await (await start({ migrate: false, wakeup: 'trigger' })).close();
+    await (await start({})).close();
+    await (await start({ migrate: false })).close();
+    expect(lines.filter((line) => line.startsWith('[outbox.notify-trigger] '))).toEqual([]);
+  });
+
   it('keeps delivering in a rolling deploy: an instance of the trigger version and one of this', async () => {
     // The old version: its table has the trigger, its relay is woken by NOTIFY only.
     const old = await startApp(
@@ -251,12 +281,14 @@ describe('outbox wake-ups across versions and writers (real PostgreSQL)', () => 
       env.options({ outbox: { channel: env.channel, wakeup: 'trigger', pollIntervalMs: HOUR_MS } }),
     );
     try {
+      expect(await hasTrigger(env.schema)).toBe(true);
       // The new version starts and migrates: the trigger goes.
       const current = await startApp(
         [FeedController],
         env.options({ outbox: { channel: env.channel, pollIntervalMs: 200 } }),
       );
       try {
+        expect(await hasTrigger(env.schema)).toBe(false);
         const onOld = env.track(new RecordingEventSource(`${old.url}/feed`));
         const onNew = env.track(new RecordingEventSource(`${current.url}/feed`));
         await Promise.all([onOld.opened(), onNew.opened()]);

@@ -9,7 +9,7 @@
  * needs no build step of its own; `npm test` has just built, and this finds nothing to do).
  * loadBuiltPackage(): what the children require; refuses a stale build, naming the files.
  */
-const { execFileSync, spawnSync } = require('node:child_process');
+const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
 
@@ -37,6 +37,15 @@ function staleAgainst(dirs, base, outDir) {
   });
 }
 
+/** Compiles `project` (a tsconfig) with the project's own TypeScript; throws with its output. */
+function tsc(project) {
+  const run = spawnSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', project], {
+    cwd: root,
+    encoding: 'utf8',
+  });
+  if (run.status !== 0) throw new Error(`tsc -p ${project} failed:\n${run.stdout}${run.stderr}`);
+}
+
 function staleSources() {
   return staleAgainst([src], src, dist);
 }
@@ -48,14 +57,8 @@ function staleSources() {
  */
 function ensureFreshDevBuild() {
   const dirs = ['src', 'examples', 'bench'].map((dir) => path.join(root, dir));
-  if (staleAgainst(dirs, root, path.join(root, '.tmp', 'build')).length === 0) return;
-  const tsc = spawnSync(
-    process.execPath,
-    [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.dev.json'],
-    { cwd: root, encoding: 'utf8' },
-  );
-  if (tsc.status !== 0)
-    throw new Error(`tsc -p tsconfig.dev.json failed:\n${tsc.stdout}${tsc.stderr}`);
+  if (staleAgainst(dirs, root, path.join(root, '.tmp', 'build')).length > 0)
+    tsc('tsconfig.dev.json');
 }
 
 function describeStale(stale) {
@@ -68,14 +71,7 @@ function ensureFreshBuild(log = (line) => process.stderr.write(`${line}\n`)) {
   const stale = staleSources();
   if (stale.length === 0) return;
   log(`[build] dist/ is older than ${describeStale(stale)}: building (npm run build)`);
-  execFileSync(
-    process.execPath,
-    [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.build.json'],
-    {
-      cwd: root,
-      stdio: 'inherit',
-    },
-  );
+  tsc('tsconfig.build.json');
   const still = staleSources();
   if (still.length > 0) throw new Error(`the build left dist/ older than ${describeStale(still)}`);
 }
