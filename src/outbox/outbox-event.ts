@@ -20,3 +20,13 @@ export interface OutboxEvent {
   /** The publisher's trace context, carried to the delivery span. */
   traceContext?: string;
 }
+
+/** A relay's next read: its events, and whether committed events after them are held back. */
+export interface OutboxBatch {
+  events: OutboxEvent[];
+  /**
+   * Committed events wait behind an older transaction still open (anywhere on the server). Its
+   * end wakes nobody, so the reader reads again soon ({@link HeldBackRetry}).
+   */
+  heldBack: boolean;
+}

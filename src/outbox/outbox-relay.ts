@@ -5,7 +5,7 @@ import { SSE_MODULE_OPTIONS } from '../config/tokens';
 import type { ResolvedSseModuleOptions } from '../config/sse-module-options';
 import type { SseBatch } from '../sse/sse-connection';
 import { SseHub } from '../sse/sse-hub';
-import type { OutboxEvent, OutboxRow } from './outbox-event';
+import type { OutboxBatch, OutboxEvent, OutboxRow } from './outbox-event';
 import { comparePositions, formatEventId, OutboxPosition, positionOf } from './outbox-position';
 import { OutboxService } from './outbox.service';
 import { PostgresConnection } from './postgres-connection';
@@ -21,6 +21,9 @@ import { diagnose, SSE_DIAGNOSTICS } from '../observability/diagnostics';
 import { DeliveryGroup, recordDeliveries, tracingAvailable } from '../observability/tracing';
 
 /** What {@link OutboxRelay.lag} reports. */
+/** A row of readNext: an event's columns (all null when the batch is empty) and held_back. */
+type NextRow = { [K in keyof OutboxRow]: OutboxRow[K] | null } & { held_back: boolean };
+
 export interface OutboxLag {
   /** Settled events this relay has not handed over yet (capped). */
   behind: number;
@@ -110,6 +113,12 @@ export class OutboxRelay implements OnApplicationBootstrap, OutboxSink {
     return this.follower?.listenerStats;
   }
 
+  /** Re-reads of the table because committed events were held back behind an open transaction. */
+  get heldBackRetries(): number {
+    const table = this.follower instanceof OutboxTableFollower ? this.follower.heldBackRetries : 0;
+    return table + (this.leader?.heldBackRetries ?? 0);
+  }
+
   /** Emits `listening` when (re)connected and `lost` when the connection failed. */
   get listenerEvents(): EventEmitter<OutboxFollowerEvents> | undefined {
     return this.follower;
@@ -131,7 +140,7 @@ export class OutboxRelay implements OnApplicationBootstrap, OutboxSink {
         client,
         key,
         this.options.redis!.commandTimeoutMs,
-        (after, limit) => this.readTable(after, limit),
+        (after, limit) => this.readNext(after, limit),
         () => this.current,
         `nestjs-durable-sse:outbox:${this.options.postgres!.schema}.${outbox.table}`,
         this.logger,
@@ -283,6 +292,29 @@ export class OutboxRelay implements OnApplicationBootstrap, OutboxSink {
         `by a transaction still open elsewhere, ${blocker}. Delivery is in commit-safe order and ` +
         'resumes when it ends (see docs/operations.md#events-held-back).',
     );
+  }
+
+  /**
+   * The next settled events after `after`, framed, at most `limit`, and whether committed events
+   * are held back behind them. Bounded by `postgres.queryTimeoutMs`.
+   */
+  async readNext(after: OutboxPosition, limit: number): Promise<OutboxBatch> {
+    const started = Date.now();
+    try {
+      const { rows } = await this.postgres.query<NextRow>(this.outbox.sql.readNext, [
+        after.txId.toString(),
+        after.id.toString(),
+        limit,
+      ]);
+      const events = rows
+        .filter((row) => row.tx_id !== null)
+        .map((row) => this.frame(row as OutboxRow));
+      this.noteRead(Date.now() - started, events.length);
+      return { events, heldBack: rows[0]?.held_back === true };
+    } catch (error) {
+      this.stats.errors++;
+      throw error;
+    }
   }
 
   /**

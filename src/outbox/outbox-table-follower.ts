@@ -2,7 +2,8 @@ import type { SseLogger } from '../observability/sse-logger';
 import { EventEmitter } from 'node:events';
 import type { ResolvedOutboxOptions } from '../config/sse-module-options';
 import { raceTimeout } from '../common/timeout';
-import type { OutboxEvent } from './outbox-event';
+import type { OutboxBatch, OutboxEvent } from './outbox-event';
+import { HeldBackRetry } from './held-back-retry';
 import { OutboxListener } from './outbox-listener';
 import type { OutboxPosition } from './outbox-position';
 import { explainSchemaError, OutboxSql } from './outbox.sql';
@@ -21,6 +22,8 @@ export interface OutboxSink {
   skipTo(position: OutboxPosition): void;
   /** Reads settled events after `after` in commit-safe order (at most `limit`, none past `upTo`). */
   readTable(after: OutboxPosition, limit: number, upTo?: OutboxPosition): Promise<OutboxEvent[]>;
+  /** Reads the next settled events after `after`, and whether committed ones are held back. */
+  readNext(after: OutboxPosition, limit: number): Promise<OutboxBatch>;
   /** Where the relay's parts log. */
   readonly logger: SseLogger;
 }
@@ -44,6 +47,7 @@ export class OutboxTableFollower extends EventEmitter<OutboxFollowerEvents> {
   private reading?: Promise<void>;
   private readAgain = false;
   private stopped = true;
+  private readonly heldBack: HeldBackRetry;
   readonly stats = { errors: 0 };
 
   constructor(
@@ -53,6 +57,12 @@ export class OutboxTableFollower extends EventEmitter<OutboxFollowerEvents> {
     private readonly sink: OutboxSink,
   ) {
     super();
+    this.heldBack = new HeldBackRetry(options.pollIntervalMs, () => this.wake());
+  }
+
+  /** Re-reads caused by committed events held back behind an open transaction. */
+  get heldBackRetries(): number {
+    return this.heldBack.retries;
   }
 
   /** State of the LISTEN connection. */
@@ -99,6 +109,7 @@ export class OutboxTableFollower extends EventEmitter<OutboxFollowerEvents> {
     if (this.stopped) return;
     this.stopped = true;
     clearInterval(this.pollTimer);
+    this.heldBack.stop();
     const listener = this.listener;
     listener?.removeAllListeners();
     await listener?.stop();
@@ -123,10 +134,10 @@ export class OutboxTableFollower extends EventEmitter<OutboxFollowerEvents> {
     try {
       for (;;) {
         this.readAgain = false;
-        const events = await this.sink.readTable(this.sink.position, batchSize);
+        const batch = await this.sink.readNext(this.sink.position, batchSize);
         if (this.stopped) return;
-        if (events.length > 0) this.sink.deliver(events);
-        if (events.length < batchSize && !this.readAgain) return;
+        if (batch.events.length > 0) this.sink.deliver(batch.events);
+        if (batch.events.length < batchSize && !this.readAgain) return this.heldBack.read(batch);
       }
     } catch (error) {
       // Position is unchanged: the next notification or poll retries from the same place.

@@ -130,6 +130,21 @@ export function outboxSql(names: OutboxNames) {
       ORDER BY o.tx_id, o.id LIMIT $3`,
 
     /**
+     * As readAfter, on rows that also say whether committed events are held back (by an older
+     * transaction still open, anywhere): nothing wakes the reader when that transaction ends, so
+     * it reads again soon. An empty batch is one row of nulls saying only that. (A bare
+     * tx_id bound: with the row comparison beside it, the index scan starts at the position and
+     * walks every settled row after it.)
+     */
+    readNext: `SELECT h.held_back, b.tx_id, b.id, b.topic, b.type, b.payload, b.trace_context
+      FROM (SELECT EXISTS (SELECT 1 FROM ${table} o
+        WHERE o.tx_id >= greatest($1::xid8, pg_snapshot_xmin(pg_current_snapshot()))) AS held_back) h
+      LEFT JOIN LATERAL (SELECT ${columns}, o.tx_id AS sort_tx, o.id AS sort_id FROM ${table} o
+        WHERE (o.tx_id, o.id) > ($1::xid8, $2::bigint) AND o.${settled}
+        ORDER BY o.tx_id, o.id LIMIT $3) b ON true
+      ORDER BY b.sort_tx, b.sort_id`,
+
+    /**
      * Settled events after ($1, $2) up to and including ($3, $4), at most $5 rows: what a stream
      * follower missed between two entries of the Redis Stream (a restart, a trim, a flush).
      */

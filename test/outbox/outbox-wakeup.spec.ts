@@ -5,6 +5,7 @@
 import { Controller } from '@nestjs/common';
 import { Client, Pool } from 'pg';
 import { OutboxService, Sse, SSE_LOGGER } from '../../src';
+import { OutboxRelay } from '../../src/outbox/outbox-relay';
 import { OutboxWakeup } from '../../src/outbox/outbox-wakeup';
 import { RecordingEventSource } from '../support/event-source';
 import { startApp, TestApp } from '../support/http';
@@ -129,6 +130,41 @@ describe.each(FANOUTS)('outbox wake-ups after commit, fanout %s (real PostgreSQL
       for (const c of clients) expect(ids(c)).toEqual([id]);
     } finally {
       await client.end();
+    }
+  });
+
+  it('reads again while a commit it was woken for is held back by an older transaction that publishes nothing', async () => {
+    const clients = await subscribe();
+    const relays = [env.a, env.b].map((app) => app.app.get(OutboxRelay));
+    // The relays that read the table: every instance's, or the Redis Stream leader's.
+    const readers = () =>
+      fanout === 'postgres' ? relays : relays.filter((relay) => relay.leader?.leading);
+    const retries = relays.map((relay) => relay.heldBackRetries);
+    // A business transaction (or another app's migration) that took its id first and stays open:
+    // the events committed after it are held back, and its own COMMIT wakes no one.
+    const other = new Client({ connectionString: databaseUrl() });
+    await other.connect();
+    try {
+      await other.query('BEGIN');
+      await other.query('SELECT pg_current_xact_id()');
+      const [id] = await env.outbox.transaction((tx) =>
+        env.outbox.publish(tx, { topic: 'feed', data: 'held back' }),
+      );
+      // Every reader woken by the commit read, found it held back, and reads again.
+      await eventually(
+        () =>
+          readers().length > 0 &&
+          readers().every((relay) => relay.heldBackRetries > retries[relays.indexOf(relay)]),
+        'the readers to find the committed event held back',
+      );
+      expect((await relays[0].lag()).pendingEvents).toBe(1);
+      expect(clients.map((c) => c.events.length)).toEqual([0, 0]);
+      await other.query('COMMIT');
+      // Relays poll hourly: only the re-read after the held-back read delivers this.
+      await Promise.all(clients.map((c) => c.received(1)));
+      for (const c of clients) expect(ids(c)).toEqual([id]);
+    } finally {
+      await other.end();
     }
   });
 });

@@ -3,7 +3,8 @@ import type { Cluster, Redis } from 'ioredis';
 import type { Client } from 'pg';
 import type { ResolvedOutboxOptions } from '../../config/sse-module-options';
 import { raceTimeout } from '../../common/timeout';
-import type { OutboxEvent } from '../outbox-event';
+import type { OutboxBatch } from '../outbox-event';
+import { HeldBackRetry } from '../held-back-retry';
 import { formatEventId, OutboxPosition, parseEventId } from '../outbox-position';
 import type { OutboxSql } from '../outbox.sql';
 import { destroySocket } from '../postgres-connection';
@@ -51,6 +52,7 @@ export class OutboxStreamLeader {
   private lastReadAt = 0;
   private appendAgain = false;
   private onCandidate?: () => void;
+  private readonly heldBack: HeldBackRetry;
   readonly stats = {
     leading: false,
     /** Backend pid of the session holding the lock, while leading (pg_stat_activity, pg_locks). */
@@ -70,7 +72,7 @@ export class OutboxStreamLeader {
     client: Redis | Cluster,
     private readonly key: string,
     private readonly commandTimeoutMs: number,
-    private readonly readTable: (after: OutboxPosition, limit: number) => Promise<OutboxEvent[]>,
+    private readonly readNext: (after: OutboxPosition, limit: number) => Promise<OutboxBatch>,
     /**
      * Where a stream that is empty or gone starts, when this instance has not led before: where
      * its own relay is. Starting "now" instead would leave whatever was committed between the
@@ -82,10 +84,16 @@ export class OutboxStreamLeader {
     private readonly logger: SseLogger,
   ) {
     this.stream = withAppendScript(client);
+    this.heldBack = new HeldBackRetry(options.pollIntervalMs, () => this.wake());
   }
 
   get leading(): boolean {
     return this.stats.leading;
+  }
+
+  /** Re-reads caused by committed events held back behind an open transaction. */
+  get heldBackRetries(): number {
+    return this.heldBack.retries;
   }
 
   /** Becomes a candidate; resolves once its session is connected and waiting (or failed), bounded. */
@@ -218,6 +226,7 @@ export class OutboxStreamLeader {
   private resign(): void {
     this.timers.forEach(clearInterval);
     this.timers = [];
+    this.heldBack.stop();
     if (this.stats.leading) this.lastTermPosition = this.position;
     this.stats.leading = false;
     this.stats.sessionPid = 0;
@@ -252,8 +261,9 @@ export class OutboxStreamLeader {
         if (!this.stats.leading) return;
         this.lastReadAt = Date.now();
         const after = this.position;
-        const events = await this.readTable(after, batchSize);
+        const batch = await this.readNext(after, batchSize);
         if (!this.stats.leading) return;
+        const { events } = batch;
         if (events.length > 0) {
           const reply = await raceTimeout(
             this.stream.sseOutboxAppend(
@@ -275,7 +285,7 @@ export class OutboxStreamLeader {
             continue;
           }
         }
-        if (events.length < batchSize && !this.appendAgain) return;
+        if (events.length < batchSize && !this.appendAgain) return this.heldBack.read(batch);
       }
     } catch (error) {
       // The position is the stream's: a failed append is retried from it on the next wake.
