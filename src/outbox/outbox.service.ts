@@ -1,19 +1,19 @@
 import { SseLogger } from '../observability/sse-logger';
 import { Inject, Injectable, OnModuleInit, Optional } from '@nestjs/common';
-import { escapeLiteral, type PoolClient, type QueryResult } from 'pg';
+import type { PoolClient, QueryResult } from 'pg';
 import { SSE_MODULE_OPTIONS } from '../config/tokens';
 import type { ResolvedSseModuleOptions } from '../config/sse-module-options';
 import { assertSafeField } from '../sse/sse-encoder';
 import { SseEventError } from '../sse/sse-event';
 import { assertTopic } from '../sse/sse-hub';
 import { diagnose, SSE_DIAGNOSTICS } from '../observability/diagnostics';
-import { annotateActive, SSE_TRACE_ATTRIBUTES, startPublish } from '../observability/tracing';
+import { startPublish } from '../observability/tracing';
 import { comparePositions, formatEventId, positionOf } from './outbox-position';
 import { explainSchemaError, outboxSql, OutboxSql } from './outbox.sql';
 import { PostgresConnection } from './postgres-connection';
 import { OutboxWakeup } from './outbox-wakeup';
+import { ExactlyOnceRecords, parseResult, RecordedRow, resultJson } from './exactly-once';
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { IdempotencyProblem } from '../idempotency/idempotency-problem';
 import { idempotentEffects, IdempotentEffects } from '../idempotency/idempotent-effects';
 import {
   ormTransaction,
@@ -55,6 +55,7 @@ export class OutboxService implements OnModuleInit {
   /** Savepoint names: unique in the process, so nested calls never release each other's. */
   private savepoints = 0;
   private readonly own = new AsyncLocalStorage<OwnTransaction>();
+  private readonly records: ExactlyOnceRecords;
   readonly stats = {
     /** Transactions of @Idempotent() requests not run again: their committed result was returned. */
     recordedOutcomesReturned: 0,
@@ -73,6 +74,12 @@ export class OutboxService implements OnModuleInit {
       channel: options.outbox.channel,
       wakeup: options.outbox.wakeup,
     });
+    this.records = new ExactlyOnceRecords(
+      this.sql,
+      `${options.outbox.table}_effects`,
+      options.postgres?.schema ?? 'public',
+      this.stats,
+    );
   }
 
   async onModuleInit(): Promise<void> {
@@ -198,12 +205,10 @@ export class OutboxService implements OnModuleInit {
   }
 
   /**
-   * Inside an `@Idempotent()` request: the transaction first claims its row (scope, key, n-th
-   * transaction of the request) and commits `fn`'s result with it. A row already committed means
-   * this request ran before and its effects are in: `fn` does not run again, the transaction is
-   * rolled back and the recorded result returned. A concurrent execution's claim makes this one
-   * wait on the row's unique index until that one ends, so two can never both commit. The result
-   * goes through JSON both times, so the handler sees the same value on a retry as the first time.
+   * Inside an `@Idempotent()` request, in a transaction the module begins on the caller's
+   * library: the recorded outcome is looked up first (`fn` does not run again when there is
+   * one), and `fn`'s result recorded just before COMMIT (exactly-once.ts). Either way the
+   * transaction of a request that ran before is rolled back and the recorded result returned.
    */
   private async exactlyOnce<T>(
     effects: IdempotentEffects,
@@ -211,35 +216,36 @@ export class OutboxService implements OnModuleInit {
     fn: (tx: any) => Promise<T>,
     source: object,
   ): Promise<T> {
-    const id = this.effectsId(effects);
+    const id = this.records.next(effects);
     const scope = this.ownScope(source);
     try {
       const value = await tx.begin(async (txObject) => {
         scope.handles.add(txObject);
         const q = ormTransaction(txObject).queryable();
-        const recorded = await this.claim(q, id, effects);
+        const recorded = await this.records.lookup(q, id);
         if (recorded) throw new RecordedOutcome(recorded);
-        const result = await this.own.run(scope, () => fn(txObject));
-        return this.record(q, id, result);
+        const json = resultJson(await this.own.run(scope, () => fn(txObject)));
+        const first = await this.records.record(q, id, effects, json);
+        if (first) throw new RecordedOutcome(first);
+        return parseResult<T>(json);
       });
       this.afterCommit(scope);
       return value;
     } catch (error) {
-      if (error instanceof RecordedOutcome) return this.recorded(error.row, effects);
+      if (error instanceof RecordedOutcome) return this.records.recorded(error.row, effects);
       throw this.explained(error);
     }
   }
 
   /**
    * `exactlyOnce` on the module's own pool, in as many round trips as the transaction without
-   * the record: BEGIN travels with the claim, the record with COMMIT (one simple query each, the
-   * values written as escaped literals, as the simple protocol takes no parameters).
+   * the record: the lookup travels with BEGIN, the record with COMMIT (one simple query each).
    */
   private async exactlyOnceOwn<T>(
     effects: IdempotentEffects,
     fn: (client: PoolClient) => Promise<T>,
   ): Promise<T> {
-    const id = this.effectsId(effects);
+    const id = this.records.next(effects);
     const client = await this.postgres.connect();
     const simple = async (...statements: string[]) => {
       const results = (await client.query(this.postgres.bounded(statements.join(';\n')))) as
@@ -247,29 +253,35 @@ export class OutboxService implements OnModuleInit {
       // pg answers a multi-statement query with one result per statement (PGlite: the last).
       return Array.isArray(results) ? results[results.length - 1] : results;
     };
+    const bounded = {
+      query: (text: string, values?: unknown[]) =>
+        client.query(this.postgres.bounded(text, values)),
+    };
     let broken: Error | undefined;
-    let committed = false;
+    let open = false;
     try {
-      const claimed = await simple(
-        'BEGIN',
-        withLiterals(this.sql.effectsClaim, [...id, effects.fingerprint, effects.ttlMs]),
-      );
-      if (claimed.rows.length === 0) {
-        const { rows } = await client.query(this.postgres.bounded(this.sql.effectsFind, id));
-        if (!rows[0]) throw new Error('the recorded outcome of this request vanished; retry it');
-        return this.recorded(rows[0] as RecordedRow, effects);
-      }
+      open = true;
+      const found = await simple('BEGIN', this.records.lookupStatement(id));
+      const recorded = await this.records.current(bounded, id, found.rows[0]);
+      if (recorded) return this.records.recorded(recorded, effects);
       const scope = this.ownScope(client);
-      const result = await this.own.run(scope, () => fn(client));
-      const json = resultJson(result);
-      await simple(withLiterals(this.sql.effectsRecord, [...id, json]), 'COMMIT');
-      committed = true;
+      const json = resultJson(await this.own.run(scope, () => fn(client)));
+      try {
+        await simple(this.records.recordStatement(id, effects, json), 'COMMIT');
+      } catch (error) {
+        if (!this.records.isTaken(error)) throw error;
+        // A concurrent execution of this request committed first: this one's work is undone.
+        await client.query(this.postgres.bounded('ROLLBACK'));
+        open = false;
+        return this.records.recorded(await this.records.find(bounded, id), effects);
+      }
+      open = false;
       this.afterCommit(scope);
-      return (JSON.parse(json) as { v: T }).v;
+      return parseResult<T>(json);
     } catch (error) {
       throw this.explained(error);
     } finally {
-      if (!committed) {
+      if (open) {
         try {
           await client.query(this.postgres.bounded('ROLLBACK'));
         } catch (rollbackError) {
@@ -284,8 +296,8 @@ export class OutboxService implements OnModuleInit {
   /**
    * In a transaction that is already open (its owner commits it), a savepoint stands for the
    * transaction: `fn`'s writes are undone when it throws, as they would be by ROLLBACK, whatever
-   * the owner does next — and inside an `@Idempotent()` request, so is the claim, so a retry can
-   * run. Otherwise as `exactlyOnce`.
+   * the owner does next — and inside an `@Idempotent()` request, so is its record, so a retry
+   * can run. Otherwise as `exactlyOnce`.
    */
   private async nested<T>(
     tx: OrmTransaction,
@@ -293,7 +305,7 @@ export class OutboxService implements OnModuleInit {
     fn: (tx: any) => Promise<T>,
     effects: IdempotentEffects | undefined,
   ): Promise<T> {
-    const id = effects && this.effectsId(effects);
+    const id = effects && this.records.next(effects);
     const q = tx.queryable();
     const savepoint = `nestjs_durable_sse_${this.savepoints++}`;
     try {
@@ -302,58 +314,26 @@ export class OutboxService implements OnModuleInit {
       throw this.explained(error, tx.library);
     }
     try {
-      const recorded = id && (await this.claim(q, id, effects!));
       let value: T;
-      if (recorded) value = this.recorded(recorded, effects!);
+      const recorded = id && (await this.records.lookup(q, id));
+      if (recorded) value = this.records.recorded(recorded, effects!);
+      else if (!id) value = await fn(txObject);
       else {
-        const result = await fn(txObject);
-        value = id ? await this.record(q, id, result) : result;
+        const json = resultJson(await fn(txObject));
+        const first = await this.records.record(q, id, effects!, json);
+        if (first) throw new RecordedOutcome(first);
+        value = parseResult<T>(json);
       }
       await q.query(`RELEASE SAVEPOINT ${savepoint}`, []);
       return value;
     } catch (error) {
       await q.query(`ROLLBACK TO SAVEPOINT ${savepoint}`, []).catch(() => undefined);
+      if (error instanceof RecordedOutcome) {
+        await q.query(`RELEASE SAVEPOINT ${savepoint}`, []);
+        return this.records.recorded(error.row, effects!);
+      }
       throw this.explained(error);
     }
-  }
-
-  private effectsId(effects: IdempotentEffects): [string, string, number] {
-    return [effects.scope, effects.key, effects.transactions++];
-  }
-
-  /** Claims the row; a row already taken is returned (after waiting for its transaction to end). */
-  private async claim(
-    q: OutboxQueryable,
-    id: [string, string, number],
-    effects: IdempotentEffects,
-  ): Promise<RecordedRow | undefined> {
-    const claimed = await q.query(this.sql.effectsClaim, [
-      ...id,
-      effects.fingerprint,
-      effects.ttlMs,
-    ]);
-    if (claimed.rows.length > 0) return undefined;
-    const { rows } = await q.query(this.sql.effectsFind, id);
-    if (!rows[0]) throw new Error('the recorded outcome of this request vanished; retry it');
-    return rows[0] as RecordedRow;
-  }
-
-  private async record<T>(q: OutboxQueryable, id: [string, string, number], result: T): Promise<T> {
-    const json = resultJson(result);
-    await q.query(this.sql.effectsRecord, [...id, json]);
-    return (JSON.parse(json) as { v: T }).v;
-  }
-
-  private recorded<T>(row: RecordedRow, effects: IdempotentEffects): T {
-    if (row.fingerprint !== effects.fingerprint) {
-      throw new IdempotencyProblem(
-        'key-reused',
-        'This idempotency key was already used for a different request (method, URL or body).',
-      );
-    }
-    this.stats.recordedOutcomesReturned++;
-    annotateActive({ [SSE_TRACE_ATTRIBUTES.recordedResult]: true });
-    return (JSON.parse(row.result) as { v: T }).v;
   }
 
   private explained(error: unknown, library?: string): unknown {
@@ -462,36 +442,7 @@ function validate(event: OutboxEvent): void {
   }
 }
 
-interface RecordedRow {
-  fingerprint: string;
-  result: string;
-}
-
 /** Thrown inside the transaction to roll it back when the request's outcome is already committed. */
 class RecordedOutcome {
   constructor(readonly row: RecordedRow) {}
-}
-
-/**
- * `text` with each `$n` replaced by `values[n-1]` as a literal: strings escaped by pg's own
- * `escapeLiteral` (quotes doubled, backslashes as E''), numbers only when finite.
- */
-function withLiterals(text: string, values: unknown[]): string {
-  return text.replace(/\$(\d+)/g, (_, n: string) => {
-    const value = values[Number(n) - 1];
-    if (typeof value === 'number' && Number.isFinite(value)) return String(value);
-    if (typeof value === 'string') return escapeLiteral(value);
-    throw new TypeError(`cannot write ${typeof value} as a literal`);
-  });
-}
-
-function resultJson(result: unknown): string {
-  try {
-    return JSON.stringify({ v: result });
-  } catch (error) {
-    throw new TypeError(
-      'outbox.transaction() inside an @Idempotent() request must return a JSON-serializable ' +
-        `result: it is committed with the effects and returned to a retry (${(error as Error).message})`,
-    );
-  }
 }

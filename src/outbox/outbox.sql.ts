@@ -233,22 +233,35 @@ export function outboxSql(names: OutboxNames) {
     hasNotifyTrigger,
 
     /**
-     * Claims ($1, $2, $3) for this transaction with fingerprint $4 for $5 ms. No row when it is
-     * taken: by a committed transaction, or — after waiting for it — by one that committed
-     * meanwhile (a concurrent one that rolls back leaves it to this one). A recorded result past
-     * its expiry no longer counts: it is claimed over.
+     * The outcome recorded for ($1, $2, $3) — scope, key, n-th transaction of the request — and
+     * whether it has expired (a new execution may then run). Read before the transaction's work;
+     * no lock: the record is written at commit (effectsRecord).
      */
-    effectsClaim: `INSERT INTO ${effects} AS e (scope, key, seq, fingerprint, result, expires_at)
-      VALUES ($1, $2, $3, $4, '', now() + make_interval(secs => $5::float8 / 1000))
-      ON CONFLICT (scope, key, seq) DO UPDATE
-        SET fingerprint = EXCLUDED.fingerprint, result = '', expires_at = EXCLUDED.expires_at
-        WHERE e.expires_at <= now()
-      RETURNING 1`,
+    effectsFind: `SELECT fingerprint, result, expires_at <= now() AS expired FROM ${effects}
+      WHERE scope = $1 AND key = $2 AND seq = $3`,
 
-    effectsFind: `SELECT fingerprint, result FROM ${effects} WHERE scope = $1 AND key = $2 AND seq = $3`,
+    /**
+     * Removes ($1, $2, $3)'s expired outcome in the transaction that is about to record a new one.
+     * Its row lock makes a concurrent execution that found the row too wait, then delete nothing
+     * and meet this one's record at commit.
+     */
+    effectsForget: `DELETE FROM ${effects}
+      WHERE scope = $1 AND key = $2 AND seq = $3 AND expires_at <= now()`,
 
-    /** $4: the transaction's result as JSON text (`{"v": …}`). */
-    effectsRecord: `UPDATE ${effects} SET result = $4 WHERE scope = $1 AND key = $2 AND seq = $3`,
+    /**
+     * The one write of the record, just before COMMIT: fingerprint $4, result $5 (JSON text,
+     * `{"v": …}`), kept $6 ms from now — the commit, not the transaction's start, so however long
+     * the transaction ran, a retry cannot claim over it. A record committed meanwhile by a
+     * concurrent execution of the same request fails it (unique violation, after waiting for that
+     * one to end): this transaction must not commit.
+     */
+    effectsRecord: `INSERT INTO ${effects} (scope, key, seq, fingerprint, result, expires_at)
+      VALUES ($1, $2, $3, $4, $5, clock_timestamp() + make_interval(secs => $6::float8 / 1000))`,
+
+    /** effectsRecord, for statements sent one by one: no row when the record was already taken. */
+    effectsRecordUnlessTaken: `INSERT INTO ${effects} (scope, key, seq, fingerprint, result, expires_at)
+      VALUES ($1, $2, $3, $4, $5, clock_timestamp() + make_interval(secs => $6::float8 / 1000))
+      ON CONFLICT (scope, key, seq) DO NOTHING RETURNING 1`,
 
     /** Deletes up to $1 expired results (retention). */
     effectsRetention: `WITH gone AS (DELETE FROM ${effects} WHERE ctid IN (

@@ -7,10 +7,13 @@ import { PLATFORMS, startApp, TestApp } from '../support/http';
 import { dropOutbox, outboxOptions, schemaKeyPrefix } from '../support/outbox';
 import { databaseUrl, uniqueSchema, withClient } from '../support/postgres';
 import { deletePrefix, redisUrl } from '../support/redis';
+import { Holds } from '../support/holds';
 
-/** Lets a test hold an order's transaction open after its claim (item 'held'). */
-let hold: Promise<void> = Promise.resolve();
-let holding: () => void = () => undefined;
+/**
+ * Orders for item 'held' wait inside their transaction (the order inserted, the record not yet
+ * written) until the test releases them.
+ */
+const held = new Holds();
 
 @Controller()
 class OrdersController {
@@ -18,7 +21,17 @@ class OrdersController {
 
   @Post('orders')
   @Idempotent()
-  async place(@Body() body: { item: string }) {
+  place(@Body() body: { item: string }) {
+    return this.placeOrder(body);
+  }
+
+  @Post('short-orders')
+  @Idempotent({ ttlSeconds: 1 })
+  placeBriefly(@Body() body: { item: string }) {
+    return this.placeOrder(body);
+  }
+
+  private async placeOrder(body: { item: string }) {
     const placed = await this.outbox.transaction(async (tx) => {
       const { rows } = await tx.query(
         `INSERT INTO ${ORDERS} (item) VALUES ($1) RETURNING id, created_at`,
@@ -33,10 +46,7 @@ class OrdersController {
         cutOnce = true; // the connection dies mid-transaction (an admin, a failover), once
         await tx.query('SELECT pg_terminate_backend(pg_backend_pid())').catch(() => undefined);
       }
-      if (body.item === 'held') {
-        holding();
-        await hold;
-      }
+      if (body.item === 'held') await held.arrive();
       return { id: rows[0].id as number, createdAt: rows[0].created_at as Date, eventId };
     });
     return { ...placed, item: body.item };
@@ -60,8 +70,8 @@ describe.each(PLATFORMS)('on %s: exactly-once effects across a Redis that forget
       const events = await client.query(`SELECT count(*)::int AS n FROM "${schema}".sse_outbox`);
       return { orders: orders.rows[0].n, events: events.rows[0].n };
     });
-  const post = (item: string, key: string) =>
-    fetch(`${t.url}/orders`, {
+  const post = (item: string, key: string, route = 'orders') =>
+    fetch(`${t.url}/${route}`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', 'idempotency-key': key },
       body: JSON.stringify({ item }),
@@ -128,27 +138,42 @@ describe.each(PLATFORMS)('on %s: exactly-once effects across a Redis that forget
     expect(await counts()).toEqual({ orders: 2, events: 2 });
   });
 
-  it('lets only one of two concurrent executions of a key commit, and both answer alike', async () => {
-    let release!: () => void;
-    const entered = new Promise<void>((resolve) => (holding = resolve));
-    hold = new Promise<void>((resolve) => (release = resolve));
-    try {
-      const first = post('held', 'k-twice');
-      await entered; // its transaction has claimed the key and holds it, uncommitted
-      await redisForgets(); // so Redis lets a second execution in
-      const second = post('held', 'k-twice'); // its claim waits on the first's
-      // The second is waiting on the row the first holds (no event to await inside PostgreSQL:
-      // poll pg_locks for a backend waiting on a transaction lock, bounded).
-      await waitForLockWaiter(schema);
-      release();
-      const [a, b] = await Promise.all([first, second]);
-      expect([a.status, b.status]).toEqual([201, 201]);
-      expect(await b.text()).toBe(await a.text());
-      expect(await counts()).toEqual({ orders: 1, events: 1 });
-    } finally {
-      release?.();
-      hold = Promise.resolve();
-    }
+  it('lets only one of two concurrent executions of a key commit: the later commit rolls back and answers with the first', async () => {
+    const first = post('held', 'k-twice');
+    const releaseFirst = await held.next(); // inside its transaction, its order inserted
+    await redisForgets(); // so Redis lets a second execution in
+    const second = post('held', 'k-twice');
+    // Nothing in PostgreSQL stops the second before its commit: it runs too.
+    const releaseSecond = await held.next();
+    releaseSecond();
+    const b = await second; // it commits first
+    releaseFirst(); // the first meets the second's record at COMMIT, and rolls back
+    const a = await first;
+    expect([a.status, b.status]).toEqual([201, 201]);
+    expect(await a.text()).toBe(await b.text());
+    expect(await counts()).toEqual({ orders: 1, events: 1 });
+  });
+
+  it('keeps a record for its TTL counted from the commit, however long the transaction ran (a retry cannot claim over it)', async () => {
+    // TTL 1 s; the first execution's transaction runs longer than that, Redis forgets it
+    // meanwhile, and a retry arrives after the TTL counted from the first one's start.
+    const started = Date.now();
+    const first = post('held', 'k-slow', 'short-orders');
+    const releaseFirst = await held.next();
+    await redisForgets();
+    // Time itself is the subject here: the TTL must have passed since the first began.
+    await new Promise((resolve) =>
+      setTimeout(resolve, Math.max(0, 1_300 - (Date.now() - started))),
+    );
+    const retry = post('held', 'k-slow', 'short-orders');
+    const releaseRetry = await held.next();
+    releaseFirst();
+    const a = await first; // committed now: its record lives for 1 s from here
+    releaseRetry();
+    const b = await retry;
+    expect([a.status, b.status]).toEqual([201, 201]);
+    expect(await b.text()).toBe(await a.text());
+    expect(await counts()).toEqual({ orders: 1, events: 1 });
   });
 
   it('places one order for 50 concurrent duplicates per wave, Redis flushed between and during waves', async () => {
@@ -302,19 +327,3 @@ describe.each(PLATFORMS)('on %s: exactly-once effects across a Redis that forget
  * execution, blocked by the first's uncommitted claim (other suites' waits, on the same server,
  * do not count).
  */
-async function waitForLockWaiter(schema: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const waiting = await withClient(databaseUrl(), (client) =>
-      client.query(
-        `SELECT 1 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-          WHERE l.locktype = 'transactionid' AND NOT l.granted
-            AND a.query LIKE '%INSERT INTO ' || $1 || '%'`,
-        [`"${schema}"."sse_outbox_effects"`],
-      ),
-    );
-    if (waiting.rowCount! > 0) return;
-    if (Date.now() > deadline) throw new Error('the second execution never waited on the first');
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}

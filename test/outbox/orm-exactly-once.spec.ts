@@ -1,6 +1,6 @@
 import { OutboxService } from '../../src';
 import { databaseUrl, withClient } from '../support/postgres';
-import { failOnce, KITS, schema, useOrmApp } from './orm/orm-kits';
+import { failOnce, held, holdItems, KITS, schema, useOrmApp } from './orm/orm-kits';
 
 /**
  * docs/outbox.md, "In your ORM's transaction": the exactly-once row of an @Idempotent() request
@@ -28,9 +28,30 @@ describe('outbox.transaction(source, fn) with the libraries teams use: exactly-o
       expect(await counts()).toEqual({ orders: 1, events: 1 });
     });
 
-    it('takes the claim back when the request fails, so its retry runs', async () => {
-      // Where the transaction is the caller's, its owner commits its other work anyway: the
-      // claim must not commit with it, or the key would be held by a result never recorded.
+    it('lets only one of two concurrent executions commit: the later one rolls back and answers with the first', async () => {
+      const item = `twice-${name}`;
+      holdItems.add(item);
+      try {
+        const first = post(name, item, `${name}-twice`);
+        const releaseFirst = await held.next(); // order and event written, not committed
+        await redisForgets(); // so Redis lets a second execution in
+        const second = post(name, item, `${name}-twice`);
+        const releaseSecond = await held.next();
+        releaseSecond();
+        const b = await second; // commits first
+        releaseFirst(); // meets the second's record before its commit: rolled back
+        const a = await first;
+        expect([a.status, b.status]).toEqual([201, 201]);
+        expect(await a.text()).toBe(await b.text());
+        expect(await counts()).toEqual({ orders: 1, events: 1 });
+      } finally {
+        holdItems.delete(item);
+      }
+    });
+
+    it('leaves no record behind when the request fails, so its retry runs', async () => {
+      // Where the transaction is the caller's, its owner commits its other work anyway: no
+      // record may commit with it, or the key would be held by a result never recorded.
       const effects = () =>
         withClient(databaseUrl(), async (client) => {
           const { rows } = await client.query(

@@ -16,6 +16,7 @@ import { startApp, TestApp } from '../../support/http';
 import { dropOutbox, outboxOptions, schemaKeyPrefix } from '../../support/outbox';
 import { databaseUrl, uniqueSchema, withClient } from '../../support/postgres';
 import { deletePrefix, redisUrl } from '../../support/redis';
+import { Holds } from '../../support/holds';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const importEsm: (specifier: string) => Promise<any> = require('../../support/import-esm');
@@ -49,9 +50,13 @@ export function event(id: number, item: string) {
 
 /** Items that fail once, after both writes, and then succeed (a transient failure). */
 export const failOnce = new Set<string>();
+/** Items whose executions wait after both writes (before the record and COMMIT) until released. */
+export const holdItems = new Set<string>();
+export const held = new Holds();
 
 async function announce(outbox: OutboxService, tx: object, id: number, item: string) {
   const [eventId] = await outbox.publish(tx, event(id, item));
+  if (holdItems.has(item)) await held.arrive();
   if (item === 'fail' || failOnce.delete(item))
     throw new Error('business rule failed after the writes');
   return { id, eventId };
