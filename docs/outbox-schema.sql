@@ -1,5 +1,5 @@
 -- nestjs-durable-sse outbox schema (PostgreSQL 14+).
--- Generated from src/outbox/outbox.sql.ts; a test keeps docs/outbox-schema.sql equal to it.
+-- Generated from src/outbox/store/outbox.sql.ts; a test keeps docs/outbox-schema.sql equal to it.
 -- Names: schema public, table sse_outbox, channel sse_outbox; wakeup after-commit.
 
 CREATE SCHEMA IF NOT EXISTS "public";
@@ -32,7 +32,7 @@ INSERT INTO "public"."sse_outbox_meta" (singleton) VALUES (true) ON CONFLICT DO 
 
 DO $$ BEGIN
   IF EXISTS (SELECT 1 FROM pg_trigger
-  WHERE tgrelid = '"public"."sse_outbox"'::regclass AND tgname = 'sse_outbox_notify') THEN
+  WHERE tgrelid = to_regclass('"public"."sse_outbox"') AND tgname = 'sse_outbox_notify') THEN
   DROP TRIGGER "sse_outbox_notify" ON "public"."sse_outbox";
   END IF;
   END $$;

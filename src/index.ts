@@ -38,12 +38,12 @@ export {
 } from './sse/sse-client-key-resolver';
 export type { SseClientKeyResolver } from './sse/sse-client-key-resolver';
 
-export { OutboxService } from './outbox/outbox.service';
-export type { OutboxEvent, OutboxQueryable, TransactionOf } from './outbox/outbox.service';
-export { OutboxRelay } from './outbox/outbox-relay';
-export type { OutboxLag } from './outbox/outbox-relay';
-export type { OutboxResetReason } from './outbox/outbox-feed';
-export { PostgresConnection, PostgresPoolExhaustedError } from './outbox/postgres-connection';
+export { OutboxService } from './outbox/write/outbox.service';
+export type { OutboxEvent, OutboxQueryable, TransactionOf } from './outbox/write/outbox.service';
+export { OutboxRelay } from './outbox/read/outbox-relay';
+export type { OutboxLag } from './outbox/read/outbox-relay';
+export type { OutboxResetReason } from './outbox/read/outbox-feed';
+export { PostgresConnection, PostgresPoolExhaustedError } from './connections/postgres-connection';
 
 export { Idempotent } from './idempotency/idempotent.decorator';
 export type { IdempotentOptions, IdempotentRequest } from './idempotency/idempotent.options';
@@ -73,7 +73,7 @@ export type { IdempotencyScopeResolver } from './idempotency/idempotency-scope';
 export { SseJob, SseJobSignal } from './jobs/sse-job.decorator';
 export type { SseJobRouteOptions } from './jobs/sse-job.decorator';
 export { SseJobs } from './jobs/sse-jobs';
-export type { SseJobErrorReason } from './jobs/sse-jobs';
+export type { SseJobErrorReason } from './jobs/job-problem';
 
 export { SSE_DIAGNOSTICS } from './observability/diagnostics';
 export { SSE_TRACE_ATTRIBUTES } from './observability/tracing';

@@ -28,12 +28,13 @@ import { SseHub } from './sse/sse-hub';
 import { HubFeed, SSE_FEED } from './sse/sse-feed';
 import { SseInterceptor } from './sse/sse.interceptor';
 import { SseStreamer } from './sse/sse-streamer';
-import { OutboxFeed } from './outbox/outbox-feed';
-import { OutboxRelay } from './outbox/outbox-relay';
-import { OutboxService } from './outbox/outbox.service';
-import { OutboxWakeup } from './outbox/outbox-wakeup';
-import { OutboxRetention } from './outbox/outbox-retention';
-import { PostgresConnection } from './outbox/postgres-connection';
+import { OutboxFeed } from './outbox/read/outbox-feed';
+import { OutboxRelay } from './outbox/read/outbox-relay';
+import { OutboxService } from './outbox/write/outbox.service';
+import { OutboxStore } from './outbox/store/outbox-store';
+import { OutboxWakeup } from './outbox/write/outbox-wakeup';
+import { OutboxRetention } from './outbox/store/outbox-retention';
+import { PostgresConnection } from './connections/postgres-connection';
 import { SseShutdown } from './lifecycle/sse-shutdown';
 import { SseJobs } from './jobs/sse-jobs';
 import { SseJobInterceptor } from './jobs/sse-job.interceptor';
@@ -48,9 +49,10 @@ import {
 import { IDEMPOTENCY_STORE } from './idempotency/idempotency-store';
 import { IdempotencyService } from './idempotency/idempotency.service';
 import { IdempotencyExecutor } from './idempotency/idempotency-executor';
+import { IdempotentRoutes } from './idempotency/idempotent-routes';
 import { HttpPlatformHost } from './platform/http-platform.host';
 import { MemoryIdempotencyStore } from './idempotency/memory-idempotency-store';
-import { RedisConnection } from './idempotency/redis-connection';
+import { RedisConnection } from './connections/redis-connection';
 import { RedisIdempotencyStore } from './idempotency/redis-idempotency-store';
 import type { ResolvedSseModuleOptions } from './config/sse-module-options';
 
@@ -77,6 +79,7 @@ import type { ResolvedSseModuleOptions } from './config/sse-module-options';
     SseStreamer,
     SseInterceptor,
     PostgresConnection,
+    OutboxStore,
     OutboxWakeup,
     OutboxService,
     OutboxRelay,
@@ -101,6 +104,7 @@ import type { ResolvedSseModuleOptions } from './config/sse-module-options';
     { provide: IDEMPOTENCY_FINGERPRINT_STRATEGY, useClass: Sha256FingerprintStrategy },
     { provide: IDEMPOTENCY_SCOPE_RESOLVER, useClass: UserIdempotencyScopeResolver },
     IdempotencyService,
+    IdempotentRoutes,
     IdempotencyExecutor,
     SseHealthIndicators,
     SseReadiness,

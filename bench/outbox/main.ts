@@ -15,7 +15,7 @@ import * as path from 'node:path';
 import { Client } from 'pg';
 import { ask, numericOption, spawnChild, stopChild as stop, writeReport } from '../shared/child';
 import { now, openStream, round, summarize } from '../shared/sse-client';
-import { outboxSql } from '../../src/outbox/outbox.sql';
+import { outboxSql } from '../../src/outbox/store/outbox.sql';
 
 const SUBSCRIBERS = numericOption('subscribers', 1000);
 /** `--rates 100,1000,5000` (or a single `--rate N`): one latency phase per rate. */

@@ -4,7 +4,8 @@
  * its transaction started, so receivers measure transaction start → receipt.
  */
 import { OutboxService, resolveSseModuleOptions } from '../../src';
-import { PostgresConnection } from '../../src/outbox/postgres-connection';
+import { OutboxStore } from '../../src/outbox/store/outbox-store';
+import { PostgresConnection } from '../../src/connections/postgres-connection';
 import { now } from '../shared/sse-client';
 
 const [databaseUrl, schema, notifyMode] = process.argv.slice(2);
@@ -13,7 +14,7 @@ const options = resolveSseModuleOptions({
   outbox: { migrate: false },
 });
 const postgres = new PostgresConnection(options);
-const outbox = new OutboxService(options, postgres);
+const outbox = new OutboxService(postgres, new OutboxStore(options, postgres));
 const pool = postgres.requirePool();
 
 // 'after-commit': the trigger is dropped and the publisher notifies after each commit instead,

@@ -17,7 +17,8 @@ import * as http from 'node:http';
 import * as path from 'node:path';
 import { Client } from 'pg';
 import { OutboxService, resolveSseModuleOptions } from '../../src';
-import { PostgresConnection } from '../../src/outbox/postgres-connection';
+import { OutboxStore } from '../../src/outbox/store/outbox-store';
+import { PostgresConnection } from '../../src/connections/postgres-connection';
 import { ask, numericOption, spawnChild, stopChild, writeReport } from '../shared/child';
 import { now, round } from '../shared/sse-client';
 
@@ -132,7 +133,7 @@ async function main() {
     postgres: { connectionString: DATABASE_URL, schema: SCHEMA, pool: { max: 4 } },
   });
   const postgres = new PostgresConnection(options);
-  const outbox = new OutboxService(options, postgres);
+  const outbox = new OutboxService(postgres, new OutboxStore(options, postgres));
   try {
     await outbox.migrate();
     const { child: server, ready } = await spawnChild(path.join(__dirname, '../outbox/server.js'), [

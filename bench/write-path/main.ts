@@ -30,7 +30,7 @@ import * as path from 'node:path';
 import Redis from 'ioredis';
 import { Client, Pool } from 'pg';
 import { OutboxService, Sse, SseModule } from '../../src';
-import { OutboxWakeup } from '../../src/outbox/outbox-wakeup';
+import { OutboxWakeup } from '../../src/outbox/write/outbox-wakeup';
 import { numericOption, writeReport } from '../shared/child';
 import { now, round, summarize } from '../shared/sse-client';
 

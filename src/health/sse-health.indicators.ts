@@ -2,9 +2,9 @@ import { Inject, Injectable } from '@nestjs/common';
 import { HealthIndicatorResult, HealthIndicatorService } from '@nestjs/terminus';
 import { SSE_MODULE_OPTIONS } from '../config/tokens';
 import type { ResolvedSseModuleOptions } from '../config/sse-module-options';
-import { RedisConnection } from '../idempotency/redis-connection';
-import { OutboxRelay } from '../outbox/outbox-relay';
-import { PostgresConnection } from '../outbox/postgres-connection';
+import { RedisConnection } from '../connections/redis-connection';
+import { OutboxRelay } from '../outbox/read/outbox-relay';
+import { PostgresConnection } from '../connections/postgres-connection';
 import { SseConnectionRegistry } from '../sse/sse-connection-registry';
 import { raceTimeout } from '../common/timeout';
 

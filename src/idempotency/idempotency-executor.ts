@@ -1,32 +1,19 @@
 import { HttpException, Injectable, OnModuleInit } from '@nestjs/common';
-import { EXCEPTION_FILTERS_METADATA, GUARDS_METADATA } from '@nestjs/common/constants';
-import { ModulesContainer, Reflector } from '@nestjs/core';
 import { isUtf8 } from 'node:buffer';
 import { randomUUID } from 'node:crypto';
 import { HttpPlatformHost } from '../platform/http-platform.host';
 import type { HttpPlatform, OutgoingResponse, PlatformResponse } from '../platform/http-platform';
-import type { IdempotencyCall } from './idempotency-call';
 import { headerLines, parseIdempotencyKey } from './idempotency-key';
-import { IdempotencyProblem, IdempotencyProblemFilter } from './idempotency-problem';
+import { IdempotencyProblem } from './idempotency-problem';
 import { IdempotentReplay } from './idempotency-replay';
 import { AcquireResult, StoredResponse } from './idempotency-store';
 import { IdempotencyService } from './idempotency.service';
 import { idempotentEffects, IdempotentEffects } from './idempotent-effects';
 import { LeaseRenewer } from './lease-renewer';
-import { IDEMPOTENT_METADATA, IdempotentOptions, IdempotentRequest } from './idempotent.options';
+import type { IdempotentRequest } from './idempotent.options';
+import { IdempotentRoutes, Route, storedHeaders } from './idempotent-routes';
 
-/** Response headers replayed by default (with `Content-Type`); `Set-Cookie` and hop-by-hop headers never are. */
-const DEFAULT_STORED_HEADERS = ['location', 'content-location', 'etag', 'last-modified'];
-const NEVER_STORED = new Set([
-  'set-cookie',
-  'connection',
-  'transfer-encoding',
-  'content-length',
-  'date',
-]);
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
-/** Default `storeIf`: a 5xx (or a crash) means nothing happened, so the key is released. */
-const storeBelow500 = (status: number) => status < 500;
 const NOTHING_THROWN = Symbol('nothing thrown');
 /**
  * Set on the request while its `@Idempotent()` execution runs. A route whose response is not a
@@ -35,31 +22,6 @@ const NOTHING_THROWN = Symbol('nothing thrown');
  */
 export const SETTLE_IDEMPOTENT = Symbol('nestjs-durable-sse:settle-idempotent');
 export type SettleIdempotent = (stored: StoredResponse) => Promise<void>;
-
-/** Marks the handlers `@Idempotent()` wrapped (a property of the wrapper function itself). */
-const IDEMPOTENT_HANDLER = Symbol('nestjs-durable-sse:idempotent-handler');
-
-export function markIdempotentHandler(handler: object): void {
-  Object.defineProperty(handler, IDEMPOTENT_HANDLER, { value: true });
-}
-
-function isIdempotentHandler(value: unknown): value is object {
-  return typeof value === 'function' && IDEMPOTENT_HANDLER in value;
-}
-
-/** What a route's metadata resolves to; computed once per handler and class, not per request. */
-interface Route {
-  name: string;
-  options: IdempotentOptions;
-  required: boolean;
-  /** The lease taken at acquire, renewed while the request runs. */
-  leaseMs: number;
-  ttlMs: number;
-  storeIf: (status: number, error?: unknown) => boolean;
-  /** Lower-cased response headers to store (Content-Type, defaults, module, route; minus the never-stored). */
-  storedHeaders: string[];
-  guarded: boolean;
-}
 
 interface Execution {
   recordKey: string;
@@ -80,16 +42,12 @@ interface Execution {
 @Injectable()
 export class IdempotencyExecutor implements OnModuleInit {
   private readonly warned = new Set<string>();
-  /** Per handler, then per controller class: a base-class handler may serve several classes. */
-  private readonly routes = new WeakMap<object, Map<object, Route | null>>();
   private readonly renewer: LeaseRenewer;
-  private handlers?: Set<object>;
 
   constructor(
-    private readonly reflector: Reflector,
     private readonly service: IdempotencyService,
     private readonly platforms: HttpPlatformHost,
-    private readonly modules: ModulesContainer,
+    private readonly routes: IdempotentRoutes,
   ) {
     this.renewer = new LeaseRenewer(
       (recordKey, owner, leaseMs) => this.service.store.extend(recordKey, owner, leaseMs),
@@ -101,63 +59,27 @@ export class IdempotencyExecutor implements OnModuleInit {
     );
   }
 
-  /**
-   * Called by `SseModule.configure()`, before Nest builds this application's routes: finds the
-   * `@Idempotent()` handlers of its controllers and readies them. Nest checks a route's own
-   * exception filters last-declared first; the filter that writes replays and problems must come
-   * first, or a filter declared above `@Idempotent()` (one for `HttpException`, or a catch-all)
-   * would answer them instead.
-   */
+  /** Called by `SseModule.configure()`, before Nest builds this application's routes. */
   prepareRoutes(): void {
-    const handlers = this.idempotentHandlers();
-    for (const handler of handlers) {
-      const filters: unknown[] | undefined = Reflect.getMetadata(
-        EXCEPTION_FILTERS_METADATA,
-        handler,
-      );
-      const at = filters?.indexOf(IdempotencyProblemFilter) ?? -1;
-      if (!filters || at < 0 || at === filters.length - 1) continue;
-      Reflect.defineMetadata(
-        EXCEPTION_FILTERS_METADATA,
-        [
-          ...filters.filter((filter) => filter !== IdempotencyProblemFilter),
-          IdempotencyProblemFilter,
-        ],
-        handler,
-      );
-    }
-    if (handlers.size > 0 && this.platforms.available) this.platforms.platform.enableCapture();
+    this.routes.prepare();
   }
 
   onModuleInit(): void {
-    if (this.idempotentHandlers().size > 0) this.service.assertUsable();
-  }
-
-  /** The `@Idempotent()` handlers of this application's controllers (found once). */
-  private idempotentHandlers(): Set<object> {
-    if (this.handlers) return this.handlers;
-    const handlers = new Set<object>();
-    for (const module of this.modules.values()) {
-      for (const { metatype } of module.controllers.values()) {
-        for (let proto = metatype?.prototype; proto && proto !== Object.prototype;) {
-          for (const name of Object.getOwnPropertyNames(proto)) {
-            const method: unknown = Object.getOwnPropertyDescriptor(proto, name)?.value;
-            if (isIdempotentHandler(method)) handlers.add(method);
-          }
-          proto = Object.getPrototypeOf(proto);
-        }
-      }
-    }
-    return (this.handlers = handlers);
+    if (this.routes.handlers().size > 0) this.service.assertUsable();
   }
 
   /**
    * Runs `call` (the user's handler, for an HTTP `request`) idempotently when the method is
    * unsafe and the route `@Idempotent()`; otherwise just runs it.
    */
-  run(http: IdempotencyCall, instance: object, handler: object, call: () => unknown): unknown {
+  run(
+    http: { request: IdempotentRequest; response: PlatformResponse },
+    instance: object,
+    handler: object,
+    call: () => unknown,
+  ): unknown {
     if (SAFE_METHODS.has(http.request.method)) return call();
-    const route = this.routeOf(handler, instance.constructor);
+    const route = this.routes.of(handler, instance.constructor);
     if (!route) return call();
     return this.runRoute(route, http.request, http.response, call);
   }
@@ -172,46 +94,6 @@ export class IdempotencyExecutor implements OnModuleInit {
     if (plan.kind === 'bypass') return call();
     if (plan.kind === 'replay') throw IdempotentReplay.of(plan.stored);
     return this.execute(plan.execution, request, response, call);
-  }
-
-  private routeOf(handler: object, type: object): Route | undefined {
-    let byType = this.routes.get(handler);
-    if (!byType) this.routes.set(handler, (byType = new Map()));
-    let route = byType.get(type);
-    if (route === undefined) {
-      const options =
-        (Reflect.getMetadata(IDEMPOTENT_METADATA, handler) as IdempotentOptions | undefined) ??
-        (Reflect.getMetadata(IDEMPOTENT_METADATA, type) as IdempotentOptions | undefined);
-      route = options ? this.resolveRoute(handler, type, options) : null;
-      byType.set(type, route);
-    }
-    return route ?? undefined;
-  }
-
-  private resolveRoute(handler: object, type: object, options: IdempotentOptions): Route {
-    const { idempotency } = this.service.options;
-    const names = new Set(
-      [
-        'content-type',
-        ...DEFAULT_STORED_HEADERS,
-        ...idempotency.storedHeaders,
-        ...(options.storedHeaders ?? []),
-      ].map((h) => h.toLowerCase()),
-    );
-    const guards = this.reflector.getAllAndMerge<unknown[]>(GUARDS_METADATA, [
-      handler as () => void,
-      type as new () => unknown,
-    ]);
-    return {
-      name: `${(type as { name?: string }).name}.${(handler as { name?: string }).name}`,
-      options,
-      required: options.required ?? idempotency.required,
-      leaseMs: 1000 * (options.inFlightTtlSeconds ?? idempotency.inFlightTtlSeconds),
-      ttlMs: 1000 * (options.ttlSeconds ?? idempotency.ttlSeconds),
-      storeIf: options.storeIf ?? storeBelow500,
-      storedHeaders: [...names].filter((name) => !NEVER_STORED.has(name)),
-      guarded: guards.length > 0,
-    };
   }
 
   private async begin(
@@ -488,13 +370,4 @@ export class IdempotencyExecutor implements OnModuleInit {
     this.warned.add(key);
     this.service.logger.report('idempotency.route', `${route.name}: ${message}`, { key });
   }
-}
-
-function storedHeaders(outgoing: OutgoingResponse, route: Route): Record<string, string> {
-  const headers: Record<string, string> = {};
-  for (const name of route.storedHeaders) {
-    const value = outgoing.header(name);
-    if (value !== undefined) headers[name] = value;
-  }
-  return headers;
 }

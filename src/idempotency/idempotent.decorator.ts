@@ -2,7 +2,7 @@ import { SetMetadata, UseFilters } from '@nestjs/common';
 import { METHOD_METADATA } from '@nestjs/common/constants';
 import { wrapWithHiddenArgument } from '../common/hidden-argument';
 import { IdempotencyCall, IdempotencyCallParam, IdempotencyExecutorPipe } from './idempotency-call';
-import { markIdempotentHandler } from './idempotency-executor';
+import { markIdempotentHandler } from './idempotent-routes';
 import { IdempotencyProblemFilter } from './idempotency-problem';
 import { IDEMPOTENT_METADATA, IdempotentOptions } from './idempotent.options';
 

@@ -10,7 +10,7 @@ import {
 } from '@nestjs/common';
 import { ModulesContainer } from '@nestjs/core';
 import { randomBytes } from 'node:crypto';
-import { takeWhile, type Observable, type Subscription } from 'rxjs';
+import { takeWhile, type Observable } from 'rxjs';
 import { ClientLimits } from '../common/client-limits';
 import { diagnose, SSE_DIAGNOSTICS } from '../observability/diagnostics';
 import { raceTimeout } from '../common/timeout';
@@ -20,73 +20,20 @@ import {
   IDEMPOTENCY_SCOPE_RESOLVER,
   IdempotencyScopeResolver,
 } from '../idempotency/idempotency-scope';
-import { RedisConnection } from '../idempotency/redis-connection';
+import { RedisConnection } from '../connections/redis-connection';
 import type { SseConnection } from '../sse/sse-connection';
 import { toSseEvent } from '../sse/sse-event';
 import { SseHub } from '../sse/sse-hub';
 import type { SseRequest } from '../sse/sse-route-options';
-import { ALIVE_REFRESH_MS, JobEnd, JobLog, JobMeta, LogEntry } from './job-log';
-import { SSE_JOB_METADATA } from './sse-job.options';
+import { JobEnd, JobLog, JobMeta, LogEntry } from './job-log';
+import { findJobRoutes } from './job-routes';
+import { followJob } from './job-follower';
+import { JobHeartbeat } from './job-heartbeat';
+import { jobProblem, SseJobErrorReason } from './job-problem';
+import type { JobAdmission, RunningJob } from './running-job';
 
 /** How long appends wait to leave together; see {@link SseJobs.scheduleFlush}. */
 const LOG_LINGER_MS = 5;
-
-/** Why a job ended with `event: error`; the `type` of its problem body is `urn:nestjs-durable-sse:job:<reason>`. */
-export type SseJobErrorReason =
-  'failed' | 'timeout' | 'cancelled' | 'shutdown' | 'too-large' | 'abandoned' | 'log-unavailable';
-
-const PROBLEMS: Record<SseJobErrorReason, [number, string]> = {
-  failed: [500, 'Internal Server Error'],
-  timeout: [504, 'The job ran past jobs.timeoutMs'],
-  cancelled: [409, 'The job was cancelled'],
-  shutdown: [503, 'The instance running the job shut down before it finished'],
-  'too-large': [413, "The job's events exceeded its log's bounds"],
-  abandoned: [503, 'The instance running the job stopped before it finished'],
-  'log-unavailable': [503, "The job's log could not be written"],
-};
-
-export function jobProblem(
-  reason: SseJobErrorReason,
-  title?: string,
-  status?: number,
-): Record<string, unknown> {
-  const [defaultStatus, defaultTitle] = PROBLEMS[reason];
-  return {
-    type: `urn:nestjs-durable-sse:job:${reason}`,
-    title: title ?? defaultTitle,
-    status: status ?? defaultStatus,
-  };
-}
-
-export type JobAdmission =
-  { admitted: true; release(): void } | { admitted: false; status: 503 | 429; reason: string };
-
-/** One job running on this instance. */
-interface RunningJob {
-  id: string;
-  clientKey: string;
-  /** Every event so far, framed (the log, in memory while the job runs here). */
-  entries: LogEntry[];
-  /**
-   * Entries written to streams so far: those in the log. An event reaches a stream only once it
-   * is in the log, so every id a client has seen can be resumed from, anywhere.
-   */
-  delivered: number;
-  bytes: number;
-  subscribers: Set<SseConnection>;
-  abort: AbortController;
-  subscription?: Subscription;
-  timer?: NodeJS.Timeout;
-  ended?: JobEnd;
-  /** Entries not yet in Redis, and whether a write is under way. */
-  pending: LogEntry[];
-  writing: boolean;
-  logBroken: boolean;
-  /** Resolves once the job has ended and its log is written (or could not be). */
-  settled: Promise<void>;
-  settle: () => void;
-  release: () => void;
-}
 
 /**
  * The job streams of this instance (`@SseJob()`): runs each job detached from the connection
@@ -99,7 +46,8 @@ export class SseJobs implements OnModuleInit, OnApplicationShutdown {
   private readonly running = new Map<string, RunningJob>();
   private readonly limits: ClientLimits;
   private stopping = false;
-  private heartbeat?: NodeJS.Timeout;
+  /** Keeps the running jobs' alive keys fresh, and hears of cancels asked through their logs. */
+  private readonly heartbeat: JobHeartbeat;
   private log?: JobLog;
   private readonly dirty = new Set<RunningJob>();
   private flushTimer?: NodeJS.Timeout;
@@ -114,6 +62,12 @@ export class SseJobs implements OnModuleInit, OnApplicationShutdown {
     private readonly logger: SseLogger,
   ) {
     this.limits = new ClientLimits(options.jobs.maxConcurrent, options.jobs.maxConcurrentPerClient);
+    this.heartbeat = new JobHeartbeat(
+      () => this.running.values(),
+      () => this.jobLog,
+      (job) => !job.ended && this.fail(job, 'cancelled'),
+      logger,
+    );
   }
 
   /** A job route without `redis` fails bootstrap: its log lives there. */
@@ -122,32 +76,13 @@ export class SseJobs implements OnModuleInit, OnApplicationShutdown {
       this.log = new JobLog(this.redis.client, this.options.redis!.commandTimeoutMs);
       return;
     }
-    const routes = this.jobRoutes();
+    const routes = findJobRoutes(this.modules);
     if (routes.length > 0) {
       throw new Error(
         `nestjs-durable-sse: @SseJob() routes (${routes.join(', ')}) keep their job logs in ` +
           'Redis: configure the redis option of SseModule.',
       );
     }
-  }
-
-  private jobRoutes(): string[] {
-    const found: string[] = [];
-    for (const module of this.modules.values()) {
-      for (const { metatype } of module.controllers.values()) {
-        const proto = metatype?.prototype;
-        if (!proto) continue;
-        for (const name of Object.getOwnPropertyNames(proto)) {
-          const method = Object.getOwnPropertyDescriptor(proto, name)?.value;
-          if (
-            typeof method === 'function' &&
-            Reflect.getMetadata(SSE_JOB_METADATA, method) === 'start'
-          )
-            found.push(`${metatype.name}.${name}`);
-        }
-      }
-    }
-    return found;
   }
 
   private get jobLog(): JobLog {
@@ -212,7 +147,7 @@ export class SseJobs implements OnModuleInit, OnApplicationShutdown {
     this.running.set(id, job);
     this.stats.started++;
     diagnose(SSE_DIAGNOSTICS.jobStart, () => ({ id }));
-    this.ensureHeartbeat();
+    this.heartbeat.start();
     job.timer = setTimeout(() => this.fail(job, 'timeout'), timeoutMs);
     job.timer.unref();
     if (abort.signal.aborted) {
@@ -275,44 +210,10 @@ export class SseJobs implements OnModuleInit, OnApplicationShutdown {
   }
 
   /**
-   * Follows a job that runs elsewhere (or has ended) from its log: reads what is after `after`,
-   * writes it, and reads again every `followIntervalMs` until the end. A runner that is gone
-   * (its alive key expired) gets its job ended with `event: error` (`abandoned`) by the first
-   * follower that notices, once.
+   * Follows a job that runs elsewhere (or has ended) from its log, to its end (job-follower.ts).
    */
   follow(id: string, connection: SseConnection, after: number): void {
-    const { followIntervalMs, retentionMs } = this.options.jobs;
-    let timer: NodeJS.Timeout | undefined;
-    let idleSince = Date.now();
-    connection.onTeardown(() => clearTimeout(timer));
-    const step = async (): Promise<void> => {
-      if (connection.isClosed) return;
-      try {
-        const entries = await this.jobLog.read(id, after, 500);
-        if (connection.isClosed) return;
-        if (entries.length > 0) {
-          idleSince = Date.now();
-          connection.write(entries.map((entry) => entry.frame).join(''));
-          after = entries[entries.length - 1].n;
-          if (entries[entries.length - 1].end) return connection.close('complete');
-          return step();
-        }
-        if (Date.now() - idleSince >= ALIVE_REFRESH_MS) {
-          idleSince = Date.now();
-          const problem = JSON.stringify(jobProblem('abandoned'));
-          if (await this.jobLog.abandonIfDead(id, problem, retentionMs)) return step();
-        }
-      } catch (error) {
-        // The client resumes by id from wherever it is sent next.
-        this.logger.report(
-          'job.follow-failed',
-          `Could not follow job ${id}: ${(error as Error).message}`,
-        );
-        return connection.close('error');
-      }
-      timer = setTimeout(() => void step(), followIntervalMs);
-    };
-    void step();
+    followJob(this.jobLog, this.options.jobs, this.logger, id, connection, after);
   }
 
   /** Cancels a job (this instance, or through its log for the one running it). */
@@ -471,26 +372,7 @@ export class SseJobs implements OnModuleInit, OnApplicationShutdown {
     job.release();
     if (job.logBroken) job.settle();
     else if (!job.writing && job.pending.length === 0) this.finishLog(job);
-    if (this.running.size === 0) this.stopHeartbeat();
-  }
-
-  private ensureHeartbeat(): void {
-    if (this.heartbeat) return;
-    this.heartbeat = setInterval(() => {
-      for (const job of this.running.values()) {
-        this.jobLog.heartbeat(job.id).then(
-          (cancel) => cancel && !job.ended && this.fail(job, 'cancelled'),
-          (error: Error) =>
-            this.logger.report('job.heartbeat-failed', `Job heartbeat failed: ${error.message}`),
-        );
-      }
-    }, ALIVE_REFRESH_MS);
-    this.heartbeat.unref();
-  }
-
-  private stopHeartbeat(): void {
-    clearInterval(this.heartbeat);
-    this.heartbeat = undefined;
+    if (this.running.size === 0) this.heartbeat.stop();
   }
 
   /**
@@ -512,7 +394,7 @@ export class SseJobs implements OnModuleInit, OnApplicationShutdown {
   }
 
   onApplicationShutdown(): void {
-    this.stopHeartbeat();
+    this.heartbeat.stop();
     for (const job of this.running.values()) this.fail(job, 'shutdown');
   }
 }

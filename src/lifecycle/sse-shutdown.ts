@@ -9,7 +9,7 @@ import { HttpAdapterHost } from '@nestjs/core';
 import type { Server } from 'node:http';
 import { SSE_MODULE_OPTIONS } from '../config/tokens';
 import type { ResolvedSseModuleOptions } from '../config/sse-module-options';
-import { OutboxRelay } from '../outbox/outbox-relay';
+import { OutboxRelay } from '../outbox/read/outbox-relay';
 import { SseConnectionRegistry } from '../sse/sse-connection-registry';
 import { SseJobs } from '../jobs/sse-jobs';
 

@@ -4,7 +4,7 @@ import type * as PromClient from 'prom-client';
 import { SSE_MODULE_OPTIONS } from '../config/tokens';
 import type { ResolvedSseModuleOptions } from '../config/sse-module-options';
 import { IdempotencyService } from '../idempotency/idempotency.service';
-import { OutboxLag, OutboxRelay } from '../outbox/outbox-relay';
+import { OutboxLag, OutboxRelay } from '../outbox/read/outbox-relay';
 import { raceTimeout } from '../common/timeout';
 import { SseConnectionRegistry } from '../sse/sse-connection-registry';
 import { SseHub } from '../sse/sse-hub';

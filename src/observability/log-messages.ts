@@ -28,6 +28,11 @@ export const SSE_LOG_MESSAGES = {
     meaning:
       'a wake-up after commit (NOTIFY, or the check of a transaction published into) failed; the poll delivers meanwhile',
   },
+  'outbox.notify-trigger-dropped': {
+    level: 'log',
+    meaning:
+      "the migration dropped the NOTIFY trigger of an earlier version (`outbox.wakeup: 'after-commit'`): relays are woken after commits from now on",
+  },
   'outbox.notify-trigger': {
     level: 'warn',
     meaning:

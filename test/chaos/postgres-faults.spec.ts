@@ -4,7 +4,7 @@ import { Controller, Logger } from '@nestjs/common';
 import { Client } from 'pg';
 import type { PoolClient } from 'pg';
 import { OutboxRelay, OutboxService, Sse, SseModuleOptions } from '../../src';
-import { PostgresConnection } from '../../src/outbox/postgres-connection';
+import { PostgresConnection } from '../../src/connections/postgres-connection';
 import { raceTimeout } from '../../src/common/timeout';
 import { RecordingEventSource } from '../support/event-source';
 import { FaultProxy } from '../support/fault-proxy';

@@ -2,7 +2,7 @@
 import { Controller } from '@nestjs/common';
 import { once } from 'node:events';
 import { OutboxRelay, OutboxService, Sse, SseConnectionRegistry } from '../../src';
-import { PostgresConnection } from '../../src/outbox/postgres-connection';
+import { PostgresConnection } from '../../src/connections/postgres-connection';
 import { openRaw } from '../support/http';
 import { PLATFORMS, startApp, TestApp } from '../support/http';
 import { databaseUrl, dropSchema, uniqueSchema, withClient } from '../support/postgres';

@@ -11,7 +11,7 @@ import {
   SseModule,
 } from '../../src';
 import { raceTimeout } from '../../src/common/timeout';
-import { RedisConnection } from '../../src/idempotency/redis-connection';
+import { RedisConnection } from '../../src/connections/redis-connection';
 import { PLATFORMS, startApp, TestApp } from '../support/http';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports

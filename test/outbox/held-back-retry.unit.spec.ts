@@ -1,4 +1,4 @@
-import { HeldBackRetry } from '../../src/outbox/held-back-retry';
+import { HeldBackRetry } from '../../src/outbox/read/held-back-retry';
 import type { OutboxBatch, OutboxEvent } from '../../src/outbox/outbox-event';
 
 const held = (events = 0): OutboxBatch => ({

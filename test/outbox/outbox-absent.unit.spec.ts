@@ -1,6 +1,6 @@
 import { Controller } from '@nestjs/common';
 import { OutboxRelay, OutboxService, Sse } from '../../src';
-import { PostgresConnection } from '../../src/outbox/postgres-connection';
+import { PostgresConnection } from '../../src/connections/postgres-connection';
 import { SSE_FEED, HubFeed } from '../../src/sse/sse-feed';
 import { startApp, TestApp } from '../support/http';
 

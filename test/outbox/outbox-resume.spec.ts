@@ -1,7 +1,7 @@
 import { Controller } from '@nestjs/common';
 import { OutboxRelay, OutboxService, Sse } from '../../src';
-import { OutboxRetention } from '../../src/outbox/outbox-retention';
-import { PostgresConnection } from '../../src/outbox/postgres-connection';
+import { OutboxRetention } from '../../src/outbox/store/outbox-retention';
+import { PostgresConnection } from '../../src/connections/postgres-connection';
 import { RecordingEventSource } from '../support/event-source';
 import { startApp, TestApp } from '../support/http';
 import {

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { OutboxService, Sse } from '../../src';
 import { OUTBOX_DEFAULTS } from '../../src/config/sse-module-options';
-import { outboxSchemaScript } from '../../src/outbox/outbox.sql';
+import { outboxSchemaScript } from '../../src/outbox/store/outbox.sql';
 import { RecordingEventSource } from '../support/event-source';
 import { startApp } from '../support/http';
 import { databaseUrl, dropSchema, uniqueSchema, withClient } from '../support/postgres';

@@ -5,8 +5,8 @@
 import { Controller } from '@nestjs/common';
 import { Client, Pool } from 'pg';
 import { OutboxService, Sse, SSE_LOGGER } from '../../src';
-import { OutboxRelay } from '../../src/outbox/outbox-relay';
-import { OutboxWakeup } from '../../src/outbox/outbox-wakeup';
+import { OutboxRelay } from '../../src/outbox/read/outbox-relay';
+import { OutboxWakeup } from '../../src/outbox/write/outbox-wakeup';
 import { RecordingEventSource } from '../support/event-source';
 import { startApp, TestApp } from '../support/http';
 import { eventually, FANOUTS, useTwoInstances } from '../support/outbox';
@@ -318,13 +318,18 @@ describe('outbox wake-ups across versions and writers (real PostgreSQL)', () => 
     );
     try {
       expect(await hasTrigger(env.schema)).toBe(true);
-      // The new version starts and migrates: the trigger goes.
-      const current = await startApp(
-        [FeedController],
-        env.options({ outbox: { channel: env.channel, pollIntervalMs: 200 } }),
-      );
+      // The new version starts and migrates: the trigger goes, and it says so.
+      const logged: string[] = [];
+      const log = (message: string) => void logged.push(message);
+      const current = await startApp([FeedController], {
+        ...env.options({ outbox: { channel: env.channel, pollIntervalMs: 200 } }),
+        providers: [{ provide: SSE_LOGGER, useValue: { log, warn: log, error: log } }],
+      });
       try {
         expect(await hasTrigger(env.schema)).toBe(false);
+        expect(
+          logged.filter((line) => line.startsWith('[outbox.notify-trigger-dropped] ')),
+        ).toHaveLength(1);
         const onOld = env.track(new RecordingEventSource(`${old.url}/feed`));
         const onNew = env.track(new RecordingEventSource(`${current.url}/feed`));
         await Promise.all([onOld.opened(), onNew.opened()]);

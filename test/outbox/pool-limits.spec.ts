@@ -1,5 +1,5 @@
 import { OutboxService, PostgresPoolExhaustedError } from '../../src';
-import { PostgresConnection } from '../../src/outbox/postgres-connection';
+import { PostgresConnection } from '../../src/connections/postgres-connection';
 import { startApp } from '../support/http';
 import { databaseUrl, dropSchema, uniqueSchema, withClient } from '../support/postgres';
 

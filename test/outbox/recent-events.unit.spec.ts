@@ -1,4 +1,4 @@
-import { ENTRY_OVERHEAD_BYTES, RecentEvents } from '../../src/outbox/recent-events';
+import { ENTRY_OVERHEAD_BYTES, RecentEvents } from '../../src/outbox/read/recent-events';
 
 const at = (id: number) => ({ txId: 100n, id: BigInt(id) });
 const text = (buffers: Buffer[] | undefined) => buffers?.map((b) => b.toString());

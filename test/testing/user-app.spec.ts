@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { Idempotent, OutboxRelay, OutboxService, Sse, SseHub } from '../../src';
 import { SseTestClient, SseTestingModule } from '../../src/testing';
 import { databaseUrl, dropSchema, uniqueSchema } from '../support/postgres';
-import { OutboxWakeup } from '../../src/outbox/outbox-wakeup';
+import { OutboxWakeup } from '../../src/outbox/write/outbox-wakeup';
 import { eventually } from '../support/outbox';
 
 // The worked example of docs/testing.md, as a user would write it (imports aside: there they

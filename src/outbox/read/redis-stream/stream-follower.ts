@@ -1,9 +1,14 @@
 import type { Cluster, Redis } from 'ioredis';
 import { EventEmitter } from 'node:events';
-import type { ResolvedOutboxOptions } from '../../config/sse-module-options';
-import { raceTimeout } from '../../common/timeout';
-import type { OutboxEvent } from '../outbox-event';
-import { comparePositions, formatEventId, OutboxPosition, parseEventId } from '../outbox-position';
+import type { ResolvedOutboxOptions } from '../../../config/sse-module-options';
+import { raceTimeout } from '../../../common/timeout';
+import type { OutboxEvent } from '../../outbox-event';
+import {
+  comparePositions,
+  formatEventId,
+  OutboxPosition,
+  parseEventId,
+} from '../../outbox-position';
 import type { OutboxListenerStats } from '../outbox-listener';
 import type {
   OutboxFollowerEvents,

@@ -1,39 +1,29 @@
-import { SseLogger } from '../observability/sse-logger';
+import { SseLogger } from '../../observability/sse-logger';
 import { Inject, Injectable, OnApplicationBootstrap } from '@nestjs/common';
 import { EventEmitter } from 'node:events';
-import { SSE_MODULE_OPTIONS } from '../config/tokens';
-import type { ResolvedSseModuleOptions } from '../config/sse-module-options';
-import type { SseBatch } from '../sse/sse-connection';
-import { SseHub } from '../sse/sse-hub';
-import type { OutboxBatch, OutboxEvent, OutboxRow } from './outbox-event';
-import { comparePositions, formatEventId, OutboxPosition, positionOf } from './outbox-position';
-import { OutboxService } from './outbox.service';
-import { PostgresConnection } from './postgres-connection';
-import { OutboxWakeup } from './outbox-wakeup';
+import { SSE_MODULE_OPTIONS } from '../../config/tokens';
+import type { ResolvedSseModuleOptions } from '../../config/sse-module-options';
+import type { SseBatch } from '../../sse/sse-connection';
+import { SseHub } from '../../sse/sse-hub';
+import type { OutboxBatch, OutboxEvent, OutboxRow } from '../outbox-event';
+import { comparePositions, formatEventId, OutboxPosition, positionOf } from '../outbox-position';
+import { OutboxStore } from '../store/outbox-store';
+export type { OutboxLag } from './outbox-lag';
+import { PostgresConnection } from '../../connections/postgres-connection';
+import { OutboxWakeup } from '../write/outbox-wakeup';
 import { RecentEvents } from './recent-events';
+import { HeldBackBy, OutboxLag, OutboxLagWatch } from './outbox-lag';
 import type { OutboxListenerStats } from './outbox-listener';
 import { OutboxFollowerEvents, OutboxSink, OutboxTableFollower } from './outbox-table-follower';
-import { RedisConnection } from '../idempotency/redis-connection';
+import { RedisConnection } from '../../connections/redis-connection';
 import { OutboxStreamFollower } from './redis-stream/stream-follower';
 import { OutboxStreamLeader } from './redis-stream/stream-leader';
 import { outboxStreamKey } from './redis-stream/stream-entries';
-import { diagnose, SSE_DIAGNOSTICS } from '../observability/diagnostics';
-import { DeliveryGroup, recordDeliveries, tracingAvailable } from '../observability/tracing';
+import { diagnose, SSE_DIAGNOSTICS } from '../../observability/diagnostics';
+import { DeliveryGroup, recordDeliveries, tracingAvailable } from '../../observability/tracing';
 
-/** What {@link OutboxRelay.lag} reports. */
 /** A row of readNext: an event's columns (all null when the batch is empty) and held_back. */
 type NextRow = { [K in keyof OutboxRow]: OutboxRow[K] | null } & { held_back: boolean };
-
-export interface OutboxLag {
-  /** Settled events this relay has not handed over yet (capped). */
-  behind: number;
-  /** Committed events not yet deliverable: a transaction open elsewhere holds them back (capped). */
-  pendingEvents: number;
-  /** Age of the oldest of those (ms; 0 when none). */
-  oldestPendingMs: number;
-  /** `pg_notification_queue_usage()`: how full the server's NOTIFY queue is (0 … 1). */
-  notificationQueueUsage: number;
-}
 
 /**
  * One per instance: follows the outbox in commit-safe order and hands every event to the hub,
@@ -53,13 +43,7 @@ export class OutboxRelay implements OnApplicationBootstrap, OutboxSink {
   leader?: OutboxStreamLeader;
   /** Everything up to here has been handed to the hub. */
   private current: OutboxPosition = { txId: 0n, id: 0n };
-  /** The lag query in flight, shared by concurrent callers asking with the same cap. */
-  private lagQuery?: { cap: number; result: Promise<OutboxLag> };
-  /** Since when committed events are reported held back past health.pendingWarnMs. */
-  private heldBackSince?: number;
-  /** The backend named in the last held-back warning. */
-  heldBackBy?: { pid: number; applicationName: string; state: string; ageMs: number };
-  private heldBackTimer?: NodeJS.Timeout;
+  private readonly lagWatch: OutboxLagWatch;
   /** Called after every outbox read with its duration (for metrics). */
   onRead?: (durationMs: number, rows: number) => void;
   readonly stats = {
@@ -83,13 +67,14 @@ export class OutboxRelay implements OnApplicationBootstrap, OutboxSink {
   constructor(
     @Inject(SSE_MODULE_OPTIONS) private readonly options: ResolvedSseModuleOptions,
     private readonly postgres: PostgresConnection,
-    private readonly outbox: OutboxService,
+    private readonly store: OutboxStore,
     private readonly hub: SseHub,
     private readonly redis: RedisConnection,
     readonly logger: SseLogger,
     private readonly wakeup: OutboxWakeup,
   ) {
     this.recent = new RecentEvents(this.options.outbox.replayCacheBytes);
+    this.lagWatch = new OutboxLagWatch(options, postgres, store.sql, logger, () => this.current);
   }
 
   get enabled(): boolean {
@@ -133,25 +118,25 @@ export class OutboxRelay implements OnApplicationBootstrap, OutboxSink {
     if (outbox.fanout === 'redis') {
       const client = this.redis.client!;
       const key = outboxStreamKey(this.options.postgres!.schema, outbox.table);
-      this.leader = new OutboxStreamLeader(
-        outbox,
-        this.outbox.sql,
+      this.leader = new OutboxStreamLeader({
+        options: outbox,
+        sql: this.store.sql,
         createClient,
         client,
         key,
-        this.options.redis!.commandTimeoutMs,
-        (after, limit) => this.readNext(after, limit),
-        () => this.current,
-        `nestjs-durable-sse:outbox:${this.options.postgres!.schema}.${outbox.table}`,
-        this.logger,
-      );
+        commandTimeoutMs: this.options.redis!.commandTimeoutMs,
+        readNext: (after, limit) => this.readNext(after, limit),
+        localPosition: () => this.current,
+        lockName: `nestjs-durable-sse:outbox:${this.options.postgres!.schema}.${outbox.table}`,
+        logger: this.logger,
+      });
       const stream = new OutboxStreamFollower(
         outbox,
         this.options.redis!.commandTimeoutMs,
         client,
         key,
         this,
-        new OutboxTableFollower(outbox, this.outbox.sql, createClient, this),
+        new OutboxTableFollower(outbox, this.store.sql, createClient, this),
         (ms, entries) => this.noteRead(ms, entries),
       );
       this.follower = stream;
@@ -161,29 +146,24 @@ export class OutboxRelay implements OnApplicationBootstrap, OutboxSink {
     } else {
       this.current = await this.startPosition();
       this.recent.reset(this.current);
-      this.follower = new OutboxTableFollower(outbox, this.outbox.sql, createClient, this);
+      this.follower = new OutboxTableFollower(outbox, this.store.sql, createClient, this);
       // The app is ready when its first LISTEN is, and the read that follows it has answered:
       // until then readiness would report the relay as never having read. Bounded.
       await this.follower.start();
     }
-    // Held-back events are noticed even where nothing polls health or metrics.
-    this.heldBackTimer = setInterval(
-      () => void this.lag().catch(() => undefined),
-      Math.max(outbox.pollIntervalMs, this.options.health.pendingWarnMs / 2),
-    );
-    this.heldBackTimer.unref();
+    this.lagWatch.start();
   }
 
   /** Where a relay with no other reference starts: after every transaction that already ended. */
   private async startPosition(): Promise<OutboxPosition> {
-    const { rows } = await this.postgres.query(this.outbox.sql.startPosition);
+    const { rows } = await this.postgres.query(this.store.sql.startPosition);
     return positionOf(rows[0]);
   }
 
   /** Stops reading, listening and leading (SseShutdown calls it once streams are ended). Bounded. */
   async stop(): Promise<void> {
     this.unwake?.();
-    clearInterval(this.heldBackTimer);
+    this.lagWatch.stop();
     await Promise.all([this.follower?.stop(), this.leader?.stop()]);
   }
 
@@ -221,77 +201,15 @@ export class OutboxRelay implements OnApplicationBootstrap, OutboxSink {
 
   /**
    * How far this relay is behind, and what is held back (counts capped at `cap`, default
-   * `health.maxOutboxLagEvents + 1`). Concurrent calls share one query (health, metrics and the
-   * held-back watch all ask). Bounded by `postgres.queryTimeoutMs`.
+   * `health.maxOutboxLagEvents + 1`). Bounded by `postgres.queryTimeoutMs`.
    */
-  lag(cap = this.options.health.maxOutboxLagEvents + 1): Promise<OutboxLag> {
-    if (this.lagQuery?.cap === cap) return this.lagQuery.result;
-    const query = {
-      cap,
-      result: this.measureLag(cap).finally(() => {
-        if (this.lagQuery === query) this.lagQuery = undefined;
-      }),
-    };
-    this.lagQuery = query;
-    return query.result;
+  lag(cap?: number): Promise<OutboxLag> {
+    return this.lagWatch.lag(cap);
   }
 
-  private async measureLag(cap: number): Promise<OutboxLag> {
-    const { rows } = await this.postgres.query(this.outbox.sql.lag, [
-      this.current.txId.toString(),
-      this.current.id.toString(),
-      cap,
-    ]);
-    const lag: OutboxLag = {
-      behind: rows[0].behind,
-      pendingEvents: rows[0].pending,
-      oldestPendingMs: rows[0].oldest_pending_ms ?? 0,
-      notificationQueueUsage: Number(rows[0].queue_usage),
-    };
-    await this.watchHeldBack(lag);
-    return lag;
-  }
-
-  /**
-   * Commit-safe order holds committed events back while any transaction that started before
-   * they committed is open, anywhere in the cluster. That is correct, but invisible unless
-   * said: past `health.pendingWarnMs` it is logged once, naming the blocking backend, and once
-   * more when delivery resumes. Readiness is not affected: the cause is outside this instance,
-   * and failing it would take every instance out at once.
-   */
-  private async watchHeldBack(lag: OutboxLag): Promise<void> {
-    const threshold = this.options.health.pendingWarnMs;
-    if (lag.pendingEvents === 0) {
-      if (this.heldBackSince !== undefined) {
-        this.logger.report(
-          'outbox.held-back-ended',
-          'Outbox delivery resumed: no committed event is held back any more',
-        );
-      }
-      this.heldBackSince = undefined;
-      return;
-    }
-    if (lag.oldestPendingMs < threshold || this.heldBackSince !== undefined) return;
-    this.heldBackSince = Date.now();
-    let blocker = 'the blocking transaction could not be identified';
-    try {
-      const { rows } = await this.postgres.query(this.outbox.sql.oldestTransaction);
-      if (rows[0]) {
-        const { pid, application_name: app, state, age_ms: age } = rows[0];
-        blocker = `held by backend pid ${pid} (${app || 'no application_name'}, ${state}, transaction open ${Math.round(age / 1000)} s)`;
-        this.heldBackBy = { pid, applicationName: app, state, ageMs: age };
-      } else {
-        blocker = 'held by a prepared transaction (see pg_prepared_xacts)';
-      }
-    } catch (error) {
-      blocker += `: ${(error as Error).message}`;
-    }
-    this.logger.report(
-      'outbox.held-back',
-      `${lag.pendingEvents} committed outbox event(s) held back for ${Math.round(lag.oldestPendingMs / 1000)} s ` +
-        `by a transaction still open elsewhere, ${blocker}. Delivery is in commit-safe order and ` +
-        'resumes when it ends (see docs/operations.md#events-held-back).',
-    );
+  /** The backend named in the last held-back warning. */
+  get heldBackBy(): HeldBackBy | undefined {
+    return this.lagWatch.heldBackBy;
   }
 
   /**
@@ -301,7 +219,7 @@ export class OutboxRelay implements OnApplicationBootstrap, OutboxSink {
   async readNext(after: OutboxPosition, limit: number): Promise<OutboxBatch> {
     const started = Date.now();
     try {
-      const { rows } = await this.postgres.query<NextRow>(this.outbox.sql.readNext, [
+      const { rows } = await this.postgres.query<NextRow>(this.store.sql.readNext, [
         after.txId.toString(),
         after.id.toString(),
         limit,
@@ -327,7 +245,7 @@ export class OutboxRelay implements OnApplicationBootstrap, OutboxSink {
     upTo?: OutboxPosition,
   ): Promise<OutboxEvent[]> {
     const started = Date.now();
-    const sql = this.outbox.sql;
+    const sql = this.store.sql;
     try {
       const { rows } = await this.postgres.query<OutboxRow>(
         upTo ? sql.readRange : sql.readAfter,

@@ -1,6 +1,6 @@
 import type { Cluster, Redis } from 'ioredis';
-import type { OutboxEvent } from '../outbox-event';
-import { formatEventId, OutboxPosition, parseEventId } from '../outbox-position';
+import type { OutboxEvent } from '../../outbox-event';
+import { formatEventId, OutboxPosition, parseEventId } from '../../outbox-position';
 
 /**
  * The Redis Stream every instance follows with `fanout: 'redis'`. One stream for all topics, so

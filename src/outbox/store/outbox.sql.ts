@@ -34,9 +34,10 @@ export function outboxSql(names: OutboxNames) {
   const meta = `${q(names.schema)}.${q(`${names.table}_meta`)}`;
   const notifyFunction = `${q(names.schema)}.${q(`${names.table}_notify`)}`;
   const notifyTrigger = q(`${names.table}_notify`);
-  // A catalog read: it takes no lock on the table (DROP TRIGGER IF EXISTS would).
+  // A catalog read: it takes no lock on the table (DROP TRIGGER IF EXISTS would), and finds
+  // nothing (rather than failing) before the table exists.
   const hasNotifyTrigger = `SELECT 1 FROM pg_trigger
-      WHERE tgrelid = '${table.replace(/'/g, "''")}'::regclass AND tgname = '${names.table}_notify'`;
+      WHERE tgrelid = to_regclass('${table.replace(/'/g, "''")}') AND tgname = '${names.table}_notify'`;
   const effects = `${q(names.schema)}.${q(`${names.table}_effects`)}`;
   // Output names differ from the columns: a bare ORDER BY tx_id would sort the text aliases.
   const columns = `o.tx_id::text AS tx_id, o.id::text AS id, o.topic, o.type, o.payload, o.trace_context`;
@@ -307,7 +308,7 @@ export function explainSchemaError(error: Error): string {
 export function outboxSchemaScript(names: OutboxNames): string {
   return [
     '-- nestjs-durable-sse outbox schema (PostgreSQL 14+).',
-    '-- Generated from src/outbox/outbox.sql.ts; a test keeps docs/outbox-schema.sql equal to it.',
+    '-- Generated from src/outbox/store/outbox.sql.ts; a test keeps docs/outbox-schema.sql equal to it.',
     `-- Names: schema ${names.schema}, table ${names.table}, channel ${names.channel}; wakeup ${names.wakeup ?? 'after-commit'}.`,
     '',
     outboxSql(names).migrate.join(';\n\n') + ';',

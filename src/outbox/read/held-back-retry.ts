@@ -1,4 +1,4 @@
-import type { OutboxBatch } from './outbox-event';
+import type { OutboxBatch } from '../outbox-event';
 
 /** The first re-read after a read found events held back comes this soon. */
 const FIRST_RETRY_MS = 5;

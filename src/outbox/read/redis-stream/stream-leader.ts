@@ -1,13 +1,13 @@
-import type { SseLogger } from '../../observability/sse-logger';
+import type { SseLogger } from '../../../observability/sse-logger';
 import type { Cluster, Redis } from 'ioredis';
 import type { Client } from 'pg';
-import type { ResolvedOutboxOptions } from '../../config/sse-module-options';
-import { raceTimeout } from '../../common/timeout';
-import type { OutboxBatch } from '../outbox-event';
+import type { ResolvedOutboxOptions } from '../../../config/sse-module-options';
+import { raceTimeout } from '../../../common/timeout';
+import type { OutboxBatch } from '../../outbox-event';
 import { HeldBackRetry } from '../held-back-retry';
-import { formatEventId, OutboxPosition, parseEventId } from '../outbox-position';
-import type { OutboxSql } from '../outbox.sql';
-import { destroySocket } from '../postgres-connection';
+import { formatEventId, OutboxPosition, parseEventId } from '../../outbox-position';
+import type { OutboxSql } from '../../store/outbox.sql';
+import { destroySocket } from '../../../connections/postgres-connection';
 import { appendArguments, StreamClient, withAppendScript } from './stream-entries';
 
 /** How long a candidate waits for the lock in one statement (server-side `lock_timeout`). */
@@ -22,6 +22,30 @@ const LOCK_WAIT_MS = 5_000;
 const READ_SPACING_MS = 10;
 const BACKOFF_MIN_MS = 100;
 const BACKOFF_MAX_MS = 5_000;
+
+/** What a leader works with: its options, its connections, and its relay's reads and position. */
+export interface StreamLeaderDeps {
+  options: ResolvedOutboxOptions;
+  sql: OutboxSql;
+  /** A new PostgreSQL session (outside the pool) for the lock, woken by NOTIFY. */
+  createClient: () => Client;
+  client: Redis | Cluster;
+  /** The Redis Stream appended to. */
+  key: string;
+  commandTimeoutMs: number;
+  /** The relay's commit-safe read of the table. */
+  readNext: (after: OutboxPosition, limit: number) => Promise<OutboxBatch>;
+  /**
+   * Where a stream that is empty or gone starts, when this instance has not led before: where
+   * its own relay is. Starting "now" instead would leave whatever was committed between the
+   * relay's start and this term out of the stream, and instances that are behind would only
+   * read it from the table once a newer event arrives.
+   */
+  localPosition: () => OutboxPosition;
+  /** The advisory lock's name (hashed): one leader per outbox table. */
+  lockName: string;
+  logger: SseLogger;
+}
 
 /**
  * `fanout: 'redis'`: every instance is a candidate; the one whose dedicated PostgreSQL session
@@ -65,26 +89,24 @@ export class OutboxStreamLeader {
     errors: 0,
   };
 
-  constructor(
-    private readonly options: ResolvedOutboxOptions,
-    private readonly sql: OutboxSql,
-    private readonly createClient: () => Client,
-    client: Redis | Cluster,
-    private readonly key: string,
-    private readonly commandTimeoutMs: number,
-    private readonly readNext: (after: OutboxPosition, limit: number) => Promise<OutboxBatch>,
-    /**
-     * Where a stream that is empty or gone starts, when this instance has not led before: where
-     * its own relay is. Starting "now" instead would leave whatever was committed between the
-     * relay's start and this term out of the stream, and instances that are behind would only
-     * read it from the table once a newer event arrives.
-     */
-    private readonly localPosition: () => OutboxPosition,
-    private readonly lockName: string,
-    private readonly logger: SseLogger,
-  ) {
-    this.stream = withAppendScript(client);
-    this.heldBack = new HeldBackRetry(options.pollIntervalMs, () => this.wake());
+  private readonly options: ResolvedOutboxOptions;
+  private readonly sql: OutboxSql;
+  private readonly key: string;
+  private readonly commandTimeoutMs: number;
+  private readonly lockName: string;
+  private readonly logger: SseLogger;
+
+  constructor(private readonly deps: StreamLeaderDeps) {
+    ({
+      options: this.options,
+      sql: this.sql,
+      key: this.key,
+      commandTimeoutMs: this.commandTimeoutMs,
+      lockName: this.lockName,
+      logger: this.logger,
+    } = deps);
+    this.stream = withAppendScript(deps.client);
+    this.heldBack = new HeldBackRetry(this.options.pollIntervalMs, () => this.wake());
   }
 
   get leading(): boolean {
@@ -141,7 +163,7 @@ export class OutboxStreamLeader {
 
   /** Connects a session and waits on the lock with it; then leads until the session is lost. */
   private async campaign(): Promise<void> {
-    const session = this.createClient();
+    const session = this.deps.createClient();
     this.session = session;
     const lost = (error: Error) => this.lost(session, error);
     session.on('error', lost);
@@ -255,13 +277,14 @@ export class OutboxStreamLeader {
     try {
       for (;;) {
         this.appendAgain = false;
-        this.position ??= (await this.streamTop()) ?? this.lastTermPosition ?? this.localPosition();
+        this.position ??=
+          (await this.streamTop()) ?? this.lastTermPosition ?? this.deps.localPosition();
         const wait = this.lastReadAt + READ_SPACING_MS - Date.now();
         if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
         if (!this.stats.leading) return;
         this.lastReadAt = Date.now();
         const after = this.position;
-        const batch = await this.readNext(after, batchSize);
+        const batch = await this.deps.readNext(after, batchSize);
         if (!this.stats.leading) return;
         const { events } = batch;
         if (events.length > 0) {

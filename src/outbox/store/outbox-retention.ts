@@ -1,15 +1,15 @@
-import { SseLogger } from '../observability/sse-logger';
+import { SseLogger } from '../../observability/sse-logger';
 import {
   BeforeApplicationShutdown,
   Inject,
   Injectable,
   OnApplicationBootstrap,
 } from '@nestjs/common';
-import { SSE_MODULE_OPTIONS } from '../config/tokens';
-import type { ResolvedSseModuleOptions } from '../config/sse-module-options';
-import { OutboxService } from './outbox.service';
-import { PostgresConnection } from './postgres-connection';
-import { raceTimeout } from '../common/timeout';
+import { SSE_MODULE_OPTIONS } from '../../config/tokens';
+import type { ResolvedSseModuleOptions } from '../../config/sse-module-options';
+import { OutboxStore } from './outbox-store';
+import { PostgresConnection } from '../../connections/postgres-connection';
+import { raceTimeout } from '../../common/timeout';
 
 const RETENTION_BATCH = 5_000;
 const MAX_BATCHES_PER_RUN = 20;
@@ -28,7 +28,7 @@ export class OutboxRetention implements OnApplicationBootstrap, BeforeApplicatio
   constructor(
     @Inject(SSE_MODULE_OPTIONS) private readonly options: ResolvedSseModuleOptions,
     private readonly postgres: PostgresConnection,
-    private readonly outbox: OutboxService,
+    private readonly store: OutboxStore,
     private readonly logger: SseLogger,
   ) {}
 
@@ -56,7 +56,7 @@ export class OutboxRetention implements OnApplicationBootstrap, BeforeApplicatio
     let total = 0;
     try {
       for (let batch = 0; batch < MAX_BATCHES_PER_RUN; batch++) {
-        const { rows } = await this.postgres.query<{ deleted: number }>(this.outbox.sql.retention, [
+        const { rows } = await this.postgres.query<{ deleted: number }>(this.store.sql.retention, [
           cutoff,
           RETENTION_BATCH,
         ]);
@@ -66,7 +66,7 @@ export class OutboxRetention implements OnApplicationBootstrap, BeforeApplicatio
       // Recorded outcomes of idempotent requests, past their TTL.
       for (let batch = 0; batch < MAX_BATCHES_PER_RUN; batch++) {
         const { rows } = await this.postgres.query<{ deleted: number }>(
-          this.outbox.sql.effectsRetention,
+          this.store.sql.effectsRetention,
           [RETENTION_BATCH],
         );
         if (rows[0].deleted < RETENTION_BATCH) break;

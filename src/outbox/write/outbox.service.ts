@@ -1,26 +1,25 @@
-import { SseLogger } from '../observability/sse-logger';
-import { Inject, Injectable, OnModuleInit, Optional } from '@nestjs/common';
+import { Injectable, Optional } from '@nestjs/common';
 import type { PoolClient, QueryResult } from 'pg';
-import { SSE_MODULE_OPTIONS } from '../config/tokens';
-import type { ResolvedSseModuleOptions } from '../config/sse-module-options';
-import { assertSafeField } from '../sse/sse-encoder';
-import { SseEventError } from '../sse/sse-event';
-import { assertTopic } from '../sse/sse-hub';
-import { diagnose, SSE_DIAGNOSTICS } from '../observability/diagnostics';
-import { startPublish } from '../observability/tracing';
-import { comparePositions, formatEventId, positionOf } from './outbox-position';
-import { explainSchemaError, outboxSql, OutboxSql } from './outbox.sql';
-import { PostgresConnection } from './postgres-connection';
+import { assertSafeField } from '../../sse/sse-encoder';
+import { SseEventError } from '../../sse/sse-event';
+import { assertTopic } from '../../sse/sse-hub';
+import { diagnose, SSE_DIAGNOSTICS } from '../../observability/diagnostics';
+import { startPublish } from '../../observability/tracing';
+import { comparePositions, formatEventId, positionOf } from '../outbox-position';
+import type { OutboxSql } from '../store/outbox.sql';
+import { explainOutboxError } from './outbox-errors';
+import { OutboxStore } from '../store/outbox-store';
+import { PostgresConnection } from '../../connections/postgres-connection';
 import { OutboxWakeup } from './outbox-wakeup';
 import { ExactlyOnceRecords, parseResult, RecordedRow, resultJson } from './exactly-once';
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { idempotentEffects, IdempotentEffects } from '../idempotency/idempotent-effects';
+import { idempotentEffects, IdempotentEffects } from '../../idempotency/idempotent-effects';
 import {
   ormTransaction,
   type OrmTransaction,
   type OutboxQueryable,
   type TransactionOf,
-} from './transactions/orm-transactions';
+} from './orm-transactions';
 
 export type { OutboxQueryable, TransactionOf };
 
@@ -48,8 +47,7 @@ const MAX_KEY_LENGTH = 512;
 
 /** Writes events in the caller's transaction; the relay delivers them once committed. */
 @Injectable()
-export class OutboxService implements OnModuleInit {
-  readonly sql: OutboxSql;
+export class OutboxService {
   /** `schema.table`, as spans name it (`db.collection.name`). */
   private readonly collection: string;
   /** Savepoint names: unique in the process, so nested calls never release each other's. */
@@ -62,66 +60,30 @@ export class OutboxService implements OnModuleInit {
   };
 
   constructor(
-    @Inject(SSE_MODULE_OPTIONS) private readonly options: ResolvedSseModuleOptions,
     private readonly postgres: PostgresConnection,
-    @Optional() private readonly logger: SseLogger = new SseLogger(),
+    private readonly store: OutboxStore,
     @Optional() private readonly wakeup?: OutboxWakeup,
   ) {
-    this.collection = `${options.postgres?.schema ?? 'public'}.${options.outbox.table}`;
-    this.sql = outboxSql({
-      schema: options.postgres?.schema ?? 'public',
-      table: options.outbox.table,
-      channel: options.outbox.channel,
-      wakeup: options.outbox.wakeup,
-    });
+    this.collection = `${store.schema}.${store.table}`;
     this.records = new ExactlyOnceRecords(
-      this.sql,
-      `${options.outbox.table}_effects`,
-      options.postgres?.schema ?? 'public',
+      store.sql,
+      `${store.table}_effects`,
+      store.schema,
       this.stats,
     );
   }
 
-  async onModuleInit(): Promise<void> {
-    if (!this.postgres.enabled) return;
-    if (this.options.outbox.migrate) await this.migrate();
-    else if (this.options.outbox.wakeup === 'after-commit') await this.warnOfNotifyTrigger();
+  /** The outbox's SQL (outbox.sql.ts), named for this module's schema, table and channel. */
+  get sql(): OutboxSql {
+    return this.store.sql;
   }
 
   /**
-   * A table the team migrates may still have the trigger of earlier versions: every commit that
-   * publishes would keep taking the database-wide NOTIFY lock. Said once at start, with the fix.
+   * Creates the outbox schema objects if missing (the module does this at start unless
+   * `outbox.migrate` is false). Idempotent and safe to run concurrently.
    */
-  private async warnOfNotifyTrigger(): Promise<void> {
-    const { rows } = await this.postgres
-      .query(this.sql.hasNotifyTrigger)
-      .catch(() => ({ rows: [] as unknown[] })); // no table yet: nothing to warn of
-    if (rows.length === 0) return;
-    const { schema } = this.options.postgres!;
-    const { table } = this.options.outbox;
-    this.logger.report(
-      'outbox.notify-trigger',
-      `The outbox table still has its NOTIFY trigger, which serializes every commit that publishes ` +
-        `(outbox.wakeup is 'after-commit'): run DROP TRIGGER IF EXISTS "${table}_notify" ON "${schema}"."${table}", ` +
-        `or set outbox.wakeup: 'trigger' to keep it on purpose.`,
-    );
-  }
-
-  /** Creates the outbox schema objects if missing. Idempotent and safe to run concurrently. */
-  async migrate(): Promise<void> {
-    await this.transaction(async (client) => {
-      await client.query(
-        this.postgres.bounded(this.sql.migrationLock, [
-          `nestjs-durable-sse:${this.options.outbox.table}`,
-        ]),
-      );
-      for (const statement of this.sql.migrate)
-        await client.query(this.postgres.bounded(statement));
-    });
-    this.logger.report(
-      'outbox.ready',
-      `Outbox ready: ${this.options.postgres?.schema}.${this.options.outbox.table}`,
-    );
+  migrate(): Promise<void> {
+    return this.store.migrate();
   }
 
   /**
@@ -233,7 +195,7 @@ export class OutboxService implements OnModuleInit {
       return value;
     } catch (error) {
       if (error instanceof RecordedOutcome) return this.records.recorded(error.row, effects);
-      throw this.explained(error);
+      throw explainOutboxError(error);
     }
   }
 
@@ -279,7 +241,7 @@ export class OutboxService implements OnModuleInit {
       this.afterCommit(scope);
       return parseResult<T>(json);
     } catch (error) {
-      throw this.explained(error);
+      throw explainOutboxError(error);
     } finally {
       if (open) {
         try {
@@ -311,7 +273,7 @@ export class OutboxService implements OnModuleInit {
     try {
       await q.query(`SAVEPOINT ${savepoint}`, []);
     } catch (error) {
-      throw this.explained(error, tx.library);
+      throw explainOutboxError(error, tx.library);
     }
     try {
       let value: T;
@@ -332,32 +294,8 @@ export class OutboxService implements OnModuleInit {
         await q.query(`RELEASE SAVEPOINT ${savepoint}`, []);
         return this.records.recorded(error.row, effects!);
       }
-      throw this.explained(error);
+      throw explainOutboxError(error);
     }
-  }
-
-  private explained(error: unknown, library?: string): unknown {
-    const code = (error as { code?: string }).code;
-    if (code === '42P01') {
-      // undefined_table: migrations run by the team (outbox.migrate: false) predate it.
-      return new Error(
-        `nestjs-durable-sse: ${(error as Error).message}. Inside @Idempotent() requests ` +
-          "outbox.transaction() records its result in the outbox's _effects table: apply " +
-          'docs/outbox-schema.sql (or let the module migrate).',
-      );
-    }
-    if (code === '42703' && /trace_context/.test((error as Error).message)) {
-      // undefined_column: a table migrated by the team before the column was added.
-      return new Error(`nestjs-durable-sse: ${explainSchemaError(error as Error)}`);
-    }
-    if (code === '25P01' && library) {
-      // no_active_sql_transaction: a pg client without BEGIN.
-      return new TypeError(
-        `outbox.transaction(source, fn): the ${library} given is not in a transaction ` +
-          '(run BEGIN first, or pass what begins one: a Pool, a DataSource, a database…).',
-      );
-    }
-    return error;
   }
 
   /**
@@ -405,7 +343,7 @@ export class OutboxService implements OnModuleInit {
       ids = result.rows.map(positionOf).sort(comparePositions).map(formatEventId);
     } catch (error) {
       trace?.end(undefined, error);
-      throw this.explained(error);
+      throw explainOutboxError(error);
     }
     trace?.end(ids);
     this.published(tx, ids);

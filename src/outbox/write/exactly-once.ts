@@ -1,9 +1,9 @@
 import { escapeLiteral } from 'pg';
-import { IdempotencyProblem } from '../idempotency/idempotency-problem';
-import type { IdempotentEffects } from '../idempotency/idempotent-effects';
-import { annotateActive, SSE_TRACE_ATTRIBUTES } from '../observability/tracing';
-import type { OutboxSql } from './outbox.sql';
-import type { OutboxQueryable } from './transactions/orm-transactions';
+import { IdempotencyProblem } from '../../idempotency/idempotency-problem';
+import type { IdempotentEffects } from '../../idempotency/idempotent-effects';
+import { annotateActive, SSE_TRACE_ATTRIBUTES } from '../../observability/tracing';
+import type { OutboxSql } from '../store/outbox.sql';
+import type { OutboxQueryable } from './orm-transactions';
 
 /** One transaction of an `@Idempotent()` request: its scope, its key, its n-th transaction. */
 export type RecordId = [scope: string, key: string, seq: number];

@@ -1,8 +1,8 @@
-import type { SseLogger } from '../observability/sse-logger';
+import type { SseLogger } from '../../observability/sse-logger';
 import { EventEmitter } from 'node:events';
 import type { Client } from 'pg';
-import { raceTimeout } from '../common/timeout';
-import { destroySocket } from './postgres-connection';
+import { raceTimeout } from '../../common/timeout';
+import { destroySocket } from '../../connections/postgres-connection';
 
 export interface OutboxListenerOptions {
   channel: string;

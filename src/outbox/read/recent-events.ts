@@ -1,4 +1,4 @@
-import { comparePositions, OutboxPosition } from './outbox-position';
+import { comparePositions, OutboxPosition } from '../outbox-position';
 
 /**
  * What one held event costs beyond its bytes (the entry, its position's two bigints, the Buffer

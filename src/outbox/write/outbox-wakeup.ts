@@ -1,9 +1,9 @@
 import { Inject, Injectable, OnApplicationShutdown, Optional } from '@nestjs/common';
-import { SSE_MODULE_OPTIONS } from '../config/tokens';
-import type { ResolvedSseModuleOptions } from '../config/sse-module-options';
-import { SseLogger } from '../observability/sse-logger';
-import { WAKEUP_SQL } from './outbox.sql';
-import { PostgresConnection } from './postgres-connection';
+import { SSE_MODULE_OPTIONS } from '../../config/tokens';
+import type { ResolvedSseModuleOptions } from '../../config/sse-module-options';
+import { SseLogger } from '../../observability/sse-logger';
+import { WAKEUP_SQL } from '../store/outbox.sql';
+import { PostgresConnection } from '../../connections/postgres-connection';
 
 /** Transactions published into and not yet seen to end, at most (the poll covers the rest). */
 export const MAX_WATCHED_TRANSACTIONS = 10_000;

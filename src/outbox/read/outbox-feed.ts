@@ -1,24 +1,24 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { SSE_MODULE_OPTIONS } from '../config/tokens';
-import type { ResolvedSseModuleOptions } from '../config/sse-module-options';
-import { Semaphore } from '../common/semaphore';
-import type { SseBatch, SseConnection, SseSeenFilter } from '../sse/sse-connection';
-import { resetFrame } from '../sse/sse-encoder';
-import { diagnose, SSE_DIAGNOSTICS } from '../observability/diagnostics';
-import { SSE_TRACE_ATTRIBUTES } from '../observability/tracing';
-import type { SseFeed } from '../sse/sse-feed';
-import { SseHub } from '../sse/sse-hub';
-import type { OutboxRow } from './outbox-event';
+import { SSE_MODULE_OPTIONS } from '../../config/tokens';
+import type { ResolvedSseModuleOptions } from '../../config/sse-module-options';
+import { Semaphore } from '../../common/semaphore';
+import type { SseBatch, SseConnection, SseSeenFilter } from '../../sse/sse-connection';
+import { resetFrame } from '../../sse/sse-encoder';
+import { diagnose, SSE_DIAGNOSTICS } from '../../observability/diagnostics';
+import { SSE_TRACE_ATTRIBUTES } from '../../observability/tracing';
+import type { SseFeed } from '../../sse/sse-feed';
+import { SseHub } from '../../sse/sse-hub';
+import type { OutboxRow } from '../outbox-event';
 import {
   comparePositions,
   formatEventId,
   OutboxPosition,
   parseEventId,
   positionOf,
-} from './outbox-position';
+} from '../outbox-position';
 import { OutboxRelay } from './outbox-relay';
-import { OutboxService } from './outbox.service';
-import { PostgresConnection } from './postgres-connection';
+import { OutboxStore } from '../store/outbox-store';
+import { PostgresConnection } from '../../connections/postgres-connection';
 
 export type OutboxResetReason =
   'malformed' | 'expired' | 'unknown' | 'too-far-behind' | 'replay-failed';
@@ -47,7 +47,7 @@ export class OutboxFeed implements SseFeed {
     @Inject(SSE_MODULE_OPTIONS) private readonly options: ResolvedSseModuleOptions,
     private readonly relay: OutboxRelay,
     private readonly postgres: PostgresConnection,
-    private readonly outbox: OutboxService,
+    private readonly store: OutboxStore,
     private readonly hub: SseHub,
   ) {
     this.replays = new Semaphore(Math.max(1, Math.floor(this.postgres.poolSize / 2)));
@@ -122,7 +122,7 @@ export class OutboxFeed implements SseFeed {
     upTo: OutboxPosition,
     lastEventId: string,
   ): Promise<void> {
-    const sql = this.outbox.sql;
+    const sql = this.store.sql;
     if (await this.expired(after)) return this.reset(connection, 'expired', lastEventId);
     if (comparePositions(after, upTo) >= 0) {
       // The client is level with this relay, or ahead of it (it came from an instance whose
@@ -170,7 +170,7 @@ export class OutboxFeed implements SseFeed {
 
   /** Whether retention has deleted events after `after` (the client missed them for good). */
   private async expired(after: OutboxPosition): Promise<boolean> {
-    const { rows } = await this.postgres.query(this.outbox.sql.deletedThrough);
+    const { rows } = await this.postgres.query(this.store.sql.deletedThrough);
     return rows.length > 0 && comparePositions(after, positionOf(rows[0])) < 0;
   }
 

@@ -1,12 +1,12 @@
-import type { SseLogger } from '../observability/sse-logger';
+import type { SseLogger } from '../../observability/sse-logger';
 import { EventEmitter } from 'node:events';
-import type { ResolvedOutboxOptions } from '../config/sse-module-options';
-import { raceTimeout } from '../common/timeout';
-import type { OutboxBatch, OutboxEvent } from './outbox-event';
+import type { ResolvedOutboxOptions } from '../../config/sse-module-options';
+import { raceTimeout } from '../../common/timeout';
+import type { OutboxBatch, OutboxEvent } from '../outbox-event';
 import { HeldBackRetry } from './held-back-retry';
 import { OutboxListener } from './outbox-listener';
-import type { OutboxPosition } from './outbox-position';
-import { explainSchemaError, OutboxSql } from './outbox.sql';
+import type { OutboxPosition } from '../outbox-position';
+import { explainSchemaError, OutboxSql } from '../store/outbox.sql';
 import type { Client } from 'pg';
 
 /** How long stopping waits for a read in flight. */
