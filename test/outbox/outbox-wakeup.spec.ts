@@ -8,6 +8,7 @@ import { OutboxService, Sse, SSE_LOGGER } from '../../src';
 import { OutboxRelay } from '../../src/outbox/read/outbox-relay';
 import { OutboxWakeup } from '../../src/outbox/write/outbox-wakeup';
 import { RecordingEventSource } from '../support/event-source';
+import { FaultProxy } from '../support/fault-proxy';
 import { startApp, TestApp } from '../support/http';
 import { eventually, FANOUTS, useTwoInstances } from '../support/outbox';
 import { databaseUrl, withClient } from '../support/postgres';
@@ -238,6 +239,49 @@ describe('outbox wake-ups across versions and writers (real PostgreSQL)', () => 
       }
     } finally {
       await polling.close();
+    }
+  });
+
+  it('wakes them when the connections that send wake-ups and check commits freeze silently (a dropped network path)', async () => {
+    // The publishing instance reaches PostgreSQL through a proxy that silences every flow open
+    // at freeze() (no FIN, no RST); later connections pass. The subscriber's relay polls hourly.
+    const proxy = await FaultProxy.start(databaseUrl());
+    const base = env.options({ outbox: { channel: env.channel, migrate: false } });
+    const publisher = await startApp([FeedController], {
+      ...base,
+      postgres: {
+        ...base.postgres,
+        connectionString: proxy.via(databaseUrl()),
+        queryTimeoutMs: 500,
+      },
+    });
+    const client = new Client({ connectionString: databaseUrl() });
+    try {
+      await client.connect();
+      const subscriber = env.track(new RecordingEventSource(`${env.a.url}/feed`));
+      await subscriber.opened();
+      const outbox = publisher.app.get(OutboxService);
+      const wakeup = wakeupOf(publisher);
+      const [warm] = await outbox.transaction((tx) =>
+        outbox.publish(tx, { topic: 'feed', data: 'warm' }),
+      );
+      await subscriber.received(1);
+      expect(proxy.freeze()).toBeGreaterThan(0); // the pool's idle connections among them
+      const failures = wakeup.stats.failures;
+
+      // The caller's own transaction (not through the proxy), published into by the frozen
+      // instance: its check hangs on a dead connection, times out, and is tried again on a new one.
+      await client.query('BEGIN');
+      const [id] = await outbox.publish(client, { topic: 'feed', data: 'after the freeze' });
+      await client.query('COMMIT');
+      await subscriber.received(2);
+      expect(ids(subscriber)).toEqual([warm, id]);
+      expect(wakeup.stats.failures).toBeGreaterThan(failures);
+      expect(wakeup.watching).toBe(0);
+    } finally {
+      await client.end().catch(() => undefined);
+      await publisher.close();
+      await proxy.close();
     }
   });
 
