@@ -4,8 +4,10 @@
  * - plain: each writer runs BEGIN; INSERT an order; COMMIT on a pg.Pool of the writers' size;
  * - through the module: each writer runs `outbox.transaction()` inserting the same order and
  *   publishing one event, on the module's pool of the same size, for each fan-out and each
- *   `outbox.wakeup`; one SSE subscriber must receive every event, in order;
+ *   `outbox.wakeup`; one SSE subscriber, on another instance, must receive every event, in order;
  *
+ * the writers spread over --processes load-generating processes (writer.ts; 2 by default), the
+ * module's writers each an instance of their own, so no case is bounded by one Node.js process;
  * rounds alternated, tx/s and the ratio to plain within the same round. Then a quiet run
  * (100 events/s, 10 streams): commit → receipt latency, measured from the moment COMMIT returned
  * to the event's arrival on a stream. Then the database alone, with pgbench: orders only, with
@@ -13,6 +15,7 @@
  * transaction sent after its commit (the module's wake-up, without its coalescing).
  *
  *   npm run bench -- write-path [--writers 1,8,32,64] [--seconds 5] [--rounds 2] [--modes ...]
+ *     [--processes 2]
  *     [--quiet-seconds 10] [--no-pgbench]
  *
  * DATABASE_URL / REDIS_URL (defaults: the local servers); a schema and key prefix of its own.
@@ -20,7 +23,7 @@
 import 'reflect-metadata';
 import { Controller, INestApplication, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { spawnSync } from 'node:child_process';
+import { ChildProcess, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
@@ -28,10 +31,10 @@ import { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import Redis from 'ioredis';
-import { Client, Pool } from 'pg';
+import { Client } from 'pg';
 import { OutboxService, Sse, SseModule } from '../../src';
-import { OutboxWakeup } from '../../src/outbox/write/outbox-wakeup';
-import { numericOption, writeReport } from '../shared/child';
+import { ask, numericOption, spawnChild, writeReport } from '../shared/child';
+import type { WriterConfig } from './writer';
 import { now, round, summarize } from '../shared/sse-client';
 
 const listOption = (name: string, fallback: string) => {
@@ -44,6 +47,7 @@ const MODES = listOption('modes', 'postgres/after-commit,redis/after-commit,post
 const SECONDS = numericOption('seconds', 5);
 const ROUNDS = numericOption('rounds', 2);
 const QUIET_SECONDS = numericOption('quiet-seconds', 10);
+const PROCESSES = numericOption('processes', 2);
 const PGBENCH = !process.argv.includes('--no-pgbench');
 const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -99,6 +103,7 @@ async function startModule(
   fanout: 'postgres' | 'redis',
   wakeup: 'after-commit' | 'trigger',
   poolSize: number,
+  keyPrefix = `${SCHEMA}:${++apps}:`,
 ): Promise<INestApplication> {
   @Module({
     imports: [
@@ -110,10 +115,8 @@ async function startModule(
           pool: { max: poolSize, connectionTimeoutMs: 60_000 },
         },
         outbox: { fanout, wakeup, batchSize: 1_000 },
-        // A stream of its own per app: what one run appended is not the next one's history.
-        ...(fanout === 'redis'
-          ? { redis: { url: REDIS_URL, keyPrefix: `${SCHEMA}:${++apps}:` } }
-          : {}),
+        // A stream of its own per round: what one run appended is not the next one's history.
+        ...(fanout === 'redis' ? { redis: { url: REDIS_URL, keyPrefix } } : {}),
         health: { path: false },
       }),
     ],
@@ -125,38 +128,78 @@ async function startModule(
   return app;
 }
 
-/** `writers` loops of `tx` for SECONDS; transactions per second. */
-async function drive(writers: number, tx: (seq: number) => Promise<void>): Promise<number> {
-  let seq = 0;
-  let done = 0;
-  const deadline = now() + SECONDS * 1000;
-  await Promise.all(
-    Array.from({ length: writers }, async () => {
-      while (now() < deadline) {
-        await tx(seq++);
-        done++;
-      }
+/** Resolves as `promise` does, or rejects saying what took longer than `ms`. */
+function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([
+    promise.finally(() => clearTimeout(timer)),
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what} took longer than ${ms} ms`)), ms);
     }),
+  ]);
+}
+
+async function stopWithin(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.send({ cmd: 'exit' });
+  await within(exited, 10_000, 'a writer exiting').catch(() => child.kill('SIGKILL'));
+}
+
+/**
+ * `writers` transactions at a time for SECONDS, spread over PROCESSES load-generating processes
+ * (writer.ts), all told to start at once: transactions per second, and what they sent.
+ */
+async function runWriters(
+  mode: string,
+  writers: number,
+  keyPrefix: string,
+): Promise<{ txPerSecond: number; published: number; notifications: number }> {
+  const count = Math.min(PROCESSES, writers);
+  const shares = Array.from(
+    { length: count },
+    (_, i) => Math.floor(writers / count) + (i < writers % count ? 1 : 0),
   );
-  return done / SECONDS;
+  const started: ChildProcess[] = [];
+  try {
+    await Promise.all(
+      shares.map(async (share, i) => {
+        const config: WriterConfig = {
+          mode,
+          writers: share,
+          seconds: SECONDS,
+          databaseUrl: DATABASE_URL,
+          redisUrl: REDIS_URL,
+          schema: SCHEMA,
+          keyPrefix,
+          firstSeq: i * 1_000_000_000,
+        };
+        const { child } = await within(
+          spawnChild(path.join(__dirname, 'writer.js'), [JSON.stringify(config)]),
+          60_000,
+          'a writer starting',
+        );
+        started.push(child);
+      }),
+    );
+    const results = await Promise.all(
+      started.map((child) =>
+        within(ask(child, { cmd: 'run' }, 'done'), (SECONDS + 60) * 1000, 'a writer running'),
+      ),
+    );
+    const published = results.reduce((sum, r) => sum + (r.committed as number), 0);
+    return {
+      txPerSecond: published / SECONDS,
+      published,
+      notifications: results.reduce((sum, r) => sum + (r.notifications as number), 0),
+    };
+  } finally {
+    await Promise.all(started.map(stopWithin));
+  }
 }
 
 async function plainRound(writers: number): Promise<number> {
-  const pool = new Pool({ connectionString: DATABASE_URL, max: writers });
-  try {
-    return await drive(writers, async (seq) => {
-      const client = await pool.connect();
-      try {
-        await client.query('BEGIN');
-        await client.query(`INSERT INTO ${ORDERS} (item) VALUES ($1)`, [`item-${seq}`]);
-        await client.query('COMMIT');
-      } finally {
-        client.release();
-      }
-    });
-  } finally {
-    await pool.end();
-  }
+  return (await runWriters('plain', writers, '')).txPerSecond;
 }
 
 interface ModuleResult {
@@ -168,28 +211,19 @@ interface ModuleResult {
   drainMs: number;
 }
 
+/**
+ * The writers through the module, in their own processes (each an instance); this process is
+ * one more instance, with the one SSE subscriber that must receive every event, in order.
+ */
 async function moduleRound(mode: string, writers: number): Promise<ModuleResult> {
   const [fanout, wakeup] = mode.split('/') as ['postgres' | 'redis', 'after-commit' | 'trigger'];
-  const app = await startModule(fanout, wakeup, writers);
-  const outbox = app.get(OutboxService);
+  const keyPrefix = `${SCHEMA}:${++apps}:`;
+  const app = await startModule(fanout, wakeup, 4, keyPrefix);
   const { port } = app.getHttpServer().address() as AddressInfo;
   const subscriber = subscribe(port, new Map(), []);
   await subscriber.opened;
   try {
-    let published = 0;
-    const txPerSecond = await drive(writers, async (seq) => {
-      await outbox.transaction(async (tx) => {
-        const { rows } = await tx.query(`INSERT INTO ${ORDERS} (item) VALUES ($1) RETURNING id`, [
-          `item-${seq}`,
-        ]);
-        await outbox.publish(tx, {
-          topic: 'orders',
-          type: 'order',
-          data: { n: seq, id: rows[0].id },
-        });
-      });
-      published++;
-    });
+    const { txPerSecond, published, notifications } = await runWriters(mode, writers, keyPrefix);
     // Every event must arrive: wait for the stream to catch up (bounded).
     const drainStart = now();
     while (subscriber.state.received < published && now() - drainStart < 30_000)
@@ -199,7 +233,7 @@ async function moduleRound(mode: string, writers: number): Promise<ModuleResult>
       published,
       delivered: subscriber.state.received,
       outOfOrder: subscriber.state.outOfOrder,
-      notifications: app.get(OutboxWakeup).stats.notifications,
+      notifications,
       drainMs: round(now() - drainStart),
     };
   } finally {

@@ -5,6 +5,7 @@ import { openPglite, pglitePostgres } from '../../src/pglite';
 import { Sse } from '../../src';
 import { RecordingEventSource } from '../support/event-source';
 import { startApp, TestApp } from '../support/http';
+import { eventually } from '../support/outbox';
 
 @Controller()
 class FeedController {
@@ -63,7 +64,11 @@ describe('outbox on embedded PostgreSQL (PGlite)', () => {
     await client.received(2);
     expect(client.events.map((e) => e.data)).toEqual(['{"n":1}', '{"n":2}']);
     expect(client.events[0].lastEventId).toBe(id);
-    expect(t.app.get(OutboxRelay).listenerStats!.notifications).toBeGreaterThan(0);
+    // The wake-up after the commit reaches the LISTEN session too (PGlite's NOTIFY works).
+    await eventually(
+      () => t.app.get(OutboxRelay).listenerStats!.notifications > 0,
+      'the NOTIFY to arrive',
+    );
   });
 
   it('replays what a client missed after Last-Event-ID, then goes live without a gap', async () => {

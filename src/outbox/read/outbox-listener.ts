@@ -13,6 +13,8 @@ export interface OutboxListenerOptions {
   createClient: () => Client;
   /** A notification arrived. */
   onNotify: () => void;
+  /** Notifications with this payload are ignored: this instance's own, its relay already woken. */
+  ownPayload?: string;
   /** (Re)connected and listening: notifications may have been missed, so read now. */
   onListening: () => void;
   logger: SseLogger;
@@ -82,6 +84,8 @@ export class OutboxListener extends EventEmitter<{ listening: []; lost: [Error] 
     client.on('notification', (message) => {
       if (message.channel !== this.options.channel) return;
       this.stats.notifications++;
+      if (this.options.ownPayload !== undefined && message.payload === this.options.ownPayload)
+        return;
       this.options.onNotify();
     });
     try {

@@ -81,6 +81,11 @@ export class OutboxRelay implements OnApplicationBootstrap, OutboxSink {
     return this.postgres.enabled;
   }
 
+  /** The payload of this instance's NOTIFYs, which its relay ignores (woken by the commit itself). */
+  get ownNotifications(): string | undefined {
+    return this.wakeup.enabled ? this.wakeup.sender : undefined;
+  }
+
   get position(): OutboxPosition {
     return this.current;
   }
@@ -127,6 +132,7 @@ export class OutboxRelay implements OnApplicationBootstrap, OutboxSink {
         commandTimeoutMs: this.options.redis!.commandTimeoutMs,
         readNext: (after, limit) => this.readNext(after, limit),
         localPosition: () => this.current,
+        ownNotifications: this.ownNotifications,
         lockName: `nestjs-durable-sse:outbox:${this.options.postgres!.schema}.${outbox.table}`,
         logger: this.logger,
       });

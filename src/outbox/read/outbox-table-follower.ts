@@ -9,6 +9,13 @@ import type { OutboxPosition } from '../outbox-position';
 import { explainSchemaError, OutboxSql } from '../store/outbox.sql';
 import type { Client } from 'pg';
 
+/**
+ * Reads of the table start at least this far apart. Under a busy write path every commit wakes
+ * the relay (its own instance's at once, the others by NOTIFY); spaced, one read fetches what
+ * arrived meanwhile instead of a read per commit. A quiet path pays nothing: a wake-up later than
+ * this after the last read is read at once.
+ */
+const READ_SPACING_MS = 5;
 /** How long stopping waits for a read in flight. */
 const STOP_READ_WAIT_MS = 1_000;
 
@@ -26,6 +33,8 @@ export interface OutboxSink {
   readNext(after: OutboxPosition, limit: number): Promise<OutboxBatch>;
   /** Where the relay's parts log. */
   readonly logger: SseLogger;
+  /** The payload of this instance's own NOTIFYs (its relay is woken without them). */
+  readonly ownNotifications?: string;
 }
 
 export interface OutboxFollowerEvents {
@@ -46,6 +55,7 @@ export class OutboxTableFollower extends EventEmitter<OutboxFollowerEvents> {
   private pollTimer?: NodeJS.Timeout;
   private reading?: Promise<void>;
   private readAgain = false;
+  private lastReadAt = 0;
   private stopped = true;
   private readonly heldBack: HeldBackRetry;
   readonly stats = { errors: 0 };
@@ -85,6 +95,7 @@ export class OutboxTableFollower extends EventEmitter<OutboxFollowerEvents> {
       checkMs: this.options.listenerCheckMs,
       createClient: this.createClient,
       onNotify: () => this.wake(),
+      ownPayload: this.sink.ownNotifications,
       onListening: () => this.wake(),
       logger: this.sink.logger,
     });
@@ -133,7 +144,12 @@ export class OutboxTableFollower extends EventEmitter<OutboxFollowerEvents> {
     const { batchSize } = this.options;
     try {
       for (;;) {
+        // Spaced: the wake-ups that arrive while it waits are covered by the one read that follows.
+        const wait = this.lastReadAt + READ_SPACING_MS - Date.now();
+        if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+        if (this.stopped) return;
         this.readAgain = false;
+        this.lastReadAt = Date.now();
         const batch = await this.sink.readNext(this.sink.position, batchSize);
         if (this.stopped) return;
         if (batch.events.length > 0) this.sink.deliver(batch.events);

@@ -281,8 +281,11 @@ export type OutboxSql = ReturnType<typeof outboxSql>;
 
 /** The wake-ups after commit (outbox-wakeup.ts): statements that name no table. */
 export const WAKEUP_SQL = {
-  /** Sent after commits, in a transaction of its own ($1: the channel). */
-  notify: `SELECT pg_notify($1, '')`,
+  /**
+   * Sent after commits, in a transaction of its own ($1: the channel, $2: the sending instance,
+   * whose own relay was woken already and ignores it).
+   */
+  notify: `SELECT pg_notify($1, $2)`,
   /**
    * $1 transaction ids (text[]): each one's status, `committed`, `aborted`, `in progress`, or
    * null when it is too old for the server to know (it ended long ago). An id the server has

@@ -1,4 +1,5 @@
 import { Inject, Injectable, OnApplicationShutdown, Optional } from '@nestjs/common';
+import { randomUUID } from 'node:crypto';
 import { SSE_MODULE_OPTIONS } from '../../config/tokens';
 import type { ResolvedSseModuleOptions } from '../../config/sse-module-options';
 import { SseLogger } from '../../observability/sse-logger';
@@ -7,6 +8,13 @@ import { PostgresConnection } from '../../connections/postgres-connection';
 
 /** Transactions published into and not yet seen to end, at most (the poll covers the rest). */
 export const MAX_WATCHED_TRANSACTIONS = 10_000;
+/**
+ * NOTIFYs leave at least this far apart. Each one wakes every instance's relay for a read, so
+ * under a busy write path a NOTIFY per commit would cost every instance a read per commit; spaced,
+ * one read covers the commits of the interval. A quiet path pays nothing: a commit that comes
+ * later than this after the last NOTIFY is announced at once.
+ */
+export const NOTIFY_SPACING_MS = 5;
 /** The first check of a transaction published into comes this soon; then twice as late each time. */
 const FIRST_CHECK_MS = 2;
 
@@ -31,17 +39,23 @@ interface Watched {
  * - rows written by other tools are read by the relay's poll (`outbox.pollIntervalMs`), or woken
  *   by the table's trigger with `outbox.wakeup: 'trigger'`.
  *
- * NOTIFYs coalesce: one in flight at a time per instance, and at most one more after it for the
- * commits that ended meanwhile. A wake-up that fails or is lost costs latency, never an event:
+ * NOTIFYs coalesce: one in flight at a time per instance, at least NOTIFY_SPACING_MS apart, and
+ * one more after it for the commits that ended meanwhile. A wake-up that fails or is lost costs latency, never an event:
  * the poll reads whatever a wake-up would have.
  */
 @Injectable()
 export class OutboxWakeup implements OnApplicationShutdown {
+  /**
+   * The payload of this instance's NOTIFYs. Its own relay was woken at once by the commit, so it
+   * ignores them: a read per NOTIFY would be a second read per commit.
+   */
+  readonly sender = randomUUID();
   private readonly wakers = new Set<() => void>();
   private readonly watched = new Map<string, Watched>();
   /** At most this many transactions watched (tests lower it to reach the bound). */
   protected maxWatched = MAX_WATCHED_TRANSACTIONS;
   private notifying = false;
+  private lastNotifyAt = 0;
   private notifyAgain = false;
   private checking = false;
   private timer?: NodeJS.Timeout;
@@ -123,9 +137,14 @@ export class OutboxWakeup implements OnApplicationShutdown {
 
   private async sendNotifications(): Promise<void> {
     do {
+      // Spaced: the commits that end while it waits are covered by the one NOTIFY that follows.
+      const wait = this.lastNotifyAt + NOTIFY_SPACING_MS - Date.now();
+      if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+      if (this.stopped) return;
       this.notifyAgain = false;
+      this.lastNotifyAt = Date.now();
       try {
-        await this.postgres.query(WAKEUP_SQL.notify, [this.options.outbox.channel]);
+        await this.postgres.query(WAKEUP_SQL.notify, [this.options.outbox.channel, this.sender]);
         this.stats.notifications++;
       } catch (error) {
         this.failed('NOTIFY', error as Error);

@@ -19,7 +19,7 @@ const LOCK_WAIT_MS = 5_000;
  * notification. Spaced reads fetch what arrived meanwhile in one; the cost is at most this much
  * added latency (measured: bench/README.md, scale).
  */
-const READ_SPACING_MS = 10;
+const READ_SPACING_MS = 5;
 const BACKOFF_MIN_MS = 100;
 const BACKOFF_MAX_MS = 5_000;
 
@@ -42,6 +42,8 @@ export interface StreamLeaderDeps {
    * read it from the table once a newer event arrives.
    */
   localPosition: () => OutboxPosition;
+  /** The payload of this instance's own NOTIFYs: it wakes the leader without them. */
+  ownNotifications?: string;
   /** The advisory lock's name (hashed): one leader per outbox table. */
   lockName: string;
   logger: SseLogger;
@@ -224,7 +226,9 @@ export class OutboxStreamLeader {
       'fanout.leading',
       `This instance now appends the outbox to the Redis Stream (lock session pid ${this.stats.sessionPid})`,
     );
-    session.on('notification', () => this.wake());
+    session.on('notification', (message) => {
+      if (message.payload !== this.deps.ownNotifications) this.wake();
+    });
     const check = setInterval(() => void this.check(session), this.options.leaderCheckMs);
     const poll = setInterval(() => this.wake(), this.options.pollIntervalMs);
     check.unref();
