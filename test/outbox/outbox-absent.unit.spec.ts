@@ -1,4 +1,5 @@
 import { Controller } from '@nestjs/common';
+import { Pool } from 'pg';
 import { OutboxRelay, OutboxService, Sse } from '../../src';
 import { PostgresConnection } from '../../src/connections/postgres-connection';
 import { SSE_FEED, HubFeed } from '../../src/sse/sse-feed';
@@ -35,7 +36,24 @@ describe('without postgres: the outbox is inert', () => {
   it('fails a transaction at once with what to configure', async () => {
     const outbox = t.app.get(OutboxService);
     await expect(outbox.transaction(async () => 1)).rejects.toThrow(
-      /the outbox needs the `postgres` option/,
+      /outbox\.transaction\(\) needs the `postgres` option/,
     );
+  });
+
+  it("refuses the caller's transaction too, before touching it: the events would land in whatever outbox table that database has", async () => {
+    const outbox = t.app.get(OutboxService);
+    // Pools connect lazily: one that is never queried opens no connection (none is listening).
+    const pool = new Pool({ connectionString: 'postgres://nobody@127.0.0.1:1/none', max: 1 });
+    try {
+      await expect(outbox.transaction(pool, async () => 1)).rejects.toThrow(
+        /outbox\.transaction\(\) needs the `postgres` option of SseModule/,
+      );
+      await expect(outbox.publish(pool, { topic: 'feed', data: 1 })).rejects.toThrow(
+        /outbox\.publish\(\) needs the `postgres` option of SseModule.*another application's/s,
+      );
+      expect(pool.totalCount).toBe(0);
+    } finally {
+      await pool.end();
+    }
   });
 });

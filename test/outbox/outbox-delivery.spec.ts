@@ -212,6 +212,39 @@ describe.each(PLATFORM_FANOUTS)('on %s, fanout %s', (platform, fanout) => {
       expect(ids(subscriber)).toEqual([marker]);
     });
 
+    it('refuses what PostgreSQL would refuse or change (NUL, lone surrogates) before the statement: the transaction goes on', async () => {
+      const subscriber = connect(env.a);
+      await subscriber.opened();
+      const refused = [
+        { topic: 'orders', data: { note: 'nul \u0000 inside' } },
+        { topic: 'orders', data: ['lone \ud800 high'] },
+        { topic: 'orders', data: { ['key \udc00']: 1 } },
+        { topic: 'orders\ud800', data: 1 },
+        { topic: 'orders', key: 'k\u0000', data: 1 },
+        {
+          topic: 'orders',
+          data: (() => {
+            const loop: Record<string, unknown> = {};
+            loop.self = loop;
+            return loop;
+          })(),
+        },
+      ];
+      const stored = await env.outbox.transaction(async (tx) => {
+        for (const event of refused)
+          await expect(env.outbox.publish(tx, event)).rejects.toThrow(SseEventError);
+        // Nothing failed inside PostgreSQL: the same transaction still publishes and commits.
+        // A backslash before "u0000" as text, and a surrogate pair (an emoji), are fine.
+        return env.outbox.publish(tx, {
+          topic: 'orders',
+          data: { text: 'a \\u0000 b', emoji: '😀' },
+        });
+      });
+      await subscriber.received(1);
+      expect(ids(subscriber)).toEqual(stored);
+      expect(payloads(subscriber)).toEqual([{ text: 'a \\u0000 b', emoji: '😀' }]);
+    });
+
     it('sends each topic stream only its topics, in one order across topics', async () => {
       const both = connect(env.a, 'all');
       const ordersOnly = connect(env.a, 'orders');

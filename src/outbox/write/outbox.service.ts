@@ -1,8 +1,5 @@
 import { Injectable, Optional } from '@nestjs/common';
 import type { PoolClient, QueryResult } from 'pg';
-import { assertSafeField } from '../../sse/sse-encoder';
-import { SseEventError } from '../../sse/sse-event';
-import { assertTopic } from '../../sse/sse-hub';
 import { diagnose, SSE_DIAGNOSTICS } from '../../observability/diagnostics';
 import { startPublish } from '../../observability/tracing';
 import { comparePositions, formatEventId, positionOf } from '../outbox-position';
@@ -11,6 +8,7 @@ import { explainOutboxError } from './outbox-errors';
 import { OutboxStore } from '../store/outbox-store';
 import { PostgresConnection } from '../../connections/postgres-connection';
 import { OutboxWakeup } from './outbox-wakeup';
+import { OutboxEvent, outboxColumns } from './outbox-event-input';
 import { ExactlyOnceRecords, parseResult, RecordedRow, resultJson } from './exactly-once';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { idempotentEffects, IdempotentEffects } from '../../idempotency/idempotent-effects';
@@ -21,7 +19,7 @@ import {
   type TransactionOf,
 } from './orm-transactions';
 
-export type { OutboxQueryable, TransactionOf };
+export type { OutboxEvent, OutboxQueryable, TransactionOf };
 
 /**
  * A transaction the module runs (and so commits): what `publish()` may be given for it, and
@@ -31,19 +29,6 @@ interface OwnTransaction {
   handles: Set<unknown>;
   published: boolean;
 }
-
-/** An event to store in the outbox. */
-export interface OutboxEvent {
-  topic: string;
-  /** Event type (`event:` on the wire); omit for plain `message` events. */
-  type?: string;
-  /** JSON-serializable payload. */
-  data: unknown;
-  /** Deduplicates per topic: an event whose key was already stored for the topic is dropped. */
-  key?: string;
-}
-
-const MAX_KEY_LENGTH = 512;
 
 /** Writes events in the caller's transaction; the relay delivers them once committed. */
 @Injectable()
@@ -112,6 +97,7 @@ export class OutboxService {
     sourceOrFn: object | ((client: PoolClient) => Promise<T>),
     maybeFn?: (tx: any) => Promise<T>,
   ): Promise<T> {
+    this.requirePostgres('transaction');
     const own = maybeFn === undefined;
     const fn = (own ? sourceOrFn : maybeFn) as (tx: any) => Promise<T>;
     if (typeof fn !== 'function') {
@@ -131,6 +117,21 @@ export class OutboxService {
     });
     this.afterCommit(scope);
     return result;
+  }
+
+  /**
+   * Without `postgres` no relay reads the outbox, and the caller's transaction would write the
+   * events into whatever outbox table its own database has (another application's, on a shared
+   * server), where nothing of this application ever reads them. Refused before anything is sent.
+   */
+  private requirePostgres(call: 'transaction' | 'publish'): void {
+    if (this.postgres.enabled) return;
+    throw new Error(
+      `nestjs-durable-sse: outbox.${call}() needs the \`postgres\` option of SseModule.forRoot() ` +
+        "(the module's own connection to the database whose outbox its relays read): without " +
+        "it, events would be written into whatever outbox table the caller's database has — " +
+        "another application's, on a shared server — and never delivered by this one.",
+    );
   }
 
   /** A transaction this module commits: `publish()` on any of `handles` is inside it. */
@@ -307,28 +308,11 @@ export class OutboxService {
     tx: OutboxQueryable | object,
     events: OutboxEvent | readonly OutboxEvent[],
   ): Promise<string[]> {
+    this.requirePostgres('publish');
     const client = ormTransaction(tx).queryable();
     const list: readonly OutboxEvent[] = Array.isArray(events) ? events : [events as OutboxEvent];
     if (list.length === 0) return [];
-    const columns = {
-      topics: [] as string[],
-      types: [] as (string | null)[],
-      payloads: [] as string[],
-      keys: [] as (string | null)[],
-    };
-    for (const event of list) {
-      validate(event);
-      const payload = JSON.stringify(event.data);
-      if (payload === undefined) {
-        throw new SseEventError(
-          'outbox event data must be JSON-serializable (got undefined or a function)',
-        );
-      }
-      columns.topics.push(event.topic);
-      columns.types.push(event.type ?? null);
-      columns.payloads.push(payload);
-      columns.keys.push(event.key ?? null);
-    }
+    const columns = outboxColumns(list);
     const trace = startPublish(columns.topics, list.length, this.collection);
     let ids: string[];
     try {
@@ -364,19 +348,6 @@ export class OutboxService {
     }
     // Event ids are `<tx_id>-<id>`: one transaction, unless the caller batched several.
     this.wakeup?.watch(new Set(ids.map((id) => id.slice(0, id.indexOf('-')))));
-  }
-}
-
-function validate(event: OutboxEvent): void {
-  if (event === null || typeof event !== 'object')
-    throw new SseEventError('outbox event must be an object');
-  assertTopic(event.topic);
-  if (event.type !== undefined) assertSafeField('type', event.type);
-  if (
-    event.key !== undefined &&
-    (typeof event.key !== 'string' || event.key.length === 0 || event.key.length > MAX_KEY_LENGTH)
-  ) {
-    throw new SseEventError(`outbox event key must be a string of 1..${MAX_KEY_LENGTH} characters`);
   }
 }
 

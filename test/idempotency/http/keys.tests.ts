@@ -72,6 +72,22 @@ export function keyTests(env: IdempotencyApps): void {
     expect(runs.validated).toBe(1);
   });
 
+  it('fingerprints a body nested 5,000 deep (client input): served and replayed, never a 5xx', async () => {
+    // A route that does not echo the body (JSON.stringify itself cannot write one this deep).
+    const { a, freshKey } = env;
+    const deep = '{"a":'.repeat(5_000) + '1' + '}'.repeat(5_000);
+    const key = freshKey();
+    const first = await post(a, '/required', deep, { 'idempotency-key': key });
+    expect(first.status).toBe(201);
+    const again = await post(a, '/required', deep, { 'idempotency-key': key });
+    expect(again.status).toBe(201);
+    expect(again.headers.get('idempotent-replayed')).toBe('true');
+    expect(runs.required).toBe(1);
+    // One level less deep is another request under the same key.
+    const other = '{"a":'.repeat(4_999) + '1' + '}'.repeat(4_999);
+    expect((await post(a, '/required', other, { 'idempotency-key': key })).status).toBe(422);
+  });
+
   it('refuses two Idempotency-Key header lines (Node would join them into one key)', async () => {
     const { a, freshKey } = env;
     const reply = await new Promise<{ status: number; body: string }>((resolve, reject) => {
