@@ -156,8 +156,9 @@ describe("fanout: 'redis' under faults (real PostgreSQL and Redis)", () => {
 
     const stored = await burst(b.app.get(OutboxService), 200, {
       60: async () => {
-        // The child served events up to here as leader, and its own subscriber had some.
-        expect((await state()).appended).toBeGreaterThan(0);
+        // The child served events up to here as leader, and its own subscriber had some. Waited
+        // for: another suite's open transaction can hold these events back for a while.
+        await eventually(async () => (await state()).appended > 0, 'the child to append');
         await onChild.received(1);
         const exited = once(child, 'exit');
         child.kill('SIGKILL');
