@@ -30,9 +30,10 @@ execFileSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', 'ts
   cwd: root,
   stdio: 'inherit',
 });
+// --expose-gc: benchmarks that report heap figures collect first (globalThis.gc), when they can.
 const result = spawnSync(
   process.execPath,
-  [path.join(root, '.tmp/build/bench', name, 'main.js'), ...rest],
+  ['--expose-gc', path.join(root, '.tmp/build/bench', name, 'main.js'), ...rest],
   { cwd: root, stdio: 'inherit' },
 );
 process.exit(result.status ?? 1);
