@@ -48,12 +48,8 @@ export async function startApp(
     beforeListen?: (app: INestApplication) => void;
   } = {},
 ): Promise<TestApp> {
-  // Node's fetch (undici) leaves an idle socket open for ~3 s after a stream it aborted, and
-  // server.close() waits for sockets that never sent a request: without a short grace, every
-  // app.close() after a client left would wait for it. Shutdown's own tests set theirs.
-  const withGrace = { ...options, shutdown: { graceMs: 250, ...options.shutdown } };
   const moduleRef = await Test.createTestingModule({
-    imports: [SseModule.forRoot(withGrace), ...(extra.imports ?? [])],
+    imports: [SseModule.forRoot(options), ...(extra.imports ?? [])],
     controllers,
     providers: extra.providers ?? [],
   }).compile();
