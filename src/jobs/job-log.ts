@@ -24,6 +24,11 @@ export interface LogEntry {
   n: number;
   frame: string;
   end?: JobEnd;
+  /**
+   * An end that is not a cancel: the end to log instead when a cancel was accepted before it
+   * (CANCEL_SCRIPT answered 202 for it), so that a 202 always means the job ends cancelled.
+   */
+  cancelledFrame?: string;
 }
 
 /** The runner's lease on being alive: refreshed every ALIVE_REFRESH_MS, gone ALIVE_TTL_MS after it stops. */
@@ -50,7 +55,42 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
 return 1`;
 
+/**
+ * Accepts a cancel of a job running elsewhere, or not: only while the job is `running` and its
+ * end is not in the log yet. An accepted cancel is binding: the runner ends the job cancelled at
+ * its next heartbeat, and an end it was about to log anyway is logged as cancelled instead
+ * (END_SCRIPT) — so the `202` answered for it never turns out to be a job that ended `done`.
+ */
+const CANCEL_SCRIPT = `
+if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 0 end
+local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+if last[1] then
+  local fields = last[1][2]
+  for i = 1, #fields, 2 do
+    if fields[i] == 'end' then return 0 end
+  end
+end
+redis.call('HSET', KEYS[1], 'cancel', '1')
+return 1`;
+
+/**
+ * Logs a job's end (ARGV: entry id, frame, end, the cancelled frame or ''): the cancelled frame
+ * instead when a cancel was accepted before it. Returns 1 when it logged the cancel.
+ */
+const END_SCRIPT = `
+if ARGV[4] ~= '' and redis.call('HGET', KEYS[1], 'cancel') == '1' then
+  redis.call('XADD', KEYS[2], ARGV[1], 'f', ARGV[4], 'end', 'error')
+  return 1
+end
+redis.call('XADD', KEYS[2], ARGV[1], 'f', ARGV[2], 'end', ARGV[3])
+return 0`;
+
 type Client = Redis | Cluster;
+type Scripted = Client & {
+  sseJobAbandon(...args: unknown[]): Promise<number>;
+  sseJobCancel(...args: unknown[]): Promise<number>;
+  sseJobEnd(...args: unknown[]): Promise<number>;
+};
 
 /** Every call bounded by `timeoutMs`: a silent Redis fails the call, it never hangs it. */
 export class JobLog {
@@ -60,6 +100,8 @@ export class JobLog {
   ) {
     if (!(client as { sseJobAbandon?: unknown }).sseJobAbandon) {
       client.defineCommand('sseJobAbandon', { numberOfKeys: 3, lua: ABANDON_SCRIPT });
+      client.defineCommand('sseJobCancel', { numberOfKeys: 2, lua: CANCEL_SCRIPT });
+      client.defineCommand('sseJobEnd', { numberOfKeys: 2, lua: END_SCRIPT });
     }
   }
 
@@ -81,20 +123,32 @@ export class JobLog {
     );
   }
 
-  /** Appends entries in order (ids must grow: an append after someone else's end fails). */
-  async append(id: string, entries: LogEntry[], ttlMs: number): Promise<void> {
+  /**
+   * Appends entries in order (ids must grow: an append after someone else's end fails). Resolves
+   * true when the end among them was logged as a cancel accepted before it (END_SCRIPT).
+   */
+  async append(id: string, entries: LogEntry[], ttlMs: number): Promise<boolean> {
     const keys = jobKeys(id);
-    await this.bounded(
+    const client = this.client as Scripted;
+    const results = await this.bounded(
       Promise.all([
         ...entries.map((entry) =>
           entry.end
-            ? this.client.xadd(keys.log, `0-${entry.n}`, 'f', entry.frame, 'end', entry.end)
+            ? client.sseJobEnd(
+                keys.meta,
+                keys.log,
+                `0-${entry.n}`,
+                entry.frame,
+                entry.end,
+                entry.cancelledFrame ?? '',
+              )
             : this.client.xadd(keys.log, `0-${entry.n}`, 'f', entry.frame),
         ),
         // The stream exists from its first entry on: its expiry is set then, once.
         ...(entries[0]?.n === 1 ? [this.client.pexpire(keys.log, ttlMs)] : []),
       ]),
     );
+    return entries.some((entry, i) => entry.end !== undefined && results[i] === 1);
   }
 
   /** Marks the job ended and starts its retention. */
@@ -129,8 +183,10 @@ export class JobLog {
     return fields as unknown as JobMeta;
   }
 
-  async requestCancel(id: string): Promise<void> {
-    await this.bounded(this.client.hset(jobKeys(id).meta, 'cancel', '1'));
+  /** See CANCEL_SCRIPT: true when the cancel was accepted (the job will end cancelled). */
+  async requestCancel(id: string): Promise<boolean> {
+    const keys = jobKeys(id);
+    return (await this.bounded((this.client as Scripted).sseJobCancel(keys.meta, keys.log))) === 1;
   }
 
   /** Entries after event `after`, at most `count`. */
@@ -160,11 +216,13 @@ export class JobLog {
   async abandonIfDead(id: string, problemJson: string, retentionMs: number): Promise<boolean> {
     const keys = jobKeys(id);
     const ended = await this.bounded(
-      (
-        this.client as unknown as {
-          sseJobAbandon(...args: unknown[]): Promise<number>;
-        }
-      ).sseJobAbandon(keys.meta, keys.log, keys.alive, problemJson, retentionMs),
+      (this.client as Scripted).sseJobAbandon(
+        keys.meta,
+        keys.log,
+        keys.alive,
+        problemJson,
+        retentionMs,
+      ),
     );
     return ended === 1;
   }

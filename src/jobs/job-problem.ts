@@ -1,3 +1,5 @@
+import type { JobEnd, LogEntry } from './job-log';
+
 /** Why a job ended with `event: error`; the `type` of its problem body is `urn:nestjs-durable-sse:job:<reason>`. */
 export type SseJobErrorReason =
   'failed' | 'timeout' | 'cancelled' | 'shutdown' | 'too-large' | 'abandoned' | 'log-unavailable';
@@ -23,4 +25,21 @@ export function jobProblem(
     title: title ?? defaultTitle,
     status: status ?? defaultStatus,
   };
+}
+
+/**
+ * A job's last log entry, from its frame `template` (`%n` its id). An end other than a cancel
+ * carries the cancelled end too: the log writes that one instead when a cancel was accepted
+ * before the end arrived (job-log.ts, END_SCRIPT), so a `202` for a cancel always holds.
+ */
+export function endEntry(
+  n: number,
+  end: JobEnd,
+  template: string,
+  reason?: SseJobErrorReason,
+): LogEntry {
+  const entry: LogEntry = { n, frame: template.replace('%n', String(n)), end };
+  if (reason !== 'cancelled')
+    entry.cancelledFrame = `id: ${n}\nevent: error\ndata: ${JSON.stringify(jobProblem('cancelled'))}\n\n`;
+  return entry;
 }

@@ -181,7 +181,11 @@ export class SseJobInterceptor implements NestInterceptor {
       this.platforms.platform.send(response, 204, {}, '');
       return undefined;
     }
-    await this.jobs.cancel(id);
+    if (!(await this.jobs.cancel(id))) {
+      // It ended meanwhile (done, or failed): nothing is left to cancel.
+      this.platforms.platform.send(response, 204, {}, '');
+      return undefined;
+    }
     this.platforms.platform.send(
       response,
       202,

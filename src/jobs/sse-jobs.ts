@@ -3,7 +3,6 @@ import {
   HttpException,
   Inject,
   Injectable,
-  NotFoundException,
   OnApplicationShutdown,
   OnModuleInit,
   ServiceUnavailableException,
@@ -28,8 +27,9 @@ import type { SseRequest } from '../sse/sse-route-options';
 import { JobEnd, JobLog, JobMeta, LogEntry } from './job-log';
 import { findJobRoutes } from './job-routes';
 import { followJob } from './job-follower';
+import { findOwnedJob } from './job-lookup';
 import { JobHeartbeat } from './job-heartbeat';
-import { jobProblem, SseJobErrorReason } from './job-problem';
+import { endEntry, jobProblem, SseJobErrorReason } from './job-problem';
 import type { JobAdmission, RunningJob } from './running-job';
 
 /** How long appends wait to leave together; see {@link SseJobs.scheduleFlush}. */
@@ -164,31 +164,9 @@ export class SseJobs implements OnModuleInit, OnApplicationShutdown {
     return id;
   }
 
-  /**
-   * The job's meta if it exists and belongs to the principal of `request`; a job of someone else
-   * is as unknown as one that never existed (404), so ids cannot be probed.
-   */
+  /** The job's meta if it exists and belongs to the principal of `request` (else 404). */
   async find(id: string, request: SseRequest): Promise<JobMeta> {
-    const owner = await this.ownerOf(request);
-    let meta: JobMeta | undefined;
-    try {
-      meta =
-        typeof id === 'string' && /^[A-Za-z0-9_-]{22}$/.test(id)
-          ? await this.jobLog.meta(id)
-          : undefined;
-    } catch (error) {
-      throw new ServiceUnavailableException(
-        `The job log is unavailable: ${(error as Error).message}`,
-      );
-    }
-    if (!meta || meta.owner !== owner) {
-      throw new NotFoundException({
-        type: 'urn:nestjs-durable-sse:job:not-found',
-        title: 'No such job (unknown, expired, or not yours)',
-        status: 404,
-      });
-    }
-    return meta;
+    return findOwnedJob(this.jobLog, id, await this.ownerOf(request));
   }
 
   /** The id of the job's last event (its end, once it has ended). */
@@ -216,11 +194,17 @@ export class SseJobs implements OnModuleInit, OnApplicationShutdown {
     followJob(this.jobLog, this.options.jobs, this.logger, id, connection, after);
   }
 
-  /** Cancels a job (this instance, or through its log for the one running it). */
-  async cancel(id: string): Promise<void> {
+  /**
+   * Cancels a job (here, or through its log for the instance running it). True when the job
+   * will end cancelled; false when it had already ended (its end may not be in the log yet).
+   */
+  async cancel(id: string): Promise<boolean> {
     const job = this.running.get(id);
-    if (job) return this.fail(job, 'cancelled');
-    await this.jobLog.requestCancel(id);
+    if (job && !job.ended) {
+      this.fail(job, 'cancelled');
+      return true;
+    }
+    return this.jobLog.requestCancel(id);
   }
 
   private emit(job: RunningJob, value: unknown): void {
@@ -289,8 +273,9 @@ export class SseJobs implements OnModuleInit, OnApplicationShutdown {
     const batch = job.pending.splice(0);
     const { timeoutMs, retentionMs } = this.options.jobs;
     this.jobLog.append(job.id, batch, timeoutMs + retentionMs).then(
-      () => {
+      (cancelled) => {
         job.writing = false;
+        if (cancelled) this.endedCancelled(job);
         this.deliver(job, batch[batch.length - 1].n);
         if (job.pending.length > 0) return this.scheduleFlush(job);
         if (job.ended) this.finishLog(job);
@@ -309,6 +294,19 @@ export class SseJobs implements OnModuleInit, OnApplicationShutdown {
         else job.settle();
       },
     );
+  }
+
+  /** A cancel was accepted (202) before the end reached the log: the log ended it cancelled, so here too. */
+  private endedCancelled(job: RunningJob): void {
+    const last = job.entries[job.entries.length - 1];
+    if (!last.cancelledFrame) return;
+    if (job.ended === 'done') {
+      this.stats.done--;
+      this.stats.failed++;
+    }
+    last.frame = last.cancelledFrame;
+    last.end = job.ended = 'error';
+    if (!job.abort.signal.aborted) job.abort.abort('cancelled');
   }
 
   private finishLog(job: RunningJob): void {
@@ -361,7 +359,7 @@ export class SseJobs implements OnModuleInit, OnApplicationShutdown {
       events: job.entries.length,
     }));
     const n = job.entries.length + 1;
-    this.record(job, { n, frame: template.replace('%n', String(n)), end });
+    this.record(job, endEntry(n, end, template, reason));
     // Streams end once the end is in the log (or could not be written): a client that saw the
     // end and comes back finds it there (204), on any instance.
     void job.settled.then(() => {

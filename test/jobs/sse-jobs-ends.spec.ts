@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { redisUrl, deletePrefix, uniquePrefix } from '../support/redis';
 import { FetchedStream } from '../support/sse-fetch';
 import { PLATFORMS, startApp, TestApp } from '../support/http';
-import { GenerateController, UserGuard, runs, useJobApps } from './support/generate-app';
+import { GenerateController, openGate, UserGuard, runs, useJobApps } from './support/generate-app';
 
 // How a job ends, and that every follower sees the end: failure, cancel, shutdown, a killed process.
 describe.each(PLATFORMS)('on %s: how job streams end (real Redis)', (platform) => {
@@ -50,6 +50,41 @@ describe.each(PLATFORMS)('on %s: how job streams end (real Redis)', (platform) =
     expect(runs[0].signal.aborted).toBe(true);
     expect(runs[0].signal.reason).toBe('cancelled');
     expect((await fetch(at(b, url), { method: 'DELETE' })).status).toBe(204);
+  });
+
+  it('answers a cancel racing the end truthfully: 202 only when the job ends cancelled, 204 when it ended done', async () => {
+    // Each job emits its tokens, waits at a gate, then completes the moment the gate opens; the
+    // DELETE leaves at a different point around that moment, to the running instance or another.
+    const outcomes: Array<[number, string]> = [];
+    for (let round = 0; round < 12; round++) {
+      const gate = `race-${platform}-${round}`;
+      const job = start(a, { tokens: 2, gate, holdAt: 2 });
+      await job.received(2);
+      const url = at(round % 2 === 0 ? a : b, job.headers.get('content-location'));
+      const ticks = round % 6; // how many turns of the event loop the DELETE leaves after the gate
+      if (round < 6) {
+        const cancel = fetch(url, { method: 'DELETE' });
+        for (let i = 0; i < ticks; i++) await new Promise((resolve) => setImmediate(resolve));
+        openGate(gate);
+        outcomes.push([(await cancel).status, '']);
+      } else {
+        openGate(gate);
+        for (let i = 0; i < ticks; i++) await new Promise((resolve) => setImmediate(resolve));
+        outcomes.push([(await fetch(url, { method: 'DELETE' })).status, '']);
+      }
+      await job.ended;
+      const last = job.events[job.events.length - 1];
+      const ended = last.event === 'done' ? 'done' : JSON.parse(last.data).type;
+      outcomes[round][1] = ended;
+      // What every instance's log says is what the stream said.
+      const replay = resume(at(b, job.headers.get('content-location')), { 'last-event-id': '2' });
+      await replay.ended;
+      expect(replay.events).toEqual([last]);
+    }
+    for (const [status, ended] of outcomes) {
+      if (status === 202) expect(ended).toBe('urn:nestjs-durable-sse:job:cancelled');
+      else expect([status, ended]).toEqual([204, 'done']);
+    }
   });
 
   it('on shutdown, a job that does not finish in the drain window ends with event: error (shutdown), seen from another instance', async () => {
