@@ -52,3 +52,35 @@ describe('chaos: a job whose Redis goes silent (private server, freezing proxy)'
     }
   }, 30_000);
 });
+
+describe('chaos: Redis restarted empty while a job runs (private server, no persistence)', () => {
+  it('ends the stream of a client following from another instance with event: error (log-unavailable), never a silent cut', async () => {
+    const redis = await startPrivateRedis();
+    const options = { redis: { url: redis.url, commandTimeoutMs: 500 } };
+    const a = await startApp([GenerateController], options);
+    const b = await startApp([GenerateController], options);
+    try {
+      const job = new FetchedStream(`${a.url}/generate`, { method: 'POST' });
+      await job.received(3);
+      const follower = new FetchedStream(`${b.url}${job.headers.get('content-location')}`);
+      await follower.received(3);
+      await redis.stop();
+      await redis.start(); // the same port, nothing kept: every job record is gone
+      await raceTimeout(follower.ended, 15_000, () => {
+        throw new Error('the follower was never told the log is gone');
+      });
+      const last = follower.events[follower.events.length - 1];
+      expect(last.event).toBe('error');
+      expect(JSON.parse(last.data).type).toBe('urn:nestjs-durable-sse:job:log-unavailable');
+      // The ids it saw grow by one, and the error carries none (no log will ever hold it).
+      const ids = follower.events.slice(0, -1).map((e) => Number(e.id));
+      expect(ids).toEqual(ids.map((_, i) => ids[0] + i));
+      expect(last.id).toBeUndefined();
+    } finally {
+      await raceTimeout(Promise.all([a.close(), b.close()]), 10_000, () => {
+        throw new Error('app.close() hung after the Redis restart');
+      });
+      await redis.destroy();
+    }
+  }, 30_000);
+});
