@@ -5,7 +5,9 @@ import type { RunningJob } from './running-job';
 /**
  * One timer for all the jobs running on this instance: every ALIVE_REFRESH_MS it refreshes each
  * one's alive key in its log (followers elsewhere end a job whose key expired as abandoned), and
- * learns of cancels asked through the log from other instances. Runs only while jobs do.
+ * learns of cancels asked through the log from other instances — and that a job was ended as
+ * abandoned while this process stalled, which it would otherwise run on unaware. Runs only while
+ * jobs do.
  */
 export class JobHeartbeat {
   private timer?: NodeJS.Timeout;
@@ -14,6 +16,8 @@ export class JobHeartbeat {
     private readonly jobs: () => Iterable<RunningJob>,
     private readonly log: () => JobLog,
     private readonly cancelled: (job: RunningJob) => void,
+    /** The job is no longer running in its log: a follower found this runner gone and ended it. */
+    private readonly abandoned: (job: RunningJob) => void,
     private readonly logger: SseLogger,
   ) {}
 
@@ -33,7 +37,10 @@ export class JobHeartbeat {
       this.log()
         .heartbeat(job.id)
         .then(
-          (cancel) => cancel && this.cancelled(job),
+          (beat) => {
+            if (beat === 'abandoned') this.abandoned(job);
+            else if (beat === 'cancel') this.cancelled(job);
+          },
           (error: Error) =>
             this.logger.report('job.heartbeat-failed', `Job heartbeat failed: ${error.message}`),
         );

@@ -85,11 +85,24 @@ end
 redis.call('XADD', KEYS[2], ARGV[1], 'f', ARGV[2], 'end', ARGV[3])
 return 0`;
 
+/**
+ * The runner's heartbeat: -1 when the job is no longer running in the log (a follower ended it
+ * as abandoned while this runner stalled, or the record is gone) — the alive key is then not
+ * set again, so no one takes a stalled runner for a live one; else 1 when a cancel was accepted,
+ * 0 otherwise, with the alive key refreshed for ARGV[1] ms.
+ */
+const HEARTBEAT_SCRIPT = `
+if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return -1 end
+redis.call('SET', KEYS[2], '1', 'PX', ARGV[1])
+if redis.call('HGET', KEYS[1], 'cancel') == '1' then return 1 end
+return 0`;
+
 type Client = Redis | Cluster;
 type Scripted = Client & {
   sseJobAbandon(...args: unknown[]): Promise<number>;
   sseJobCancel(...args: unknown[]): Promise<number>;
   sseJobEnd(...args: unknown[]): Promise<number>;
+  sseJobHeartbeat(...args: unknown[]): Promise<number>;
 };
 
 /** Every call bounded by `timeoutMs`: a silent Redis fails the call, it never hangs it. */
@@ -102,6 +115,7 @@ export class JobLog {
       client.defineCommand('sseJobAbandon', { numberOfKeys: 3, lua: ABANDON_SCRIPT });
       client.defineCommand('sseJobCancel', { numberOfKeys: 2, lua: CANCEL_SCRIPT });
       client.defineCommand('sseJobEnd', { numberOfKeys: 2, lua: END_SCRIPT });
+      client.defineCommand('sseJobHeartbeat', { numberOfKeys: 2, lua: HEARTBEAT_SCRIPT });
     }
   }
 
@@ -164,16 +178,16 @@ export class JobLog {
     );
   }
 
-  /** Refreshes the runner's alive key and reads whether a cancel was asked for. */
-  async heartbeat(id: string): Promise<boolean> {
+  /**
+   * The runner's beat (HEARTBEAT_SCRIPT): refreshes its alive key while the job is still running
+   * in the log, and says whether a cancel was asked for, or the job was ended meanwhile.
+   */
+  async heartbeat(id: string): Promise<'running' | 'cancel' | 'abandoned'> {
     const keys = jobKeys(id);
-    const [, cancel] = await this.bounded(
-      Promise.all([
-        this.client.set(keys.alive, '1', 'PX', ALIVE_TTL_MS),
-        this.client.hget(keys.meta, 'cancel'),
-      ]),
+    const beat = await this.bounded(
+      (this.client as Scripted).sseJobHeartbeat(keys.meta, keys.alive, ALIVE_TTL_MS),
     );
-    return cancel === '1';
+    return beat === -1 ? 'abandoned' : beat === 1 ? 'cancel' : 'running';
   }
 
   async meta(id: string): Promise<JobMeta | undefined> {

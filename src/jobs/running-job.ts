@@ -31,3 +31,29 @@ export interface RunningJob {
   settle: () => void;
   release: () => void;
 }
+
+/** A job about to run here: nothing emitted, nothing logged, its settlement pending. */
+export function runningJob(
+  id: string,
+  clientKey: string,
+  abort: AbortController,
+  release: () => void,
+): RunningJob {
+  let settle!: () => void;
+  const settled = new Promise<void>((resolve) => (settle = resolve));
+  return {
+    id,
+    clientKey,
+    entries: [],
+    delivered: 0,
+    bytes: 0,
+    subscribers: new Set(),
+    abort,
+    pending: [],
+    writing: false,
+    logBroken: false,
+    settled,
+    settle,
+    release,
+  };
+}

@@ -30,7 +30,7 @@ import { followJob } from './job-follower';
 import { findOwnedJob } from './job-lookup';
 import { JobHeartbeat } from './job-heartbeat';
 import { endEntry, jobProblem, SseJobErrorReason } from './job-problem';
-import type { JobAdmission, RunningJob } from './running-job';
+import { JobAdmission, RunningJob, runningJob } from './running-job';
 
 /** How long appends wait to leave together; see {@link SseJobs.scheduleFlush}. */
 const LOG_LINGER_MS = 5;
@@ -66,6 +66,7 @@ export class SseJobs implements OnModuleInit, OnApplicationShutdown {
       () => this.running.values(),
       () => this.jobLog,
       (job) => !job.ended && this.fail(job, 'cancelled'),
+      (job) => this.breakLog(job, 'abandoned'),
       logger,
     );
   }
@@ -127,23 +128,7 @@ export class SseJobs implements OnModuleInit, OnApplicationShutdown {
         `The job could not be registered: ${(error as Error).message}`,
       );
     }
-    let settle!: () => void;
-    const settled = new Promise<void>((resolve) => (settle = resolve));
-    const job: RunningJob = {
-      id,
-      clientKey,
-      entries: [],
-      delivered: 0,
-      bytes: 0,
-      subscribers: new Set(),
-      abort,
-      pending: [],
-      writing: false,
-      logBroken: false,
-      settled,
-      settle,
-      release: admission.release,
-    };
+    const job = runningJob(id, clientKey, abort, admission.release);
     this.running.set(id, job);
     this.stats.started++;
     diagnose(SSE_DIAGNOSTICS.jobStart, () => ({ id }));
@@ -235,7 +220,7 @@ export class SseJobs implements OnModuleInit, OnApplicationShutdown {
   private record(job: RunningJob, entry: LogEntry): void {
     job.entries.push(entry);
     job.bytes += Buffer.byteLength(entry.frame);
-    if (job.logBroken) return this.deliver(job, job.entries.length);
+    if (job.logBroken) return; // never delivered: only logged events reach a stream
     job.pending.push(entry);
     this.scheduleFlush(job);
   }
@@ -282,18 +267,31 @@ export class SseJobs implements OnModuleInit, OnApplicationShutdown {
       },
       (error: Error) => {
         job.writing = false;
-        job.logBroken = true;
-        job.pending = [];
         this.logger.report(
           'job.log-failed',
           `Job ${job.id}: its log could not be written: ${error.message}`,
         );
-        // What could not be logged still reaches the streams here, with the end that follows.
-        this.deliver(job, job.entries.length);
-        if (!job.ended) this.fail(job, 'log-unavailable');
-        else job.settle();
+        // Ids must grow: an older one refused means another instance ended the job in the log.
+        const abandoned = /equal or smaller than the target stream top/i.test(error.message);
+        this.breakLog(job, abandoned ? 'abandoned' : 'log-unavailable');
       },
     );
+  }
+
+  /**
+   * The log no longer takes this job's events (Redis failed, or a follower found this runner
+   * gone — stalled past the liveness bound — and ended the job in the log at its next id). What
+   * was not logged never reaches a stream: its ids may already mean something else in the log.
+   * The streams here get `event: error` with no id, and end; the job stops.
+   */
+  private breakLog(job: RunningJob, reason: 'log-unavailable' | 'abandoned'): void {
+    if (job.logBroken) return;
+    job.logBroken = true;
+    job.pending = [];
+    const frame = `event: error\ndata: ${JSON.stringify(jobProblem(reason))}\n\n`;
+    for (const connection of job.subscribers) connection.write(frame);
+    if (!job.ended) this.fail(job, reason);
+    else job.settle();
   }
 
   /** A cancel was accepted (202) before the end reached the log: the log ended it cancelled, so here too. */

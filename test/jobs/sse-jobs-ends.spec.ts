@@ -158,3 +158,52 @@ describe('a job whose process is killed outright', () => {
     }
   });
 });
+
+describe('a job whose process stalls past the liveness bound (SIGSTOP, then SIGCONT)', () => {
+  const prefix = uniquePrefix('jobstall');
+  afterAll(() => deletePrefix(redisUrl(), prefix));
+
+  it('never gives an id two meanings: its own client gets only logged events, then an error with no id, and the job stops', async () => {
+    const child = fork(path.join(__dirname, 'job-child.js'), [], {
+      env: { ...process.env, REDIS_URL: redisUrl(), KEY_PREFIX: prefix },
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    const other = await startApp(
+      [GenerateController],
+      { redis: { url: redisUrl(), keyPrefix: prefix }, jobs: { followIntervalMs: 20 } },
+      { providers: [UserGuard] },
+    );
+    try {
+      const [ready] = (await once(child, 'message')) as [{ port: number }];
+      const job = new FetchedStream(`http://127.0.0.1:${ready.port}/generate`, { method: 'POST' });
+      await job.received(3);
+      const location = job.headers.get('content-location');
+      const follower = new FetchedStream(`${other.url}${location}`);
+      await follower.received(3);
+      child.kill('SIGSTOP'); // longer than the 5 s liveness bound: the follower ends the job
+      await follower.ended;
+      const end = follower.events[follower.events.length - 1];
+      expect(JSON.parse(end.data).type).toBe('urn:nestjs-durable-sse:job:abandoned');
+      child.kill('SIGCONT');
+      await job.ended;
+
+      // What the log holds, from the start, read on the other instance.
+      const log = new FetchedStream(`${other.url}${location}`, {
+        headers: { 'last-event-id': '0' },
+      });
+      await log.ended;
+      expect(log.events[log.events.length - 1]).toEqual(end);
+      const logged = new Map(log.events.map((event) => [event.id, event]));
+      // Every id the runner's own client saw means in the log what it meant to that client.
+      const withIds = job.events.filter((event) => event.id !== undefined);
+      for (const event of withIds) expect(logged.get(event.id)).toEqual(event);
+      const last = job.events[job.events.length - 1];
+      expect(last.event).toBe('error');
+      expect(last.id).toBeUndefined();
+      expect(JSON.parse(last.data).type).toBe('urn:nestjs-durable-sse:job:abandoned');
+    } finally {
+      child.kill('SIGKILL');
+      await other.close();
+    }
+  }, 40_000);
+});
