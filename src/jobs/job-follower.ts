@@ -1,69 +1,155 @@
 import type { ResolvedSseModuleOptions } from '../config/sse-module-options';
 import type { SseLogger } from '../observability/sse-logger';
 import type { SseConnection } from '../sse/sse-connection';
-import { ALIVE_REFRESH_MS, ALIVE_TTL_MS, type JobLog } from './job-log';
+import { ALIVE_REFRESH_MS, ALIVE_TTL_MS, type JobLog, type LogEntry } from './job-log';
 import { jobProblem } from './job-problem';
 
-/**
- * Follows a job that runs elsewhere (or has ended) from its log: reads what is after `after`,
- * writes it, and reads again every `followIntervalMs` until the end. A runner that is gone
- * (its alive key expired) gets its job ended with `event: error` (`abandoned`) by the first
- * follower that notices, once.
- */
-export function followJob(
-  log: JobLog,
-  options: ResolvedSseModuleOptions['jobs'],
-  logger: SseLogger,
-  id: string,
-  connection: SseConnection,
-  after: number,
-): void {
-  const { followIntervalMs, retentionMs } = options;
-  let timer: NodeJS.Timeout | undefined;
-  let idleSince = Date.now();
+/** Log entries read at once. */
+const READ_COUNT = 500;
+
+/** One client following a job from its log: where it is. */
+interface Member {
+  connection: SseConnection;
+  after: number;
+}
+
+/** The followers of one job on this instance, and the one reader they share. */
+interface Group {
+  id: string;
+  members: Set<Member>;
+  timer?: NodeJS.Timeout;
+  reading: boolean;
+  idleSince: number;
   /** Since when reads have failed, one after another. */
-  let failingSince: number | undefined;
-  connection.onTeardown(() => clearTimeout(timer));
-  /**
-   * The log cannot say what happened any more (Redis lost it, or stayed unreachable): the client
-   * is told so with `event: error` and no id — nothing in any log has or will have that id, and
-   * a resume from its last id is answered for what the log holds then (404 when it is gone).
-   */
-  const lost = (why: string) => {
-    logger.report('job.follow-failed', `Stopped following job ${id}: ${why}`);
-    connection.write(`event: error\ndata: ${JSON.stringify(jobProblem('log-unavailable'))}\n\n`);
-    connection.close('complete');
-  };
-  const step = async (): Promise<void> => {
-    if (connection.isClosed) return;
+  failingSince?: number;
+}
+
+/**
+ * Follows jobs that run elsewhere (or have ended) from their logs. The clients of one job on
+ * this instance share one reader: every `followIntervalMs` (or at once while there is more) one
+ * read from the earliest position among them, each client written what is after its own — so
+ * Redis serves one read per job and interval, however many clients watch it (200 followers each
+ * polling made ~2,500 commands/s). A runner that is gone (its alive key expired) gets its job
+ * ended with `event: error` (`abandoned`) by the first follower that notices, once.
+ */
+export class JobFollowers {
+  private readonly groups = new Map<string, Group>();
+
+  constructor(
+    private readonly log: () => JobLog,
+    private readonly options: ResolvedSseModuleOptions['jobs'],
+    private readonly logger: SseLogger,
+  ) {}
+
+  /** Jobs followed on this instance right now. */
+  get jobs(): number {
+    return this.groups.size;
+  }
+
+  /** Writes to `connection` what is in job `id`'s log after `after`, then follows it to its end. */
+  follow(id: string, connection: SseConnection, after: number): void {
+    let group = this.groups.get(id);
+    if (!group) {
+      group = { id, members: new Set(), reading: false, idleSince: Date.now() };
+      this.groups.set(id, group);
+    }
+    const member: Member = { connection, after };
+    group.members.add(member);
+    const joined = group;
+    connection.onTeardown(() => this.leave(joined, member));
+    // A newcomer is read for at once, not at the group's next interval.
+    this.wake(group);
+  }
+
+  private leave(group: Group, member: Member): void {
+    group.members.delete(member);
+    if (group.members.size > 0 || this.groups.get(group.id) !== group) return;
+    clearTimeout(group.timer);
+    this.groups.delete(group.id);
+  }
+
+  private wake(group: Group): void {
+    if (group.reading) return;
+    clearTimeout(group.timer);
+    group.timer = undefined;
+    void this.step(group);
+  }
+
+  private schedule(group: Group): void {
+    if (group.members.size === 0) return;
+    group.timer = setTimeout(() => this.wake(group), this.options.followIntervalMs);
+  }
+
+  private async step(group: Group): Promise<void> {
+    if (group.members.size === 0) return;
+    group.reading = true;
+    let more = false;
     try {
-      const entries = await log.read(id, after, 500);
-      failingSince = undefined;
-      if (connection.isClosed) return;
+      const from = Math.min(...[...group.members].map((member) => member.after));
+      const entries = await this.log().read(group.id, from, READ_COUNT);
+      group.failingSince = undefined;
       if (entries.length > 0) {
-        // Ids grow by one: a jump means entries are gone (Redis restarted without them).
-        if (entries[0].n !== after + 1)
-          return lost(`its log lost events ${after + 1}..${entries[0].n - 1}`);
-        idleSince = Date.now();
-        connection.write(entries.map((entry) => entry.frame).join(''));
-        after = entries[entries.length - 1].n;
-        if (entries[entries.length - 1].end) return connection.close('complete');
-        return step();
-      }
-      if (Date.now() - idleSince >= ALIVE_REFRESH_MS) {
-        idleSince = Date.now();
+        group.idleSince = Date.now();
+        for (const member of [...group.members]) this.write(group, member, entries);
+        more = group.members.size > 0;
+      } else if (Date.now() - group.idleSince >= ALIVE_REFRESH_MS) {
+        group.idleSince = Date.now();
         // A job whose record is gone (Redis restarted empty) would be waited for forever.
-        if (!(await log.meta(id))) return lost('its log is gone');
-        const problem = JSON.stringify(jobProblem('abandoned'));
-        if (await log.abandonIfDead(id, problem, retentionMs)) return step();
+        if (!(await this.log().meta(group.id))) this.lost(group, 'its log is gone');
+        else {
+          const problem = JSON.stringify(jobProblem('abandoned'));
+          more = await this.log().abandonIfDead(group.id, problem, this.options.retentionMs);
+        }
       }
     } catch (error) {
       // A blip (a restart, a failover) is waited out; past the runner's own liveness bound, the
-      // client learns that the job can no longer be followed.
-      failingSince ??= Date.now();
-      if (Date.now() - failingSince >= ALIVE_TTL_MS) return lost((error as Error).message);
+      // clients learn that the job can no longer be followed.
+      group.failingSince ??= Date.now();
+      if (Date.now() - group.failingSince >= ALIVE_TTL_MS)
+        this.lost(group, (error as Error).message);
+    } finally {
+      group.reading = false;
     }
-    timer = setTimeout(() => void step(), followIntervalMs);
-  };
-  void step();
+    if (more) this.wake(group);
+    else this.schedule(group);
+  }
+
+  /** Writes `member` the entries after its position; ends it at the job's end. */
+  private write(group: Group, member: Member, entries: LogEntry[]): void {
+    if (member.connection.isClosed) return this.leave(group, member);
+    const fresh = entries.filter((entry) => entry.n > member.after);
+    if (fresh.length === 0) return;
+    // Ids grow by one: a jump means entries are gone (Redis restarted without them).
+    if (fresh[0].n !== member.after + 1) {
+      this.logger.report(
+        'job.follow-failed',
+        `Stopped following job ${group.id}: its log lost events ${member.after + 1}..${fresh[0].n - 1}`,
+      );
+      return this.end(group, member);
+    }
+    member.connection.write(fresh.map((entry) => entry.frame).join(''));
+    member.after = fresh[fresh.length - 1].n;
+    if (fresh[fresh.length - 1].end) {
+      member.connection.close('complete');
+      this.leave(group, member);
+    }
+  }
+
+  /** Every client of the job is told the log cannot say what happened any more. */
+  private lost(group: Group, why: string): void {
+    this.logger.report('job.follow-failed', `Stopped following job ${group.id}: ${why}`);
+    for (const member of [...group.members]) this.end(group, member);
+  }
+
+  /**
+   * `event: error` with no id — nothing in any log has or will have that id, and a resume from
+   * the client's last id is answered for what the log holds then (404 once it is gone).
+   */
+  private end(group: Group, member: Member): void {
+    member.connection.write(
+      `event: error\ndata: ${JSON.stringify(jobProblem('log-unavailable'))}\n\n`,
+    );
+    member.connection.close('complete');
+    this.leave(group, member);
+  }
 }

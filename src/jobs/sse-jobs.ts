@@ -26,7 +26,7 @@ import { SseHub } from '../sse/sse-hub';
 import type { SseRequest } from '../sse/sse-route-options';
 import { JobEnd, JobLog, JobMeta, LogEntry } from './job-log';
 import { findJobRoutes } from './job-routes';
-import { followJob } from './job-follower';
+import { JobFollowers } from './job-follower';
 import { findOwnedJob } from './job-lookup';
 import { JobHeartbeat } from './job-heartbeat';
 import { endEntry, jobProblem, SseJobErrorReason } from './job-problem';
@@ -48,6 +48,8 @@ export class SseJobs implements OnModuleInit, OnApplicationShutdown {
   private stopping = false;
   /** Keeps the running jobs' alive keys fresh, and hears of cancels asked through their logs. */
   private readonly heartbeat: JobHeartbeat;
+  /** The clients following jobs of other instances, one reader per job. */
+  readonly followers: JobFollowers;
   private log?: JobLog;
   private readonly dirty = new Set<RunningJob>();
   private flushTimer?: NodeJS.Timeout;
@@ -62,6 +64,7 @@ export class SseJobs implements OnModuleInit, OnApplicationShutdown {
     private readonly logger: SseLogger,
   ) {
     this.limits = new ClientLimits(options.jobs.maxConcurrent, options.jobs.maxConcurrentPerClient);
+    this.followers = new JobFollowers(() => this.jobLog, options.jobs, logger);
     this.heartbeat = new JobHeartbeat(
       () => this.running.values(),
       () => this.jobLog,
@@ -172,11 +175,9 @@ export class SseJobs implements OnModuleInit, OnApplicationShutdown {
     return true;
   }
 
-  /**
-   * Follows a job that runs elsewhere (or has ended) from its log, to its end (job-follower.ts).
-   */
+  /** Follows a job that runs elsewhere (or has ended) from its log, to its end (job-follower.ts). */
   follow(id: string, connection: SseConnection, after: number): void {
-    followJob(this.jobLog, this.options.jobs, this.logger, id, connection, after);
+    this.followers.follow(id, connection, after);
   }
 
   /**
