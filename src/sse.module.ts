@@ -50,6 +50,8 @@ import { IDEMPOTENCY_STORE } from './idempotency/idempotency-store';
 import { IdempotencyService } from './idempotency/idempotency.service';
 import { IdempotencyExecutor } from './idempotency/idempotency-executor';
 import { IdempotentRoutes } from './idempotency/idempotent-routes';
+import { ControllerMethods } from './common/controller-methods';
+import { DiscoveryModule } from '@nestjs/core';
 import { HttpPlatformHost } from './platform/http-platform.host';
 import { MemoryIdempotencyStore } from './idempotency/memory-idempotency-store';
 import { RedisConnection } from './connections/redis-connection';
@@ -62,7 +64,7 @@ import type { ResolvedSseModuleOptions } from './config/sse-module-options';
  */
 @Module({
   // Terminus' own logging of failed checks is off: /health answers with the details.
-  imports: [TerminusModule.forRoot({ logger: false })],
+  imports: [TerminusModule.forRoot({ logger: false }), DiscoveryModule],
   providers: [
     {
       provide: SSE_MODULE_OPTIONS,
@@ -104,6 +106,7 @@ import type { ResolvedSseModuleOptions } from './config/sse-module-options';
     { provide: IDEMPOTENCY_FINGERPRINT_STRATEGY, useClass: Sha256FingerprintStrategy },
     { provide: IDEMPOTENCY_SCOPE_RESOLVER, useClass: UserIdempotencyScopeResolver },
     IdempotencyService,
+    ControllerMethods,
     IdempotentRoutes,
     IdempotencyExecutor,
     SseHealthIndicators,

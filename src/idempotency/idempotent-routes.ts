@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { EXCEPTION_FILTERS_METADATA, GUARDS_METADATA } from '@nestjs/common/constants';
-import { ModulesContainer, Reflector } from '@nestjs/core';
+import { Reflector } from '@nestjs/core';
+import { ControllerMethods } from '../common/controller-methods';
 import { HttpPlatformHost } from '../platform/http-platform.host';
 import type { OutgoingResponse } from '../platform/http-platform';
 import { IdempotencyProblemFilter } from './idempotency-problem';
@@ -58,7 +59,7 @@ export class IdempotentRoutes {
     private readonly reflector: Reflector,
     private readonly service: IdempotencyService,
     private readonly platforms: HttpPlatformHost,
-    private readonly modules: ModulesContainer,
+    private readonly methods: ControllerMethods,
   ) {}
 
   /**
@@ -91,20 +92,8 @@ export class IdempotentRoutes {
 
   /** The `@Idempotent()` handlers of this application's controllers (found once). */
   handlers(): Set<object> {
-    if (this.found) return this.found;
-    const handlers = new Set<object>();
-    for (const module of this.modules.values()) {
-      for (const { metatype } of module.controllers.values()) {
-        for (let proto = metatype?.prototype; proto && proto !== Object.prototype;) {
-          for (const name of Object.getOwnPropertyNames(proto)) {
-            const method: unknown = Object.getOwnPropertyDescriptor(proto, name)?.value;
-            if (isIdempotentHandler(method)) handlers.add(method);
-          }
-          proto = Object.getPrototypeOf(proto);
-        }
-      }
-    }
-    return (this.found = handlers);
+    this.found ??= new Set(this.methods.find(isIdempotentHandler).map(({ method }) => method));
+    return this.found;
   }
 
   /** The route of `handler` on controller class `type`, when it is `@Idempotent()`. */

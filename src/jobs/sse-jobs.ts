@@ -7,7 +7,6 @@ import {
   OnModuleInit,
   ServiceUnavailableException,
 } from '@nestjs/common';
-import { ModulesContainer } from '@nestjs/core';
 import { randomBytes } from 'node:crypto';
 import { takeWhile, type Observable } from 'rxjs';
 import { ClientLimits } from '../common/client-limits';
@@ -26,6 +25,7 @@ import { SseHub } from '../sse/sse-hub';
 import type { SseRequest } from '../sse/sse-route-options';
 import { JobEnd, JobLog, JobMeta, LogEntry } from './job-log';
 import { findJobRoutes } from './job-routes';
+import { ControllerMethods } from '../common/controller-methods';
 import { JobFollowers } from './job-follower';
 import { findOwnedJob } from './job-lookup';
 import { JobHeartbeat } from './job-heartbeat';
@@ -60,7 +60,7 @@ export class SseJobs implements OnModuleInit, OnApplicationShutdown {
     private readonly redis: RedisConnection,
     private readonly hub: SseHub,
     @Inject(IDEMPOTENCY_SCOPE_RESOLVER) private readonly scopes: IdempotencyScopeResolver,
-    private readonly modules: ModulesContainer,
+    private readonly methods: ControllerMethods,
     private readonly logger: SseLogger,
   ) {
     this.limits = new ClientLimits(options.jobs.maxConcurrent, options.jobs.maxConcurrentPerClient);
@@ -80,7 +80,7 @@ export class SseJobs implements OnModuleInit, OnApplicationShutdown {
       this.log = new JobLog(this.redis.client, this.options.redis!.commandTimeoutMs);
       return;
     }
-    const routes = findJobRoutes(this.modules);
+    const routes = findJobRoutes(this.methods);
     if (routes.length > 0) {
       throw new Error(
         `nestjs-durable-sse: @SseJob() routes (${routes.join(', ')}) keep their job logs in ` +

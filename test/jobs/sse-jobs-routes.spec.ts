@@ -1,3 +1,6 @@
+import { Controller } from '@nestjs/common';
+import { of } from 'rxjs';
+import { SseJob } from '../../src';
 import { FetchedStream } from '../support/sse-fetch';
 import { PLATFORMS, startApp, TestApp } from '../support/http';
 import {
@@ -53,10 +56,27 @@ describe.each(PLATFORMS)('on %s: job routes (real Redis)', (platform) => {
   });
 });
 
+/** A job route declared on a base class: a route of every controller that extends it. */
+class JobsBase {
+  @SseJob('generate')
+  generate() {
+    return of({ data: 'x' });
+  }
+}
+
+@Controller('inherited')
+class InheritedJobsController extends JobsBase {}
+
 describe('@SseJob() without redis', () => {
   it('fails bootstrap naming the option', async () => {
     await expect(startApp([GenerateController], {}, { providers: [UserGuard] })).rejects.toThrow(
       /GenerateController.generate.*configure the redis option/,
+    );
+  });
+
+  it('fails bootstrap for a job route declared on a base controller too', async () => {
+    await expect(startApp([InheritedJobsController], {})).rejects.toThrow(
+      /InheritedJobsController.generate.*configure the redis option/,
     );
   });
 });

@@ -23,8 +23,11 @@ describe.each(PLATFORMS)('on %s: closing after clients left', (platform) => {
     const log = (message: string) => void logged.push(message);
     const t = await startApp(
       [FeedController],
-      { shutdown: { graceMs: 60_000 } },
-      { platform, providers: [{ provide: SSE_LOGGER, useValue: { log, warn: log, error: log } }] },
+      {
+        shutdown: { graceMs: 60_000 },
+        providers: [{ provide: SSE_LOGGER, useValue: { log, warn: log, error: log } }],
+      },
+      { platform },
     );
     const spare = net.connect(Number(new URL(t.url).port), '127.0.0.1');
     await once(spare, 'connect');
