@@ -74,6 +74,8 @@ export { SseJob, SseJobSignal } from './jobs/sse-job.decorator';
 export type { SseJobRouteOptions } from './jobs/sse-job.decorator';
 export { SseJobs } from './jobs/sse-jobs';
 export type { SseJobErrorReason } from './jobs/job-problem';
+export { ScopeJobOwnerResolver, SSE_JOB_OWNER_RESOLVER } from './jobs/job-owner';
+export type { SseJobOwnerResolver } from './jobs/job-owner';
 
 export { SSE_DIAGNOSTICS } from './observability/diagnostics';
 export { SSE_TRACE_ATTRIBUTES } from './observability/tracing';

@@ -51,6 +51,7 @@ import { IdempotencyService } from './idempotency/idempotency.service';
 import { IdempotencyExecutor } from './idempotency/idempotency-executor';
 import { IdempotentRoutes } from './idempotency/idempotent-routes';
 import { ControllerMethods } from './common/controller-methods';
+import { ScopeJobOwnerResolver, SSE_JOB_OWNER_RESOLVER } from './jobs/job-owner';
 import { DiscoveryModule } from '@nestjs/core';
 import { HttpPlatformHost } from './platform/http-platform.host';
 import { MemoryIdempotencyStore } from './idempotency/memory-idempotency-store';
@@ -105,6 +106,7 @@ import type { ResolvedSseModuleOptions } from './config/sse-module-options';
     },
     { provide: IDEMPOTENCY_FINGERPRINT_STRATEGY, useClass: Sha256FingerprintStrategy },
     { provide: IDEMPOTENCY_SCOPE_RESOLVER, useClass: UserIdempotencyScopeResolver },
+    { provide: SSE_JOB_OWNER_RESOLVER, useClass: ScopeJobOwnerResolver },
     IdempotencyService,
     ControllerMethods,
     IdempotentRoutes,
@@ -123,6 +125,7 @@ import type { ResolvedSseModuleOptions } from './config/sse-module-options';
     IDEMPOTENCY_STORE,
     IDEMPOTENCY_FINGERPRINT_STRATEGY,
     IDEMPOTENCY_SCOPE_RESOLVER,
+    SSE_JOB_OWNER_RESOLVER,
     IdempotencyService,
     OutboxService,
     OutboxRelay,

@@ -14,10 +14,7 @@ import { diagnose, SSE_DIAGNOSTICS } from '../observability/diagnostics';
 import { raceTimeout } from '../common/timeout';
 import { SSE_MODULE_OPTIONS } from '../config/tokens';
 import type { ResolvedSseModuleOptions } from '../config/sse-module-options';
-import {
-  IDEMPOTENCY_SCOPE_RESOLVER,
-  IdempotencyScopeResolver,
-} from '../idempotency/idempotency-scope';
+import { SSE_JOB_OWNER_RESOLVER, type SseJobOwnerResolver } from './job-owner';
 import { RedisConnection } from '../connections/redis-connection';
 import type { SseConnection } from '../sse/sse-connection';
 import { toSseEvent } from '../sse/sse-event';
@@ -59,7 +56,7 @@ export class SseJobs implements OnModuleInit, OnApplicationShutdown {
     @Inject(SSE_MODULE_OPTIONS) private readonly options: ResolvedSseModuleOptions,
     private readonly redis: RedisConnection,
     private readonly hub: SseHub,
-    @Inject(IDEMPOTENCY_SCOPE_RESOLVER) private readonly scopes: IdempotencyScopeResolver,
+    @Inject(SSE_JOB_OWNER_RESOLVER) private readonly owners: SseJobOwnerResolver,
     private readonly methods: ControllerMethods,
     private readonly logger: SseLogger,
   ) {
@@ -106,9 +103,9 @@ export class SseJobs implements OnModuleInit, OnApplicationShutdown {
     return { admitted: true, release: place.release };
   }
 
-  /** The principal a job belongs to (the idempotency scope rules); '' for an anonymous one. */
+  /** Who a job belongs to (`SSE_JOB_OWNER_RESOLVER`); '' for an anonymous one. */
   async ownerOf(request: SseRequest): Promise<string> {
-    return (await this.scopes.resolve(request)) ?? '';
+    return (await this.owners.resolve(request)) ?? '';
   }
 
   /**

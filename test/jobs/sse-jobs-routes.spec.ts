@@ -1,6 +1,7 @@
 import { Controller } from '@nestjs/common';
 import { of } from 'rxjs';
-import { SseJob } from '../../src';
+import { SSE_JOB_OWNER_RESOLVER, SseJob } from '../../src';
+import { deletePrefix, redisUrl, uniquePrefix } from '../support/redis';
 import { FetchedStream } from '../support/sse-fetch';
 import { PLATFORMS, startApp, TestApp } from '../support/http';
 import {
@@ -53,6 +54,46 @@ describe.each(PLATFORMS)('on %s: job routes (real Redis)', (platform) => {
     });
     await echo.ended;
     expect(echo.events.map((e) => e.data)).toEqual(['one', 'two']);
+  });
+});
+
+describe('@SseJob() with an owner rule of its own (SSE_JOB_OWNER_RESOLVER)', () => {
+  it('lets every member of the owning team resume the job, and no one else', async () => {
+    // Jobs belong to the team in `x-team`; idempotency scopes stay per user.
+    const teams = {
+      resolve: (request: { headers: Record<string, unknown> }) =>
+        request.headers['x-team'] as string | undefined,
+    };
+    const prefix = uniquePrefix('jobowner');
+    const app = await startApp(
+      [GenerateController],
+      {
+        redis: { url: redisUrl(), keyPrefix: prefix },
+        providers: [{ provide: SSE_JOB_OWNER_RESOLVER, useValue: teams }],
+      },
+      { providers: [UserGuard] },
+    );
+    try {
+      const job = new FetchedStream(`${app.url}/generate`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-user': 'alice', 'x-team': 'blue' },
+        body: JSON.stringify({ tokens: 2 }),
+      });
+      await job.ended;
+      const url = `${app.url}${job.headers.get('content-location')}`;
+      const asBob = new FetchedStream(url, {
+        headers: { 'x-user': 'bob', 'x-team': 'blue', 'last-event-id': '1' },
+      });
+      await asBob.ended;
+      expect(asBob.status).toBe(200);
+      expect(asBob.events.map((e) => e.id)).toEqual(['2', '3']);
+      expect((await fetch(url, { headers: { 'x-user': 'alice', 'x-team': 'red' } })).status).toBe(
+        404,
+      );
+    } finally {
+      await app.close();
+      await deletePrefix(redisUrl(), prefix);
+    }
   });
 });
 
