@@ -1,6 +1,5 @@
 import { SseLogger } from '../observability/sse-logger';
 import {
-  HttpException,
   Inject,
   Injectable,
   OnApplicationShutdown,
@@ -8,7 +7,7 @@ import {
   ServiceUnavailableException,
 } from '@nestjs/common';
 import { randomBytes } from 'node:crypto';
-import { takeWhile, type Observable } from 'rxjs';
+import type { Observable } from 'rxjs';
 import { ClientLimits } from '../common/client-limits';
 import { diagnose, SSE_DIAGNOSTICS } from '../observability/diagnostics';
 import { raceTimeout } from '../common/timeout';
@@ -17,20 +16,16 @@ import type { ResolvedSseModuleOptions } from '../config/sse-module-options';
 import { SSE_JOB_OWNER_RESOLVER, type SseJobOwnerResolver } from './job-owner';
 import { RedisConnection } from '../connections/redis-connection';
 import type { SseConnection } from '../sse/sse-connection';
-import { toSseEvent } from '../sse/sse-event';
 import { SseHub } from '../sse/sse-hub';
 import type { SseRequest } from '../sse/sse-route-options';
-import { JobEnd, JobLog, JobMeta, LogEntry } from './job-log';
+import { JobLog, JobMeta } from './job-log';
 import { findJobRoutes } from './job-routes';
 import { ControllerMethods } from '../common/controller-methods';
 import { JobFollowers } from './job-follower';
 import { findOwnedJob } from './job-lookup';
 import { JobHeartbeat } from './job-heartbeat';
-import { endEntry, jobProblem, SseJobErrorReason } from './job-problem';
 import { JobAdmission, RunningJob, runningJob } from './running-job';
-
-/** How long appends wait to leave together; see {@link SseJobs.scheduleFlush}. */
-const LOG_LINGER_MS = 5;
+import { JobRunner } from './job-runner';
 
 /**
  * The job streams of this instance (`@SseJob()`): runs each job detached from the connection
@@ -48,8 +43,8 @@ export class SseJobs implements OnModuleInit, OnApplicationShutdown {
   /** The clients following jobs of other instances, one reader per job. */
   readonly followers: JobFollowers;
   private log?: JobLog;
-  private readonly dirty = new Set<RunningJob>();
-  private flushTimer?: NodeJS.Timeout;
+  /** Runs the jobs of this instance: their events, their log, their end. */
+  private readonly runner: JobRunner;
   readonly stats = { started: 0, done: 0, failed: 0, resumed: 0 };
 
   constructor(
@@ -62,11 +57,23 @@ export class SseJobs implements OnModuleInit, OnApplicationShutdown {
   ) {
     this.limits = new ClientLimits(options.jobs.maxConcurrent, options.jobs.maxConcurrentPerClient);
     this.followers = new JobFollowers(() => this.jobLog, options.jobs, logger);
+    this.runner = new JobRunner(
+      options.jobs,
+      hub,
+      () => this.jobLog,
+      logger,
+      this.stats,
+      (job) => {
+        this.running.delete(job.id);
+        job.release();
+        if (this.running.size === 0) this.heartbeat.stop();
+      },
+    );
     this.heartbeat = new JobHeartbeat(
       () => this.running.values(),
       () => this.jobLog,
-      (job) => !job.ended && this.fail(job, 'cancelled'),
-      (job) => this.breakLog(job, 'abandoned'),
+      (job) => !job.ended && this.runner.fail(job, 'cancelled'),
+      (job) => this.runner.breakLog(job, 'abandoned'),
       logger,
     );
   }
@@ -133,19 +140,7 @@ export class SseJobs implements OnModuleInit, OnApplicationShutdown {
     this.stats.started++;
     diagnose(SSE_DIAGNOSTICS.jobStart, () => ({ id }));
     this.heartbeat.start();
-    job.timer = setTimeout(() => this.fail(job, 'timeout'), timeoutMs);
-    job.timer.unref();
-    if (abort.signal.aborted) {
-      this.fail(job, 'cancelled');
-      return id;
-    }
-    // takeWhile: a source that emits synchronously (from(array), range) has not handed back its
-    // subscription yet when the job ends mid-emission; this stops it at its next value.
-    job.subscription = events.pipe(takeWhile(() => !job.ended)).subscribe({
-      next: (value) => this.emit(job, value),
-      error: (error) => this.failWith(job, error),
-      complete: () => this.end(job, 'done', 'id: %n\nevent: done\ndata: {}\n\n'),
-    });
+    this.runner.run(job, events, timeoutMs);
     return id;
   }
 
@@ -184,189 +179,10 @@ export class SseJobs implements OnModuleInit, OnApplicationShutdown {
   async cancel(id: string): Promise<boolean> {
     const job = this.running.get(id);
     if (job && !job.ended) {
-      this.fail(job, 'cancelled');
+      this.runner.fail(job, 'cancelled');
       return true;
     }
     return this.jobLog.requestCancel(id);
-  }
-
-  private emit(job: RunningJob, value: unknown): void {
-    if (job.ended) return;
-    const event = toSseEvent(value);
-    const n = job.entries.length + 1;
-    let frame: string;
-    try {
-      frame = this.hub.encode({
-        id: String(n),
-        type: event.type,
-        retry: event.retry,
-        data: event.data,
-      });
-    } catch (error) {
-      this.logger.report(
-        'job.unframeable-event',
-        `Job ${job.id}: dropped an event that cannot be framed: ${(error as Error).message}`,
-      );
-      return;
-    }
-    const { maxEvents, maxBytes } = this.options.jobs;
-    if (n > maxEvents || job.bytes + Buffer.byteLength(frame) > maxBytes)
-      return this.fail(job, 'too-large');
-    this.record(job, { n, frame });
-  }
-
-  private record(job: RunningJob, entry: LogEntry): void {
-    job.entries.push(entry);
-    job.bytes += Buffer.byteLength(entry.frame);
-    if (job.logBroken) return; // never delivered: only logged events reach a stream
-    job.pending.push(entry);
-    this.scheduleFlush(job);
-  }
-
-  /** Writes entries up to `upTo` (an id) to the job's streams. */
-  private deliver(job: RunningJob, upTo: number): void {
-    if (upTo <= job.delivered) return;
-    const frames = job.entries
-      .slice(job.delivered, upTo)
-      .map((entry) => entry.frame)
-      .join('');
-    job.delivered = upTo;
-    for (const connection of job.subscribers) connection.write(frames);
-  }
-
-  /**
-   * Appends are written every LOG_LINGER_MS for all jobs at once rather than per event: the
-   * events of a thousand jobs then leave in one socket write (ioredis pipelines the commands of
-   * one tick) instead of one write each. Events reach streams once written, so this much later.
-   */
-  private scheduleFlush(job: RunningJob): void {
-    this.dirty.add(job);
-    this.flushTimer ??= setTimeout(() => {
-      this.flushTimer = undefined;
-      const jobs = [...this.dirty];
-      this.dirty.clear();
-      for (const dirty of jobs) this.flush(dirty);
-    }, LOG_LINGER_MS);
-  }
-
-  /** Writes pending entries to Redis, one batch at a time, in order. */
-  private flush(job: RunningJob): void {
-    if (job.writing || job.pending.length === 0) return;
-    job.writing = true;
-    const batch = job.pending.splice(0);
-    const { timeoutMs, retentionMs } = this.options.jobs;
-    this.jobLog.append(job.id, batch, timeoutMs + retentionMs).then(
-      (cancelled) => {
-        job.writing = false;
-        if (cancelled) this.endedCancelled(job);
-        this.deliver(job, batch[batch.length - 1].n);
-        if (job.pending.length > 0) return this.scheduleFlush(job);
-        if (job.ended) this.finishLog(job);
-      },
-      (error: Error) => {
-        job.writing = false;
-        this.logger.report(
-          'job.log-failed',
-          `Job ${job.id}: its log could not be written: ${error.message}`,
-        );
-        // Ids must grow: an older one refused means another instance ended the job in the log.
-        const abandoned = /equal or smaller than the target stream top/i.test(error.message);
-        this.breakLog(job, abandoned ? 'abandoned' : 'log-unavailable');
-      },
-    );
-  }
-
-  /**
-   * The log no longer takes this job's events (Redis failed, or a follower found this runner
-   * gone — stalled past the liveness bound — and ended the job in the log at its next id). What
-   * was not logged never reaches a stream: its ids may already mean something else in the log.
-   * The streams here get `event: error` with no id, and end; the job stops.
-   */
-  private breakLog(job: RunningJob, reason: 'log-unavailable' | 'abandoned'): void {
-    if (job.logBroken) return;
-    job.logBroken = true;
-    job.pending = [];
-    const frame = `event: error\ndata: ${JSON.stringify(jobProblem(reason))}\n\n`;
-    for (const connection of job.subscribers) connection.write(frame);
-    if (!job.ended) this.fail(job, reason);
-    else job.settle();
-  }
-
-  /** A cancel was accepted (202) before the end reached the log: the log ended it cancelled, so here too. */
-  private endedCancelled(job: RunningJob): void {
-    const last = job.entries[job.entries.length - 1];
-    if (!last.cancelledFrame) return;
-    if (job.ended === 'done') {
-      this.stats.done--;
-      this.stats.failed++;
-    }
-    last.frame = last.cancelledFrame;
-    last.end = job.ended = 'error';
-    if (!job.abort.signal.aborted) job.abort.abort('cancelled');
-  }
-
-  private finishLog(job: RunningJob): void {
-    this.jobLog
-      .end(job.id, job.ended!, this.options.jobs.retentionMs)
-      .catch((error: Error) =>
-        this.logger.report(
-          'job.end-failed',
-          `Job ${job.id}: could not mark its end: ${error.message}`,
-        ),
-      )
-      .finally(() => job.settle());
-  }
-
-  private failWith(job: RunningJob, error: unknown): void {
-    if (error instanceof HttpException) {
-      const body = error.getResponse();
-      const title =
-        typeof body === 'string'
-          ? body
-          : ((body as { message?: unknown }).message ?? error.message);
-      return this.fail(job, 'failed', String(title), error.getStatus());
-    }
-    // Never the message or the stack: they may say anything about the server.
-    this.logger.report(
-      'job.failed',
-      `Job ${job.id} failed: ${(error as Error)?.message ?? error}`,
-      { stack: (error as Error)?.stack },
-    );
-    this.fail(job, 'failed');
-  }
-
-  private fail(job: RunningJob, reason: SseJobErrorReason, title?: string, status?: number): void {
-    const problem = JSON.stringify(jobProblem(reason, title, status));
-    this.end(job, 'error', `id: %n\nevent: error\ndata: ${problem}\n\n`, reason);
-  }
-
-  /** Ends the job: its last event (done or error) to the log and every stream, then closes them. */
-  private end(job: RunningJob, end: JobEnd, template: string, reason?: SseJobErrorReason): void {
-    if (job.ended) return;
-    job.ended = end;
-    clearTimeout(job.timer);
-    job.subscription?.unsubscribe();
-    if (!job.abort.signal.aborted && reason) job.abort.abort(reason);
-    this.stats[end === 'done' ? 'done' : 'failed']++;
-    diagnose(SSE_DIAGNOSTICS.jobEnd, () => ({
-      id: job.id,
-      end,
-      reason,
-      events: job.entries.length,
-    }));
-    const n = job.entries.length + 1;
-    this.record(job, endEntry(n, end, template, reason));
-    // Streams end once the end is in the log (or could not be written): a client that saw the
-    // end and comes back finds it there (204), on any instance.
-    void job.settled.then(() => {
-      for (const connection of [...job.subscribers]) connection.close('complete');
-      job.subscribers.clear();
-    });
-    this.running.delete(job.id);
-    job.release();
-    if (job.logBroken) job.settle();
-    else if (!job.writing && job.pending.length === 0) this.finishLog(job);
-    if (this.running.size === 0) this.heartbeat.stop();
   }
 
   /**
@@ -379,7 +195,7 @@ export class SseJobs implements OnModuleInit, OnApplicationShutdown {
     const all = () => Promise.all([...this.running.values()].map((job) => job.settled));
     if (windowMs > 0) await raceTimeout(all(), windowMs, () => undefined);
     const left = [...this.running.values()];
-    for (const job of left) this.fail(job, 'shutdown');
+    for (const job of left) this.runner.fail(job, 'shutdown');
     await raceTimeout(
       Promise.all(left.map((job) => job.settled)),
       2 * (this.options.redis?.commandTimeoutMs ?? 1_000),
@@ -389,6 +205,6 @@ export class SseJobs implements OnModuleInit, OnApplicationShutdown {
 
   onApplicationShutdown(): void {
     this.heartbeat.stop();
-    for (const job of this.running.values()) this.fail(job, 'shutdown');
+    for (const job of [...this.running.values()]) this.runner.fail(job, 'shutdown');
   }
 }
