@@ -13,13 +13,9 @@ import { randomBytes } from 'node:crypto';
 import * as http from 'node:http';
 import * as path from 'node:path';
 import Redis from 'ioredis';
-import { numericOption, spawnChild, stopChild, writeReport } from '../shared/child';
+import { listOption, numericOption, spawnChild, stopChild, writeReport } from '../shared/child';
 
-const FOLLOWERS = (() => {
-  const args = process.argv.slice(2);
-  const i = args.indexOf('--followers');
-  return (i >= 0 ? args[i + 1] : '0,1,100,1000').split(',').map(Number);
-})();
+const FOLLOWERS = listOption('followers', '0,1,100,1000').map(Number);
 const SECONDS = numericOption('seconds', 2);
 const EVERY_MS = numericOption('every-ms', 50);
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';

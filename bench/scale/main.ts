@@ -18,14 +18,16 @@ import * as http from 'node:http';
 import * as path from 'node:path';
 import Redis from 'ioredis';
 import { Client } from 'pg';
-import { ask, numericOption, spawnChild, stopChild, writeReport } from '../shared/child';
+import {
+  ask,
+  listOption,
+  numericOption,
+  spawnChild,
+  stopChild,
+  writeReport,
+} from '../shared/child';
 import { now, openStream, round, summarize } from '../shared/sse-client';
 
-const listOption = (name: string, fallback: string): string[] => {
-  const args = process.argv.slice(2);
-  const i = args.indexOf(`--${name}`);
-  return (i >= 0 ? args[i + 1] : fallback).split(',');
-};
 const INSTANCES = listOption('instances', '1,2,4,8').map(Number);
 const MODES = listOption('modes', 'postgres,redis');
 const EVENTS = numericOption('events', 1000);

@@ -43,6 +43,13 @@ export function numericOption(name: string, fallback: number): number {
   return i >= 0 ? Number(args[i + 1]) : fallback;
 }
 
+/** `--name a,b,c` from argv, as a list (`fallback` when absent; empty items dropped). */
+export function listOption(name: string, fallback: string): string[] {
+  const args = process.argv.slice(2);
+  const i = args.indexOf(`--${name}`);
+  return (i >= 0 ? args[i + 1] : fallback).split(',').filter(Boolean);
+}
+
 /** `--<name> <value>` from the command line, one of `allowed` (the first is the default). */
 export function choiceOption<T extends string>(name: string, allowed: readonly T[]): T {
   const args = process.argv.slice(2);

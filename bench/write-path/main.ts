@@ -33,15 +33,10 @@ import * as path from 'node:path';
 import Redis from 'ioredis';
 import { Client } from 'pg';
 import { OutboxService, Sse, SseModule } from '../../src';
-import { ask, numericOption, spawnChild, writeReport } from '../shared/child';
+import { ask, listOption, numericOption, spawnChild, writeReport } from '../shared/child';
 import type { WriterConfig } from './writer';
 import { now, round, summarize } from '../shared/sse-client';
 
-const listOption = (name: string, fallback: string) => {
-  const args = process.argv.slice(2);
-  const i = args.indexOf(`--${name}`);
-  return (i >= 0 ? args[i + 1] : fallback).split(',').filter(Boolean);
-};
 const WRITERS = listOption('writers', '1,8,32,64').map(Number);
 const MODES = listOption('modes', 'postgres/after-commit,redis/after-commit,postgres/trigger');
 const SECONDS = numericOption('seconds', 5);

@@ -167,6 +167,31 @@ export class PostgresConnection implements OnApplicationShutdown {
     return client;
   }
 
+  /**
+   * Runs `fn` inside BEGIN … COMMIT on a pooled connection, every statement of it bounded; rolls
+   * back (and rethrows) when `fn` or the COMMIT throws. A connection that cannot roll back does
+   * not go back to the pool.
+   */
+  async transaction<T>(fn: (client: PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.connect();
+    let broken: Error | undefined;
+    try {
+      await client.query(this.bounded('BEGIN'));
+      const result = await fn(client);
+      await client.query(this.bounded('COMMIT'));
+      return result;
+    } catch (error) {
+      try {
+        await client.query(this.bounded('ROLLBACK'));
+      } catch (rollbackError) {
+        broken = rollbackError as Error;
+      }
+      throw error;
+    } finally {
+      client.release(broken);
+    }
+  }
+
   async withClient<T>(fn: (client: PoolClient) => Promise<T>): Promise<T> {
     const client = await this.connect();
     try {

@@ -33,10 +33,6 @@ export class JobRunner {
     private readonly ended: (job: RunningJob) => void,
   ) {}
 
-  private get jobLog(): JobLog {
-    return this.log();
-  }
-
   /** Runs `events` as `job`, ending it after `timeoutMs` if it has not ended by then. */
   run(job: RunningJob, events: Observable<unknown>, timeoutMs: number): void {
     job.timer = setTimeout(() => this.fail(job, 'timeout'), timeoutMs);
@@ -116,25 +112,27 @@ export class JobRunner {
     job.writing = true;
     const batch = job.pending.splice(0);
     const { timeoutMs, retentionMs } = this.options;
-    this.jobLog.append(job.id, batch, timeoutMs + retentionMs).then(
-      (cancelled) => {
-        job.writing = false;
-        if (cancelled) this.endedCancelled(job);
-        this.deliver(job, batch[batch.length - 1].n);
-        if (job.pending.length > 0) return this.scheduleFlush(job);
-        if (job.ended) this.finishLog(job);
-      },
-      (error: Error) => {
-        job.writing = false;
-        this.logger.report(
-          'job.log-failed',
-          `Job ${job.id}: its log could not be written: ${error.message}`,
-        );
-        // Ids must grow: an older one refused means another instance ended the job in the log.
-        const abandoned = /equal or smaller than the target stream top/i.test(error.message);
-        this.breakLog(job, abandoned ? 'abandoned' : 'log-unavailable');
-      },
-    );
+    this.log()
+      .append(job.id, batch, timeoutMs + retentionMs)
+      .then(
+        (cancelled) => {
+          job.writing = false;
+          if (cancelled) this.endedCancelled(job);
+          this.deliver(job, batch[batch.length - 1].n);
+          if (job.pending.length > 0) return this.scheduleFlush(job);
+          if (job.ended) this.finishLog(job);
+        },
+        (error: Error) => {
+          job.writing = false;
+          this.logger.report(
+            'job.log-failed',
+            `Job ${job.id}: its log could not be written: ${error.message}`,
+          );
+          // Ids must grow: an older one refused means another instance ended the job in the log.
+          const abandoned = /equal or smaller than the target stream top/i.test(error.message);
+          this.breakLog(job, abandoned ? 'abandoned' : 'log-unavailable');
+        },
+      );
   }
 
   /**
@@ -167,7 +165,7 @@ export class JobRunner {
   }
 
   private finishLog(job: RunningJob): void {
-    this.jobLog
+    this.log()
       .end(job.id, job.ended!, this.options.retentionMs)
       .catch((error: Error) =>
         this.logger.report(

@@ -44,37 +44,25 @@ export class OutboxStore implements OnModuleInit {
    * to run from several instances at once: one transaction under an advisory lock.
    */
   async migrate(): Promise<void> {
-    const client = await this.postgres.connect();
-    let broken: Error | undefined;
-    try {
-      await client.query(this.postgres.bounded('BEGIN'));
+    const droppedTrigger = await this.postgres.transaction(async (client) => {
       await client.query(
         this.postgres.bounded(this.sql.migrationLock, [`nestjs-durable-sse:${this.table}`]),
       );
+      // Asked before the statements that drop it (to_regclass: no rows before the table exists).
       const dropsTrigger =
         this.options.outbox.wakeup === 'after-commit' &&
-        (await client.query(this.postgres.bounded(this.sql.hasNotifyTrigger)).then(
-          ({ rows }) => rows.length > 0,
-          () => false, // no table yet (the check runs before CREATE): nothing to drop
-        ));
+        (await client.query(this.postgres.bounded(this.sql.hasNotifyTrigger))).rows.length > 0;
       for (const statement of this.sql.migrate)
         await client.query(this.postgres.bounded(statement));
-      await client.query(this.postgres.bounded('COMMIT'));
-      if (dropsTrigger) {
-        this.logger.report(
-          'outbox.notify-trigger-dropped',
-          `Dropped the outbox table's NOTIFY trigger (outbox.wakeup is 'after-commit'): the ` +
-            'module wakes relays after commits instead; instances of earlier versions still ' +
-            'running are woken by those NOTIFYs and by their poll.',
-        );
-      }
-    } catch (error) {
-      await client.query(this.postgres.bounded('ROLLBACK')).catch((rollbackError: Error) => {
-        broken = rollbackError; // a connection that cannot roll back must not go back to the pool
-      });
-      throw error;
-    } finally {
-      client.release(broken);
+      return dropsTrigger;
+    });
+    if (droppedTrigger) {
+      this.logger.report(
+        'outbox.notify-trigger-dropped',
+        `Dropped the outbox table's NOTIFY trigger (outbox.wakeup is 'after-commit'): the ` +
+          'module wakes relays after commits instead; instances of earlier versions still ' +
+          'running are woken by those NOTIFYs and by their poll.',
+      );
     }
     this.logger.report('outbox.ready', `Outbox ready: ${this.schema}.${this.table}`);
   }
@@ -86,7 +74,7 @@ export class OutboxStore implements OnModuleInit {
   private async warnOfNotifyTrigger(): Promise<void> {
     const { rows } = await this.postgres
       .query(this.sql.hasNotifyTrigger)
-      .catch(() => ({ rows: [] as unknown[] })); // no table yet: nothing to warn of
+      .catch(() => ({ rows: [] as unknown[] })); // a warning only: a failed check says nothing
     if (rows.length === 0) return;
     this.logger.report(
       'outbox.notify-trigger',

@@ -145,26 +145,13 @@ export class OutboxService {
   }
 
   private async run<T>(fn: (client: PoolClient) => Promise<T>): Promise<T> {
-    const client = await this.postgres.connect();
-    let broken: Error | undefined;
-    try {
-      await client.query(this.postgres.bounded('BEGIN'));
-      const scope = this.ownScope(client);
-      const result = await this.own.run(scope, () => fn(client));
-      await client.query(this.postgres.bounded('COMMIT'));
-      this.afterCommit(scope);
-      return result;
-    } catch (error) {
-      try {
-        await client.query(this.postgres.bounded('ROLLBACK'));
-      } catch (rollbackError) {
-        // A connection that cannot roll back must not go back to the pool.
-        broken = rollbackError as Error;
-      }
-      throw error;
-    } finally {
-      client.release(broken);
-    }
+    let scope!: OwnTransaction;
+    const result = await this.postgres.transaction((client) => {
+      scope = this.ownScope(client);
+      return this.own.run(scope, () => fn(client));
+    });
+    this.afterCommit(scope);
+    return result;
   }
 
   /**
