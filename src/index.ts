@@ -4,6 +4,7 @@ export { SseModule } from './sse.module';
 export { SSE_MODULE_OPTIONS } from './config/tokens';
 export type {
   SseModuleOptions,
+  SseModuleOptionsFactory,
   PostgresOptions,
   PostgresPoolOptions,
   OutboxFanout,
@@ -85,3 +86,4 @@ export type { SseLogMessageId } from './observability/log-messages';
 
 export { SseHealthIndicators } from './health/sse-health.indicators';
 export { SseMetrics } from './metrics/sse-metrics';
+export type { SseMetricsRegistry } from './metrics/sse-metrics';

@@ -8,6 +8,7 @@ export const {
   ASYNC_OPTIONS_TYPE: SSE_MODULE_ASYNC_OPTIONS_TYPE,
 } = new ConfigurableModuleBuilder<SseModuleOptions>({ moduleName: 'Sse' })
   .setClassMethodName('forRoot')
+  .setFactoryMethodName('createSseModuleOptions')
   .setExtras<Required<SseModuleExtras>>(
     { isGlobal: true, providers: [] },
     (definition, extras) => ({

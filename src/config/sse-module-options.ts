@@ -8,19 +8,47 @@ type Definitions = typeof OPTION_DEFINITIONS;
 type Group<K extends keyof Definitions> = Definitions[K]['group'];
 type PoolGroup = Group<'postgres'>['pool']['group'];
 
-/** Options of `SseModule.forRoot()` / the factory of `forRootAsync()`. */
-export type SseModuleOptions = OptionsOf<Definitions>;
-export type SseStreamOptions = OptionsOf<Group<'sse'>>;
-export type PostgresOptions = OptionsOf<Group<'postgres'>>;
-export type PostgresPoolOptions = OptionsOf<PoolGroup>;
-export type OutboxOptions = OptionsOf<Group<'outbox'>>;
-export type RedisOptions = OptionsOf<Group<'redis'>>;
-export type IdempotencyOptions = OptionsOf<Group<'idempotency'>>;
-export type HealthOptions = OptionsOf<Group<'health'>>;
-export type MetricsOptions = OptionsOf<Group<'metrics'>>;
-export type ShutdownOptions = OptionsOf<Group<'shutdown'>>;
+// Interfaces, not aliases, so that editors and compiler errors name them (`SseStreamOptions`)
+// instead of spelling out the derived type; test/config/api.unit.spec.ts keeps each equal to
+// the definitions it stands for.
+/* eslint-disable @typescript-eslint/no-empty-object-type */
+export interface SseStreamOptions extends OptionsOf<Group<'sse'>> {}
+export interface PostgresPoolOptions extends OptionsOf<PoolGroup> {}
+export interface PostgresOptions extends Omit<OptionsOf<Group<'postgres'>>, 'pool'> {
+  pool?: PostgresPoolOptions;
+}
+export interface OutboxOptions extends OptionsOf<Group<'outbox'>> {}
+export interface RedisOptions extends OptionsOf<Group<'redis'>> {}
+export interface IdempotencyOptions extends OptionsOf<Group<'idempotency'>> {}
+export interface HealthOptions extends OptionsOf<Group<'health'>> {}
+export interface MetricsOptions extends OptionsOf<Group<'metrics'>> {}
+export interface ShutdownOptions extends OptionsOf<Group<'shutdown'>> {}
 /** Resumable job streams (`@SseJob()`, docs/jobs.md); they need `redis`. */
-export type JobsOptions = OptionsOf<Group<'jobs'>>;
+export interface JobsOptions extends OptionsOf<Group<'jobs'>> {}
+/* eslint-enable @typescript-eslint/no-empty-object-type */
+
+/** Options of `SseModule.forRoot()` / what the factory of `forRootAsync()` returns. */
+export interface SseModuleOptions {
+  sse?: SseStreamOptions;
+  /** The transactional outbox; without it, topics are served by the in-process hub. */
+  postgres?: PostgresOptions;
+  outbox?: OutboxOptions;
+  /** Shared idempotency records, job logs and the `redis` fan-out. */
+  redis?: RedisOptions;
+  idempotency?: IdempotencyOptions;
+  health?: HealthOptions;
+  metrics?: MetricsOptions;
+  shutdown?: ShutdownOptions;
+  jobs?: JobsOptions;
+}
+
+/**
+ * What a class given to `SseModule.forRootAsync({ useClass })` (or `useExisting`) implements, as
+ * `TypeOrmOptionsFactory` or `ThrottlerOptionsFactory` do for their modules.
+ */
+export interface SseModuleOptionsFactory {
+  createSseModuleOptions(): SseModuleOptions | Promise<SseModuleOptions>;
+}
 
 /** How a stream that cannot be admitted (instance full, client over its limit, shutting down) is refused. */
 export type SseRejectMode = NonNullable<SseStreamOptions['rejectMode']>;

@@ -1,6 +1,7 @@
 import { plainToInstance } from 'class-transformer';
 import { ValidationError, validateSync } from 'class-validator';
 import { SseModuleOptionsSchema } from './options.schema';
+import { coerceConfigStrings } from './config-strings';
 import type { Client, Pool } from 'pg';
 import {
   HEALTH_DEFAULTS,
@@ -58,13 +59,21 @@ function describe(value: unknown): string {
 
 /** Validates raw options and applies defaults. Pure: throws {@link SseConfigError} or returns. */
 export function resolveSseModuleOptions(
-  raw: SseModuleOptions | undefined,
+  given: SseModuleOptions | undefined,
 ): ResolvedSseModuleOptions {
-  if (raw !== undefined && (raw === null || typeof raw !== 'object' || Array.isArray(raw))) {
+  if (
+    given !== undefined &&
+    (given === null || typeof given !== 'object' || Array.isArray(given))
+  ) {
     throw new SseConfigError([
-      { path: '(root)', message: `options must be an object (got ${describe(raw)})` },
+      { path: '(root)', message: `options must be an object (got ${describe(given)})` },
     ]);
   }
+  const stringIssues: SseConfigIssue[] = [];
+  const raw = coerceConfigStrings(
+    (given ?? {}) as Record<string, unknown>,
+    stringIssues,
+  ) as SseModuleOptions;
   // Client instances must reach the module untouched (class-transformer would copy them).
   const existingPool = raw?.postgres?.existingPool;
   const existingClient = raw?.redis?.existingClient;
@@ -77,18 +86,23 @@ export function resolveSseModuleOptions(
     plain.redis = omit(raw.redis, 'existingClient');
   }
   const schema = plainToInstance(SseModuleOptionsSchema, plain);
-  const issues = flatten(
-    validateSync(schema, {
-      whitelist: true,
-      forbidNonWhitelisted: true,
-      forbidUnknownValues: true,
-    }),
-  );
+  // A string that spells no number has its one issue already; the validator's would repeat it.
+  const stringPaths = new Set(stringIssues.map((issue) => issue.path));
+  const issues = [
+    ...stringIssues,
+    ...flatten(
+      validateSync(schema, {
+        whitelist: true,
+        forbidNonWhitelisted: true,
+        forbidUnknownValues: true,
+      }),
+    ).filter((issue) => !stringPaths.has(issue.path)),
+  ];
 
-  const given = stripUndefined(raw?.sse);
-  const sse = { ...SSE_STREAM_DEFAULTS, ...given };
+  const givenSse = stripUndefined(raw?.sse);
+  const sse = { ...SSE_STREAM_DEFAULTS, ...givenSse };
   // A small instance limit must not trip over the per-client default.
-  if (given.maxConnectionsPerClient === undefined && typeof sse.maxConnections === 'number') {
+  if (givenSse.maxConnectionsPerClient === undefined && typeof sse.maxConnections === 'number') {
     sse.maxConnectionsPerClient = Math.min(
       SSE_STREAM_DEFAULTS.maxConnectionsPerClient,
       sse.maxConnections,

@@ -18,6 +18,16 @@ function loadPromClient(): typeof PromClient | undefined {
   }
 }
 
+/** What {@link SseMetrics.registry} offers: a prom-client `Registry`. */
+export interface SseMetricsRegistry {
+  /** The Prometheus text exposition of every metric. */
+  metrics(): Promise<string>;
+  /** The `Content-Type` of {@link metrics}. */
+  readonly contentType: string;
+  getMetricsAsJSON(): Promise<unknown[]>;
+  resetMetrics(): void;
+}
+
 /**
  * Prometheus metrics of this module instance, in a registry of its own (merge it into yours
  * with `Registry.merge`, or serve it at `metrics.path`). Values are read from the module's
@@ -26,7 +36,12 @@ function loadPromClient(): typeof PromClient | undefined {
  */
 @Injectable()
 export class SseMetrics implements OnModuleInit {
-  registry?: PromClient.Registry;
+  /**
+   * prom-client's `Registry`, typed by what it offers here so that these declarations compile in
+   * apps without the optional `prom-client` (cast it to merge: `Registry.merge([register,
+   * sseMetrics.registry as Registry])`).
+   */
+  registry?: SseMetricsRegistry;
 
   constructor(
     @Inject(SSE_MODULE_OPTIONS) private readonly options: ResolvedSseModuleOptions,

@@ -7,7 +7,15 @@ export type SseTopics = string | readonly string[];
  * The request as the HTTP platform hands it to handlers: Express' `req` or Fastify's
  * `FastifyRequest`. Both have `headers`, `params`, `query`, `ip` and whatever guards set (`user`).
  */
-export type SseRequest = Record<string, any> & { headers: IncomingHttpHeaders };
+export interface SseRequest {
+  headers: IncomingHttpHeaders;
+  /** Route parameters (`:id` → `params.id`). */
+  params: Record<string, string>;
+  query: Record<string, unknown>;
+  /** Whatever the platform and your guards set: `ip`, `url`, `user`, … */
+  [key: string]: any;
+  [key: symbol]: unknown;
+}
 
 /** Options of `@Sse(path, options)`. */
 export interface SseRouteOptions {

@@ -1,13 +1,17 @@
 'use strict';
 /**
  * README's "Use it in your app", run for real: packs the package as npm would publish it, then,
- * in two new Nest apps (./nest11 and ./nest12, each with only its own dependencies, copied to a
- * temporary directory outside the repository), installs
- * the tarball with `npm install <tarball>` and runs ./smoke.test.js with node's test runner
- * there: the package loaded as an app loads it, its entry points, its peer dependencies.
- * NestJS 12 is ESM-only and Jest on Node 20 cannot load it; this is where it is checked.
+ * in new Nest apps (each with only its own dependencies, copied to a temporary directory outside
+ * the repository), installs the tarball with `npm install <tarball>` and runs ./smoke.test.js
+ * with node's test runner there (the package loaded as an app loads it, its entry points, its
+ * peer dependencies), then the app's own `npm run check` if it has one:
+ * - ./nest11: NestJS 11, CommonJS.
+ * - ./nest12: NestJS 12 as `nest new` makes it: ESM, with a Vitest test that uses
+ *   nestjs-durable-sse/testing. NestJS 12 is ESM-only and Jest on Node 20 cannot load it; this
+ *   is where it is checked.
+ * - ./types: only the required peers; compiles the packed declarations with skipLibCheck: false.
  *
- *   node test/compat/run-compat.js [nest11|nest12 …]
+ *   node test/compat/run-compat.js [nest11|nest12|types …]
  *
  * COMPAT_TAP_DIR=<dir> also writes <dir>/<app>.tap, for the summary line of `npm test`.
  */
@@ -17,7 +21,7 @@ const os = require('node:os');
 const path = require('node:path');
 
 const root = path.resolve(__dirname, '..', '..');
-const apps = process.argv.length > 2 ? process.argv.slice(2) : ['nest11', 'nest12'];
+const apps = process.argv.length > 2 ? process.argv.slice(2) : ['nest11', 'nest12', 'types'];
 const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
 const run = (cmd, args, cwd) => execFileSync(cmd, args, { cwd, stdio: 'inherit' });
 
@@ -47,8 +51,11 @@ async function checkApp(app, tarball, filename) {
   const cwd = fs.mkdtempSync(path.join(os.tmpdir(), `durable-sse-${app}-`));
   const output = [];
   try {
-    for (const file of ['package.json', 'package-lock.json'])
-      fs.copyFileSync(path.join(__dirname, app, file), path.join(cwd, file));
+    // The app's own files: package.json and its lock, and whatever its `check` script runs.
+    for (const file of fs.readdirSync(path.join(__dirname, app)))
+      if (file !== 'node_modules')
+        fs.copyFileSync(path.join(__dirname, app, file), path.join(cwd, file));
+    const manifest = JSON.parse(fs.readFileSync(path.join(cwd, 'package.json'), 'utf8'));
     output.push(`\n${app} (in ${cwd}): npm ci, npm install ${filename}\n`);
     let ok = await runInto(output, npm, ['ci', '--no-audit', '--no-fund', '--loglevel=error'], cwd);
     // --no-save: the app's package.json and lock stay as committed; the tarball changes per build.
@@ -66,12 +73,26 @@ async function checkApp(app, tarball, filename) {
         `--test-reporter-destination=${path.join(process.env.COMPAT_TAP_DIR, `${app}.tap`)}`,
       );
     }
-    ok &&= await runInto(
-      output,
-      process.execPath,
-      ['--test', ...reporters, path.join(__dirname, 'smoke.test.js')],
-      cwd,
-    );
+    if (manifest.compatSmoke !== false) {
+      ok &&= await runInto(
+        output,
+        process.execPath,
+        ['--test', ...reporters, path.join(__dirname, 'smoke.test.js')],
+        cwd,
+      );
+    }
+    // The app's own check, as its developers run it: types (./types), Vitest (./nest12).
+    if (manifest.scripts?.check) {
+      const checked = ok && (await runInto(output, npm, ['run', 'check'], cwd));
+      // One test each, in the summary line of `npm test`.
+      if (process.env.COMPAT_TAP_DIR) {
+        fs.writeFileSync(
+          path.join(process.env.COMPAT_TAP_DIR, `${app}.check`),
+          checked ? 'pass' : 'fail',
+        );
+      }
+      ok &&= checked;
+    }
     return ok;
   } finally {
     process.stdout.write(

@@ -1,5 +1,11 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { OPTION_DEFINITIONS, OptionsOf } from '../../src/config/option-definitions';
+import type {
+  PostgresOptions,
+  SseModuleOptions,
+  SseStreamOptions,
+} from '../../src/config/sse-module-options';
 
 const root = path.join(__dirname, '../..');
 const read = (file: string) => fs.readFileSync(path.join(root, file), 'utf8');
@@ -53,5 +59,30 @@ describe('the public API is what docs/api.md documents', () => {
     });
     for (const target of ['src/index.ts', 'src/testing/index.ts', 'src/pglite.ts'])
       expect(fs.existsSync(path.join(root, target))).toBe(true);
+  });
+});
+
+// The option interfaces are written out (so that editors name them); they must stay equal to
+// the definitions they stand for (a compile error here otherwise).
+type Equal<A, B> =
+  (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
+type Definitions = typeof OPTION_DEFINITIONS;
+type Flat<T> = { [K in keyof T]: T[K] };
+const optionTypesMatch: [
+  Equal<Flat<SseModuleOptions>, Flat<OptionsOf<Definitions>>>,
+  Equal<Flat<SseStreamOptions>, Flat<OptionsOf<Definitions['sse']['group']>>>,
+  Equal<
+    Flat<Required<PostgresOptions>['pool']>,
+    Flat<OptionsOf<Definitions['postgres']['group']['pool']['group']>>
+  >,
+  Equal<
+    Omit<Flat<PostgresOptions>, 'pool'>,
+    Omit<Flat<OptionsOf<Definitions['postgres']['group']>>, 'pool'>
+  >,
+] = [true, true, true, true];
+
+describe('option types', () => {
+  it('are the named interfaces, equal to the definitions', () => {
+    expect(optionTypesMatch).toEqual([true, true, true, true]);
   });
 });

@@ -11,6 +11,7 @@ import {
   SseHub,
   SseModule,
   SseModuleOptions,
+  SseModuleOptionsFactory,
 } from '../../src';
 import {
   HEALTH_DEFAULTS,
@@ -247,6 +248,51 @@ describe('option validation (pure)', () => {
     ).toContain('sse');
   });
 
+  it('takes numbers and booleans spelled as strings, as ConfigService and process.env give them', () => {
+    const resolved = resolveSseModuleOptions({
+      sse: { maxConnections: '500', heartbeatMs: ' 20000 ' },
+      postgres: { connectionString: 'postgres://x@127.0.0.1/db', pool: { max: '4' } },
+      shutdown: { drainMs: '0' },
+      idempotency: { allowMemoryStoreInProduction: 'TRUE' },
+    } as unknown as SseModuleOptions);
+    expect(resolved.sse.maxConnections).toBe(500);
+    expect(resolved.sse.heartbeatMs).toBe(20_000);
+    expect(resolved.postgres!.pool.max).toBe(4);
+    expect(resolved.shutdown.drainMs).toBe(0);
+    expect(resolved.idempotency.allowMemoryStoreInProduction).toBe(true);
+    // Converted, the number is validated as any other.
+    expect(() =>
+      resolveSseModuleOptions({ sse: { maxConnections: '0' } } as unknown as SseModuleOptions),
+    ).toThrow(/sse\.maxConnections: maxConnections must not be less than 1 \(got 0\)/);
+  });
+
+  it('names a string that spells no number in one line per field, with the conversion', () => {
+    let error: SseConfigError | undefined;
+    try {
+      resolveSseModuleOptions({
+        sse: { maxConnections: '5.5', heartbeatMs: '' },
+        outbox: { migrate: 'yes' },
+      } as unknown as SseModuleOptions);
+    } catch (caught) {
+      error = caught as SseConfigError;
+    }
+    expect(error).toBeInstanceOf(SseConfigError);
+    expect(error!.issues).toEqual([
+      {
+        path: 'sse.heartbeatMs',
+        message: expect.stringMatching(/^must be an integer; got the string ""/),
+      },
+      {
+        path: 'sse.maxConnections',
+        message: expect.stringMatching(/^must be an integer; got the string "5\.5".*Number\(…\)/),
+      },
+      {
+        path: 'outbox.migrate',
+        message: expect.stringMatching(/^must be a boolean; got the string "yes"/),
+      },
+    ]);
+  });
+
   it('says what it got and what it wanted', () => {
     expect(() => resolveSseModuleOptions({ sse: { heartbeatMs: 5 } })).toThrow(
       /sse\.heartbeatMs: heartbeatMs must not be less than 10 \(got 5\)/,
@@ -283,9 +329,37 @@ describe('SseModule bootstrap', () => {
     expect(moduleRef.get<ResolvedSseModuleOptions>(SSE_MODULE_OPTIONS).sse.heartbeatMs).toBe(4321);
   });
 
+  it('forRootAsync: a factory that returns configuration strings boots (the getting-started example)', async () => {
+    const env = { SSE_MAX_CONNECTIONS: '500', SSE_HEARTBEAT_MS: '20000' };
+    @Injectable()
+    class ConfigService {
+      get<T = string>(key: keyof typeof env): T {
+        return env[key] as T; // what @nestjs/config does: a string, whatever T says
+      }
+    }
+    @Module({ providers: [ConfigService], exports: [ConfigService] })
+    class ConfigModule {}
+    const moduleRef = await Test.createTestingModule({
+      imports: [
+        SseModule.forRootAsync({
+          imports: [ConfigModule],
+          inject: [ConfigService],
+          useFactory: (config: ConfigService) => ({
+            sse: {
+              maxConnections: config.get<number>('SSE_MAX_CONNECTIONS'),
+              heartbeatMs: config.get<number>('SSE_HEARTBEAT_MS'),
+            },
+          }),
+        }),
+      ],
+    }).compile();
+    const { sse } = moduleRef.get<ResolvedSseModuleOptions>(SSE_MODULE_OPTIONS);
+    expect([sse.maxConnections, sse.heartbeatMs]).toEqual([500, 20_000]);
+  });
+
   it('forRootAsync: useClass, validated like forRoot', async () => {
-    class BadOptions {
-      create(): SseModuleOptions {
+    class BadOptions implements SseModuleOptionsFactory {
+      createSseModuleOptions(): SseModuleOptions {
         return { sse: { retryMs: -5 } };
       }
     }

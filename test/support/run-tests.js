@@ -204,13 +204,19 @@ async function main() {
       fs.rmSync(tapDir, { recursive: true, force: true });
       fs.mkdirSync(tapDir, { recursive: true });
       const status = await step(
-        'NestJS 11 and 12: the packed package installed into a new app',
+        'NestJS 11 and 12: the packed package installed into new apps (smoke, types, Vitest)',
         process.execPath,
         [path.join(root, 'test/compat/run-compat.js')],
         { env: { COMPAT_TAP_DIR: tapDir } },
       );
       let compatFailed = 0;
-      for (const app of ['nest11', 'nest12']) {
+      for (const app of ['nest11', 'nest12', 'types']) {
+        const check = path.join(tapDir, `${app}.check`);
+        if (fs.existsSync(check)) {
+          if (fs.readFileSync(check, 'utf8') === 'pass') passed++;
+          else compatFailed++;
+        }
+        if (app === 'types') continue; // a check only, no smoke test
         const tap = path.join(tapDir, `${app}.tap`);
         const text = fs.existsSync(tap) ? fs.readFileSync(tap, 'utf8') : '';
         const count = (name) =>
