@@ -15,6 +15,7 @@ import {
   SSE_ROUTES_CONTROLLER,
   SseRoutes,
 } from './health/sse-routes.controller';
+import { SseRouteClashes } from './health/route-clash';
 import { SSE_MODULE_OPTIONS } from './config/tokens';
 import { resolveSseModuleOptions } from './config/validate-options';
 import type { SseModuleOptions } from './config/sse-module-options';
@@ -27,6 +28,7 @@ import { JsonSseEventSerializer, SSE_EVENT_SERIALIZER } from './sse/sse-event-se
 import { SseHub } from './sse/sse-hub';
 import { HubFeed, SSE_FEED } from './sse/sse-feed';
 import { SseInterceptor } from './sse/sse.interceptor';
+import { NestSseRoutes } from './sse/nest-sse-routes';
 import { SseStreamer } from './sse/sse-streamer';
 import { OutboxFeed } from './outbox/read/outbox-feed';
 import { OutboxRelay } from './outbox/read/outbox-relay';
@@ -52,7 +54,8 @@ import { IdempotencyExecutor } from './idempotency/idempotency-executor';
 import { IdempotentRoutes } from './idempotency/idempotent-routes';
 import { ControllerMethods } from './common/controller-methods';
 import { ScopeJobOwnerResolver, SSE_JOB_OWNER_RESOLVER } from './jobs/job-owner';
-import { DiscoveryModule } from '@nestjs/core';
+import { DiscoveryModule, ModulesContainer } from '@nestjs/core';
+import { assertOneSseModule } from './config/one-module';
 import { HttpPlatformHost } from './platform/http-platform.host';
 import { MemoryIdempotencyStore } from './idempotency/memory-idempotency-store';
 import { RedisConnection } from './connections/redis-connection';
@@ -81,6 +84,7 @@ import type { ResolvedSseModuleOptions } from './config/sse-module-options';
     SseHub,
     SseStreamer,
     SseInterceptor,
+    NestSseRoutes,
     PostgresConnection,
     OutboxStore,
     OutboxWakeup,
@@ -148,7 +152,11 @@ import type { ResolvedSseModuleOptions } from './config/sse-module-options';
   ],
 })
 export class SseModule extends ConfigurableSseModule implements NestModule {
-  constructor(private readonly idempotency: IdempotencyExecutor) {
+  constructor(
+    private readonly idempotency: IdempotencyExecutor,
+    private readonly routeClashes: SseRouteClashes,
+    private readonly modules: ModulesContainer,
+  ) {
     super();
   }
 
@@ -162,7 +170,9 @@ export class SseModule extends ConfigurableSseModule implements NestModule {
 
   /** Runs before Nest builds this application's routes, so it can still ready theirs. */
   configure(_consumer: MiddlewareConsumer): void {
+    assertOneSseModule(this.modules, SseModule);
     this.idempotency.prepareRoutes();
+    this.routeClashes.watchRegistrations();
   }
 }
 
@@ -176,6 +186,7 @@ function withRoutes(module: DynamicModule): DynamicModule {
       ...(module.providers ?? []),
       { provide: SSE_ROUTES_CONTROLLER, useValue: controller },
       SseRoutes,
+      SseRouteClashes,
     ],
   };
 }

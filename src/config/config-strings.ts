@@ -1,5 +1,9 @@
 import { OPTION_DEFINITIONS, OptionDefinitions } from './option-definitions';
-import type { SseConfigIssue } from './validate-options';
+/** As SseConfigIssue (validate-options.ts imports this file). */
+interface SseConfigIssue {
+  path: string;
+  message: string;
+}
 
 const INTEGER = /^\s*[+-]?\d+\s*$/;
 const BOOLEAN = /^\s*(true|false)\s*$/i;

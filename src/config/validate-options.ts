@@ -177,6 +177,8 @@ function resolveRedis(
   if ((given.url === undefined) === (existingClient === undefined)) {
     issues.push({ path: 'redis', message: 'give exactly one of url or existingClient' });
   }
+  const urlProblem = typeof given.url === 'string' ? redisUrlProblem(given.url) : undefined;
+  if (urlProblem) issues.push({ path: 'redis.url', message: urlProblem });
   return Object.freeze({
     ...REDIS_DEFAULTS,
     ...stripUndefined(omit(given, 'existingClient')),
@@ -223,6 +225,32 @@ function resolvePostgres(
     listenerClientFactory,
     pool: Object.freeze(pool),
   });
+}
+
+/**
+ * What ioredis would take badly in a `redis.url` the pattern lets through: a database path that
+ * is not a number (`/banana` crashed the process after start-up) or a URL that does not parse.
+ */
+function redisUrlProblem(url: string): string | undefined {
+  if (!/^rediss?:\/\//.test(url)) return undefined; // the pattern's own message says it
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return `is not a valid URL (got ${JSON.stringify(redactUrl(url))})`;
+  }
+  if (!/^\/?(\d{1,5})?\/?$/.test(parsed.pathname)) {
+    return (
+      `names the database by its number, as in redis://host:6379/2 (got the path ` +
+      `${JSON.stringify(parsed.pathname)})`
+    );
+  }
+  return undefined;
+}
+
+/** A connection URL with its password replaced, for messages. */
+export function redactUrl(url: string): string {
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/@]*:)[^@/]*@/i, '$1***@');
 }
 
 function isPool(value: unknown): value is Pool {

@@ -12,6 +12,7 @@ import {
 import { SSE_MODULE_OPTIONS } from '../config/tokens';
 import { POSTGRES_DEFAULTS, ResolvedSseModuleOptions } from '../config/sse-module-options';
 import { raceTimeout } from '../common/timeout';
+import { redactUrl } from '../config/validate-options';
 
 /** How long shutdown waits for the pool to end politely before destroying its sockets. */
 const POOL_END_TIMEOUT_MS = 1_000;
@@ -25,6 +26,7 @@ const POOL_END_TIMEOUT_MS = 1_000;
 export class PostgresConnection implements OnApplicationShutdown {
   private readonly ownedPool?: Pool;
   readonly pool?: Pool;
+  private verified?: Promise<void>;
 
   constructor(
     @Inject(SSE_MODULE_OPTIONS) private readonly options: ResolvedSseModuleOptions,
@@ -58,6 +60,27 @@ export class PostgresConnection implements OnApplicationShutdown {
         `Idle PostgreSQL connection failed: ${error.message}`,
       ),
     );
+  }
+
+  /**
+   * One round trip at start-up, so that a wrong host, role, password or database fails bootstrap
+   * with the option it came from (the driver's words alone, `role "x" does not exist`, do not say
+   * which of an app's pools failed). Shared by whoever asks first.
+   */
+  verify(): Promise<void> {
+    this.verified ??= this.query('SELECT 1').then(
+      () => undefined,
+      (error: Error) => {
+        const pg = this.options.postgres!;
+        const source = pg.connectionString
+          ? `postgres.connectionString ${redactUrl(pg.connectionString)}`
+          : 'postgres.existingPool';
+        throw new Error(`SseModule could not use PostgreSQL (${source}): ${error.message}`, {
+          cause: error,
+        });
+      },
+    );
+    return this.verified;
   }
 
   /** Client-side bound of the module's own queries (ms). */

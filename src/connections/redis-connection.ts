@@ -4,6 +4,7 @@ import Redis, { Cluster } from 'ioredis';
 import { SSE_MODULE_OPTIONS } from '../config/tokens';
 import type { ResolvedSseModuleOptions } from '../config/sse-module-options';
 import { raceTimeout } from '../common/timeout';
+import { redactUrl } from '../config/validate-options';
 
 /**
  * The module's Redis client: created from `redis.url` (one connection, offline queue off so calls
@@ -14,6 +15,10 @@ import { raceTimeout } from '../common/timeout';
 export class RedisConnection implements OnModuleInit, OnApplicationShutdown {
   private readonly owned?: Redis;
   readonly client?: Redis | Cluster;
+  /** The last connection error, for what health says while the client is not connected. */
+  private lastError?: string;
+  /** The server refused the database the URL names (ioredis would carry on with db 0). */
+  private selectError?: string;
 
   constructor(
     @Inject(SSE_MODULE_OPTIONS) private readonly options: ResolvedSseModuleOptions,
@@ -40,9 +45,12 @@ export class RedisConnection implements OnModuleInit, OnApplicationShutdown {
       // Reconnect forever with a capped backoff; requests meanwhile follow idempotency.failMode.
       retryStrategy: (attempt) => Math.min(2_000, 50 * 2 ** Math.min(attempt, 6)),
     });
-    this.owned.on('error', (error) =>
-      this.logger.report('redis.error', `Redis connection error: ${error.message}`),
-    );
+    this.owned.on('error', (error) => {
+      this.lastError = error.message;
+      if (/DB index is out of range/i.test(error.message)) this.selectError = error.message;
+      this.logger.report('redis.error', `Redis connection error: ${error.message}`);
+    });
+    this.owned.on('ready', () => (this.lastError = undefined));
   }
 
   /**
@@ -58,16 +66,30 @@ export class RedisConnection implements OnModuleInit, OnApplicationShutdown {
       this.options.redis!.connectTimeoutMs,
       () => false,
     );
+    if (this.selectError) {
+      // Running on database 0 instead would share another app's keys, with health "up".
+      throw new Error(
+        `SseModule: redis.url (${redactUrl(this.options.redis!.url!)}) names database ` +
+          `${client.options.db}, which this Redis server does not have (${this.selectError}); ` +
+          'use one below its `databases` setting (16 by default)',
+      );
+    }
     if (!ready)
       this.logger.report(
         'redis.unreachable',
-        'Redis is not reachable yet; idempotent requests follow idempotency.failMode until it is',
+        `Redis is not reachable yet (redis.url ${redactUrl(this.options.redis!.url!)}` +
+          `${this.lastError ? `: ${this.lastError}` : ''}); idempotent requests follow ` +
+          'idempotency.failMode until it is',
       );
   }
 
   /** Round trip to Redis (for health checks). */
   async ping(): Promise<void> {
     if (!this.client) throw new Error('redis is not configured');
+    // Not ioredis' "Stream isn't writeable and enableOfflineQueue options is false".
+    if (this.owned && this.owned.status !== 'ready') {
+      throw new Error(`unreachable: ${this.lastError ?? this.owned.status}`);
+    }
     await this.client.ping();
   }
 

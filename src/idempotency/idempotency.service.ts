@@ -58,5 +58,14 @@ export class IdempotencyService {
           'for a single-process deployment.',
       );
     }
+    if (this.store instanceof MemoryIdempotencyStore && !this.options.redis) {
+      // Outside production it runs, but a second replica in staging would quietly lose it.
+      this.logger.report(
+        'idempotency.memory-store',
+        '@Idempotent() routes keep their records in this process (no `redis` option): ' +
+          'processes and replicas do not share them, and a retry that reaches another one ' +
+          'runs again. Set redis.url for more than one process.',
+      );
+    }
   }
 }

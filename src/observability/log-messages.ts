@@ -85,6 +85,11 @@ export const SSE_LOG_MESSAGES = {
     meaning: 'the Redis Stream still cannot be read (repeats while it lasts)',
   },
   'fanout.stream-back': { level: 'log', meaning: 'the relay follows the Redis Stream again' },
+  'sse.nest-sse-route': {
+    level: 'warn',
+    meaning:
+      "a route uses `@Sse` from `@nestjs/common`, not this package's: it gets no heartbeats, limits, resume or shutdown handling (the line names the route)",
+  },
   'sse.slow-consumer': {
     level: 'warn',
     meaning: 'a client was disconnected: over `sse.maxBufferedBytes` for `sse.slowConsumerMs`',
@@ -126,6 +131,11 @@ export const SSE_LOG_MESSAGES = {
   'idempotency.lease-lost': {
     level: 'warn',
     meaning: "a request's idempotency lease could not be renewed: another request may run",
+  },
+  'idempotency.memory-store': {
+    level: 'warn',
+    meaning:
+      '`@Idempotent()` routes keep records in process memory (no `redis` option, outside production): replicas do not share them',
   },
   'idempotency.bypass': {
     level: 'warn',

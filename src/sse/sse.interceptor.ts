@@ -6,6 +6,8 @@ import {
   Injectable,
   InternalServerErrorException,
   NestInterceptor,
+  OnModuleInit,
+  Optional,
 } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import type { PlatformResponse } from '../platform/http-platform';
@@ -33,14 +35,26 @@ const REFUSALS = {
  * ordinary HTTP error. Emits `undefined` once the stream is open; the response is the stream's.
  */
 @Injectable()
-export class SseInterceptor implements NestInterceptor {
+export class SseInterceptor implements NestInterceptor, OnModuleInit {
   // Only module-internal services here: Nest instantiates this interceptor in the module of each
   // controller that uses @Sse and resolves its dependencies there first, so a user-overridable
   // token injected here could differ from the one the rest of the module uses.
   constructor(
     private readonly reflector: Reflector,
-    private readonly streamer: SseStreamer,
+    // Optional so that a controller without the module gets the error below, not Nest's
+    // "can't resolve dependencies of the SseInterceptor (Reflector, ?)".
+    @Optional() private readonly streamer: SseStreamer,
   ) {}
+
+  onModuleInit(): void {
+    if (!this.streamer) {
+      throw new Error(
+        '@Sse() routes need SseModule.forRoot() in this application (and, with isGlobal: ' +
+          'false, imported by the module of each controller that uses @Sse()). Nest’s own @Sse ' +
+          "from '@nestjs/common' is a different decorator.",
+      );
+    }
+  }
 
   intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
     if (context.getType() !== 'http') return next.handle();

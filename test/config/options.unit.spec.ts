@@ -384,11 +384,39 @@ describe('SseModule bootstrap', () => {
     }).compile();
     await moduleRef.close();
 
+    // Scoped, the feature module does not see it: start-up says so (see below).
     await expect(
       Test.createTestingModule({
         imports: [SseModule.forRoot({ isGlobal: false }), FeatureModule],
-      }).compile(),
-    ).rejects.toThrow(/SseInterceptor/);
+      })
+        .compile()
+        .then((scoped) => scoped.createNestApplication({ logger: false }).init()),
+    ).rejects.toThrow(/@Sse\(\) routes need SseModule\.forRoot\(\)/);
+  });
+});
+
+describe('@Sse() without the module', () => {
+  @Controller()
+  class TicksController {
+    @Sse('ticks', { topic: 'ticks' })
+    ticks() {}
+  }
+  @Module({ controllers: [TicksController] })
+  class FeatureModule {}
+
+  it.each([
+    ['no SseModule at all', []],
+    [
+      'SseModule with isGlobal: false, not imported by the feature module',
+      [SseModule.forRoot({ isGlobal: false })],
+    ],
+  ])('fails at start-up saying what is missing (%s)', async (_case, imports) => {
+    const compiling = Test.createTestingModule({ imports: [...imports, FeatureModule] })
+      .compile()
+      .then((moduleRef) => moduleRef.createNestApplication({ logger: false }).init());
+    await expect(compiling).rejects.toThrow(
+      /@Sse\(\) routes need SseModule\.forRoot\(\) in this application \(and, with isGlobal: false, imported by the module of each controller/,
+    );
   });
 });
 

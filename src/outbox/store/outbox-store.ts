@@ -34,6 +34,7 @@ export class OutboxStore implements OnModuleInit {
 
   async onModuleInit(): Promise<void> {
     if (!this.postgres.enabled) return;
+    await this.postgres.verify();
     if (this.options.outbox.migrate) await this.migrate();
     else if (this.options.outbox.wakeup === 'after-commit') await this.warnOfNotifyTrigger();
   }
