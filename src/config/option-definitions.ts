@@ -129,7 +129,7 @@ export const OPTION_DEFINITIONS = {
     }),
     /**
      * Unsent bytes a connection may hold without being suspected of not reading; above it, the
-     * stream is paced and watched ([streams](streams.md#backpressure)).
+     * stream is paced and watched ([streams](streams.md#slow-clients-backpressure)).
      */
     maxBufferedBytes: int({ default: 1024 * 1024, min: 1024, defaultText: '`1048576` (1 MiB)' }),
     /**

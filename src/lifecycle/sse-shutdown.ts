@@ -75,7 +75,11 @@ export class SseShutdown
     if (signal && drainMs > 0) {
       this.logger.report(
         'shutdown.draining',
-        `${signal}: readiness is 503; draining for ${drainMs} ms before closing`,
+        `${signal}: readiness is 503; draining for ${drainMs} ms before closing` +
+          // Every Ctrl+C of a dev server waits it too; say how not to.
+          (process.env.NODE_ENV === 'production'
+            ? ''
+            : ' (shutdown.drainMs: 0 stops at once where no load balancer needs the time)'),
       );
       await new Promise((resolve) => setTimeout(resolve, drainMs));
     }
