@@ -40,6 +40,7 @@ export {
 export type { SseClientKeyResolver } from './sse/sse-client-key-resolver';
 
 export { OutboxService } from './outbox/write/outbox.service';
+export { OutboxPositionError } from './outbox/write/snapshot-position';
 export type { OutboxEvent, OutboxQueryable, TransactionOf } from './outbox/write/outbox.service';
 export { OutboxRelay } from './outbox/read/outbox-relay';
 export type { OutboxLag } from './outbox/read/outbox-relay';

@@ -7,6 +7,7 @@ import {
   NotFoundException,
   Param,
   Post,
+  Res,
 } from '@nestjs/common';
 import { IsIn, IsInt, IsString, Matches, Max, MaxLength, Min, MinLength } from 'class-validator';
 import { Idempotent, Sse } from '../../src';
@@ -62,9 +63,17 @@ export class OrdersController {
     return changed;
   }
 
+  /**
+   * The latest orders, and in `Last-Event-ID` the position they were read at: the page opens its
+   * stream from there (`?lastEventId=`), so orders placed meanwhile arrive once and none twice.
+   */
   @Get('orders')
-  recent() {
-    return this.orders.recent();
+  async recent(
+    @Res({ passthrough: true }) response: { header(name: string, value: string): void },
+  ) {
+    const { orders, lastEventId } = await this.orders.recentWithPosition();
+    response.header('Last-Event-ID', lastEventId);
+    return orders;
   }
 
   /** Every order event; resumable with Last-Event-ID. */

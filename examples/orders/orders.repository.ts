@@ -87,6 +87,14 @@ export class OrdersRepository implements OnModuleInit {
     return (await this.postgres.requirePool().query(this.sql.recent, [limit])).rows;
   }
 
+  /** {@link recent}, with the position of the snapshot it was read in (OutboxService.snapshot). */
+  async recentWithPosition(limit = 20): Promise<{ orders: Order[]; lastEventId: string }> {
+    const { result, lastEventId } = await this.outbox.snapshot(
+      async (client) => (await client.query<Order>(this.sql.recent, [limit])).rows,
+    );
+    return { orders: result, lastEventId };
+  }
+
   private async publish(tx: OutboxQueryable, type: string, order: Order): Promise<string> {
     const [eventId] = await this.outbox.publish(tx, [
       { topic: 'orders', type, data: order },

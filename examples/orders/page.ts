@@ -111,11 +111,13 @@ export const PAGE = `<!doctype html>
     for (const type of [...TYPES, 'reset']) source.addEventListener(type, onEvent);
   };
 
+  // Resolves with the position the list was read at (its Last-Event-ID header).
   const loadRecent = async () => {
     const response = await fetch('/orders');
-    if (!response.ok) return;
+    if (!response.ok) return undefined;
     for (const order of await response.json()) if (!orders.has(order.id)) orders.set(order.id, order);
     render();
+    return response.headers.get('last-event-id') || undefined;
   };
 
   // crypto.randomUUID exists only in secure contexts (https, localhost).
@@ -137,8 +139,15 @@ export const PAGE = `<!doctype html>
     void send('/orders', { item: $('item').value, quantity: Number($('quantity').value) });
   };
 
-  connect();
-  void loadRecent();
+  // The list first, then the stream from exactly where the list was read: orders placed in
+  // between arrive once, none twice (docs/streams.md).
+  loadRecent().then(
+    (position) => {
+      if (!lastEventId && position) lastEventId = position;
+      connect();
+    },
+    () => connect(),
+  );
 })();
 </script>
 </body>

@@ -195,11 +195,11 @@ export class PostgresConnection implements OnApplicationShutdown {
    * back (and rethrows) when `fn` or the COMMIT throws. A connection that cannot roll back does
    * not go back to the pool.
    */
-  async transaction<T>(fn: (client: PoolClient) => Promise<T>): Promise<T> {
+  async transaction<T>(fn: (client: PoolClient) => Promise<T>, begin = 'BEGIN'): Promise<T> {
     const client = await this.connect();
     let broken: Error | undefined;
     try {
-      await client.query(this.bounded('BEGIN'));
+      await client.query(this.bounded(begin));
       const result = await fn(client);
       await client.query(this.bounded('COMMIT'));
       return result;

@@ -42,3 +42,36 @@ export function comparePositions(a: OutboxPosition, b: OutboxPosition): number {
 export function positionOf(row: { tx_id: string; id: string }): OutboxPosition {
   return { txId: BigInt(row.tx_id), id: BigInt(row.id) };
 }
+
+/**
+ * A position taken from a PostgreSQL snapshot (`OutboxService.position()`): what a page's state
+ * read in that snapshot already reflects. Not one point in the event order — transactions still
+ * open when the snapshot was taken may commit later with lower ids than events it saw — so it is
+ * a point (`after`: every event of a transaction that ended before the snapshot's xmin) and,
+ * past it, the transactions the snapshot could not see (`xmax` and above, and those in `xip`).
+ */
+export interface SnapshotPosition {
+  after: OutboxPosition;
+  xmax: bigint;
+  xip: ReadonlySet<bigint>;
+}
+
+/** PostgreSQL's `pg_snapshot` text, `xmin:xmax:xip,…`; a page may hold a few hundred in flight. */
+const SNAPSHOT = /^(\d{1,20}):(\d{1,20}):((?:\d{1,20})(?:,\d{1,20}){0,1023})?$/;
+
+/** Parses a snapshot position (a client's `Last-Event-ID`); undefined for anything else. */
+export function parseSnapshotPosition(value: string): SnapshotPosition | undefined {
+  const match = SNAPSHOT.exec(value);
+  if (!match) return undefined;
+  const xmin = BigInt(match[1]);
+  const xmax = BigInt(match[2]);
+  const xip = new Set((match[3] ? match[3].split(',') : []).map(BigInt));
+  if (xmin < 1n || xmin > xmax || xmax > MAX_TX_ID) return undefined;
+  for (const tx of xip) if (tx < xmin || tx >= xmax) return undefined;
+  return { after: { txId: xmin - 1n, id: MAX_ID }, xmax, xip };
+}
+
+/** Whether an event after `snapshot.after` is one the snapshot did not see (so the page lacks it). */
+export function unseenBySnapshot(snapshot: SnapshotPosition, position: OutboxPosition): boolean {
+  return position.txId >= snapshot.xmax || snapshot.xip.has(position.txId);
+}

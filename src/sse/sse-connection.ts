@@ -22,9 +22,10 @@ export interface SseBatch<P = unknown> {
  * Given by a feed when a stream goes live already holding some live events (it resumed from an
  * instance whose feed was further on). For each live batch until it says otherwise: `'seen'`
  * (the client has all of it: skip), the bytes the client lacks (write them; the filter is done),
- * or `undefined` (not a batch it can place: write it whole, keep filtering).
+ * `{ partial }` (write these bytes of it, keep filtering), or `undefined` (not a batch it can
+ * place: write it whole, keep filtering).
  */
-export type SseSeenFilter = (batch: SseBatch) => 'seen' | Buffer | undefined;
+export type SseSeenFilter = (batch: SseBatch) => 'seen' | Buffer | { partial: Buffer } | undefined;
 
 /** Anything the hub can deliver framed events to. */
 export interface SseSubscriber {
@@ -101,11 +102,12 @@ export class SseConnection implements SseSubscriber {
     if (this.seen) {
       const fresh = this.seen(batch);
       if (fresh === 'seen') return;
-      if (fresh !== undefined) {
+      if (Buffer.isBuffer(fresh)) {
         this.seen = undefined;
         this.write(fresh);
         return;
       }
+      if (fresh) return this.write(fresh.partial);
     }
     this.writeBatch(batch);
   }

@@ -131,6 +131,28 @@ describe.each([
     expect(listed.filter((o) => o.id === placed.order.id)).toHaveLength(1);
   });
 
+  it('lists orders with the position they were read at; a stream from it has exactly the later ones', async () => {
+    await post('/orders', { item: 'Listed', quantity: 1 });
+    const listing = await fetch(`${url}/orders`);
+    const position = listing.headers.get('last-event-id');
+    expect(position).toMatch(/^\d+:\d+:[\d,]*$/);
+    const listed = (await listing.json()) as { item: string }[];
+    expect(listed.some((o) => o.item === 'Listed')).toBe(true);
+    const later = (await (await post('/orders', { item: 'Later', quantity: 1 })).json()) as {
+      order: { id: string };
+    };
+    const stream = track(
+      new RecordingEventSource(
+        `${url}/orders/stream?lastEventId=${encodeURIComponent(position!)}`,
+        ['order.placed', 'reset'],
+      ),
+    );
+    await stream.received(1);
+    expect(stream.events.map((e) => [e.type, JSON.parse(e.data).id])).toEqual([
+      ['order.placed', later.order.id],
+    ]);
+  });
+
   it('streams one order on its own topic and answers 404 for an unknown order', async () => {
     const { order } = (await (await post('/orders', { item: 'Beans', quantity: 1 })).json()) as {
       order: { id: string };

@@ -14,7 +14,10 @@ import {
   formatEventId,
   OutboxPosition,
   parseEventId,
+  parseSnapshotPosition,
   positionOf,
+  SnapshotPosition,
+  unseenBySnapshot,
 } from '../outbox-position';
 import { OutboxRelay } from './outbox-relay';
 import { OutboxStore } from '../store/outbox-store';
@@ -72,17 +75,17 @@ export class OutboxFeed implements SseFeed {
     connection.beginReplay();
     const upTo = position; // captured in the same tick as the subscription below
     connection.onTeardown(this.hub.subscribe(topics, connection));
-    const after = parseEventId(lastEventId);
+    const snapshot = parseSnapshotPosition(lastEventId);
+    const after = snapshot?.after ?? parseEventId(lastEventId);
     if (!after) return this.reset(connection, 'malformed', lastEventId);
+    const resume: Resume = { topics, after, upTo, lastEventId, snapshot };
     if (comparePositions(after, upTo) < 0 && this.relay.recent.covers(after)) {
-      return this.replayFromMemory(connection, topics, after, upTo, lastEventId);
+      return this.replayFromMemory(connection, resume);
     }
     this.replays
       .run(() =>
         // A client that left while queued needs nothing read for it.
-        connection.isClosed
-          ? Promise.resolve()
-          : this.replay(connection, topics, after, upTo, lastEventId),
+        connection.isClosed ? Promise.resolve() : this.replay(connection, resume),
       )
       .catch((error) => {
         this.relay.logger.report(
@@ -97,14 +100,11 @@ export class OutboxFeed implements SseFeed {
    * Synchronous, in the tick of the subscription: everything in (`after`, `upTo`] is in memory,
    * so the replay is written before any live batch can arrive.
    */
-  private replayFromMemory(
-    connection: SseConnection,
-    topics: string[],
-    after: OutboxPosition,
-    upTo: OutboxPosition,
-    lastEventId: string,
-  ): void {
-    const events = this.relay.recent.collect(topics, after, upTo, this.options.sse.replayLimit);
+  private replayFromMemory(connection: SseConnection, resume: Resume): void {
+    const { topics, after, upTo, lastEventId, snapshot } = resume;
+    const limit = this.options.sse.replayLimit;
+    const unseen = snapshot && ((position: OutboxPosition) => unseenBySnapshot(snapshot, position));
+    const events = this.relay.recent.collect(topics, after, upTo, limit, unseen);
     if (!events) return this.reset(connection, 'too-far-behind', lastEventId);
     if (events.length > 0) {
       connection.write(events.length === 1 ? events[0] : Buffer.concat(events));
@@ -112,19 +112,25 @@ export class OutboxFeed implements SseFeed {
       this.relay.stats.replayedFromMemory += events.length;
     }
     replayed(connection, lastEventId, events.length, 'memory');
-    connection.endReplay();
+    connection.endReplay(snapshot && unseenFilter(snapshot));
   }
 
-  private async replay(
-    connection: SseConnection,
-    topics: string[],
-    after: OutboxPosition,
-    upTo: OutboxPosition,
-    lastEventId: string,
-  ): Promise<void> {
+  private async replay(connection: SseConnection, resume: Resume): Promise<void> {
+    const { topics, after, upTo, lastEventId, snapshot } = resume;
     const sql = this.store.sql;
     if (await this.expired(after)) return this.reset(connection, 'expired', lastEventId);
+    // Past the snapshot's own point, the live events it saw are skipped for as long as any can
+    // arrive (until they pass its xmax).
+    const live = snapshot && unseenFilter(snapshot);
     if (comparePositions(after, upTo) >= 0) {
+      if (snapshot) {
+        // Taken on a database further on than this relay: fine, unless it names transactions
+        // that do not exist yet (then it would silence the stream until they do).
+        const { rows } = await this.postgres.query(sql.snapshotXmax);
+        if (snapshot.xmax > BigInt(rows[0].xmax))
+          return this.reset(connection, 'unknown', lastEventId);
+        return connection.endReplay(live);
+      }
       // The client is level with this relay, or ahead of it (it came from an instance whose
       // relay is further on): skip live events it has already seen. An id that names no event
       // would silence the stream forever, so that is a reset instead.
@@ -137,7 +143,8 @@ export class OutboxFeed implements SseFeed {
       return connection.endReplay(seenThrough(after));
     }
     const limit = this.options.sse.replayLimit;
-    const fromStream = await this.relay.stream?.replay(topics, after, upTo, limit);
+    const unseen = snapshot && ((position: OutboxPosition) => unseenBySnapshot(snapshot, position));
+    const fromStream = await this.relay.stream?.replay(topics, after, upTo, limit, unseen);
     if (fromStream === 'too-far-behind') return this.reset(connection, fromStream, lastEventId);
     if (fromStream) {
       if (fromStream.length > 0) {
@@ -146,9 +153,9 @@ export class OutboxFeed implements SseFeed {
         this.relay.stats.replayedFromStream += fromStream.length;
       }
       replayed(connection, lastEventId, fromStream.length, 'stream');
-      return connection.endReplay();
+      return connection.endReplay(live);
     }
-    const { rows } = await this.postgres.query<OutboxRow>(sql.replay, [
+    const { rows: read } = await this.postgres.query<OutboxRow>(sql.replay, [
       topics,
       after.txId.toString(),
       after.id.toString(),
@@ -156,7 +163,10 @@ export class OutboxFeed implements SseFeed {
       upTo.id.toString(),
       limit + 1,
     ]);
-    if (rows.length > limit) return this.reset(connection, 'too-far-behind', lastEventId);
+    // A snapshot's read also returns the events it saw (committed beside it): bounded by what
+    // ran at once with the page's read, and counted against the limit, so a reset errs early.
+    const rows = unseen ? read.filter((row) => unseen(positionOf(row))) : read;
+    if (read.length > limit) return this.reset(connection, 'too-far-behind', lastEventId);
     // Retention commits its deletions with the watermark: if it deleted part of this range before
     // the replay read it, the watermark now says so.
     if (await this.expired(after)) return this.reset(connection, 'expired', lastEventId);
@@ -165,7 +175,7 @@ export class OutboxFeed implements SseFeed {
       this.relay.stats.replayed += rows.length;
     }
     replayed(connection, lastEventId, rows.length, 'table');
-    connection.endReplay();
+    connection.endReplay(live);
   }
 
   /** Whether retention has deleted events after `after` (the client missed them for good). */
@@ -181,6 +191,36 @@ export class OutboxFeed implements SseFeed {
     connection.write(resetFrame(reason, lastEventId));
     connection.endReplay();
   }
+}
+
+/** One resume: the client's topics and position, and the relay's position when it subscribed. */
+interface Resume {
+  topics: string[];
+  after: OutboxPosition;
+  upTo: OutboxPosition;
+  lastEventId: string;
+  /** Set when the client resumes from a snapshot position (`OutboxService.position()`). */
+  snapshot?: SnapshotPosition;
+}
+
+/**
+ * The live events a page whose state was read in `snapshot` lacks: past its point, those of
+ * transactions it did not see. Once a batch starts at the snapshot's xmax, every later event is
+ * unseen and the filter is done.
+ */
+function unseenFilter(snapshot: SnapshotPosition): SseSeenFilter {
+  return (batch) => {
+    const { events, last } = batch as SseBatch<OutboxPosition>;
+    if (!events || !last) return undefined;
+    if (events[0].position.txId >= snapshot.xmax) return batch.bytes;
+    const fresh = events.filter(
+      (event) =>
+        comparePositions(event.position, snapshot.after) > 0 &&
+        unseenBySnapshot(snapshot, event.position),
+    );
+    if (fresh.length === 0) return 'seen';
+    return { partial: Buffer.concat(fresh.map((event) => event.bytes)) };
+  };
 }
 
 /** The live events a client that has every event up to `after` still lacks (see SseSeenFilter). */

@@ -135,6 +135,8 @@ export class RecentEvents {
     after: OutboxPosition,
     upTo: OutboxPosition,
     limit: number,
+    /** Only the events this says the client lacks (a snapshot position's). */
+    lacks?: (position: OutboxPosition) => boolean,
   ): Buffer[] | undefined {
     const wanted = new Set(topics);
     const out: Buffer[] = [];
@@ -142,6 +144,7 @@ export class RecentEvents {
       const entry = this.entries[i];
       if (comparePositions(entry.position, upTo) > 0) break;
       if (!wanted.has(entry.topic)) continue;
+      if (lacks && !lacks(entry.position)) continue;
       if (out.length === limit) return undefined;
       out.push(entry.bytes);
     }

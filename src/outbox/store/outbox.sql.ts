@@ -198,6 +198,16 @@ export function outboxSql(names: OutboxNames) {
 
     /** Whether an event exists at ($1, $2): tells a client ahead of this relay from a bogus id. */
     exists: `SELECT 1 FROM ${table} WHERE (tx_id, id) = ($1::xid8, $2::bigint)`,
+    /**
+     * A page's position: the snapshot its state was read in. The isolation level is asked too:
+     * under READ COMMITTED each statement has a snapshot of its own, so this one would not be
+     * the state's.
+     */
+    snapshot: `SELECT pg_current_snapshot()::text AS snapshot,
+        current_setting('transaction_isolation') AS isolation,
+        pg_current_xact_id_if_assigned()::text AS own_tx`,
+    /** Where transaction ids have reached: a snapshot position past it names none yet. */
+    snapshotXmax: `SELECT pg_snapshot_xmax(pg_current_snapshot())::text AS xmax`,
 
     /** Liveness of the LISTEN connection: it must still be listening on the channel. */
     listening: `SELECT 1 FROM pg_listening_channels() AS c WHERE c = $1`,

@@ -8,6 +8,7 @@ import { explainOutboxError } from './outbox-errors';
 import { OutboxStore } from '../store/outbox-store';
 import { PostgresConnection } from '../../connections/postgres-connection';
 import { OutboxWakeup } from './outbox-wakeup';
+import { readSnapshotPosition } from './snapshot-position';
 import { OutboxEvent, outboxColumns } from './outbox-event-input';
 import { ExactlyOnceRecords, parseResult, RecordedRow, resultJson } from './exactly-once';
 import { AsyncLocalStorage } from 'node:async_hooks';
@@ -120,11 +121,38 @@ export class OutboxService {
   }
 
   /**
+   * Where the state read in `tx` stands in the event order, as an id to open a stream with: a
+   * page reads its state and this in one transaction, then streams from it
+   * (`?lastEventId=<position>`) and gets exactly the events its state lacks — those committed
+   * after the read, and those of transactions still open during it — none twice. `tx` is any
+   * transaction `publish()` takes, at REPEATABLE READ or SERIALIZABLE, that wrote nothing
+   * (docs/streams.md#load-the-state-then-stream-from-there).
+   */
+  async position(tx: OutboxQueryable | object): Promise<string> {
+    this.requirePostgres('position');
+    return readSnapshotPosition(ormTransaction(tx).queryable(), this.sql);
+  }
+
+  /**
+   * Runs `fn` in a read-only REPEATABLE READ transaction on the module's pool and returns its
+   * result with the position of what it read ({@link position}).
+   */
+  async snapshot<T>(
+    fn: (client: PoolClient) => Promise<T>,
+  ): Promise<{ result: T; lastEventId: string }> {
+    this.requirePostgres('snapshot');
+    return this.postgres.transaction(async (client) => {
+      const result = await fn(client);
+      return { result, lastEventId: await readSnapshotPosition(client, this.sql) };
+    }, 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+  }
+
+  /**
    * Without `postgres` no relay reads the outbox, and the caller's transaction would write the
    * events into whatever outbox table its own database has (another application's, on a shared
    * server), where nothing of this application ever reads them. Refused before anything is sent.
    */
-  private requirePostgres(call: 'transaction' | 'publish'): void {
+  private requirePostgres(call: 'transaction' | 'publish' | 'position' | 'snapshot'): void {
     if (this.postgres.enabled) return;
     throw new Error(
       `nestjs-durable-sse: outbox.${call}() needs the \`postgres\` option of SseModule.forRoot() ` +

@@ -302,6 +302,8 @@ export class OutboxStreamFollower extends EventEmitter<OutboxFollowerEvents> {
     after: OutboxPosition,
     upTo: OutboxPosition,
     limit: number,
+    /** Only the events this says the client lacks (a snapshot position's). */
+    lacks?: (position: OutboxPosition) => boolean,
   ): Promise<string[] | 'too-far-behind' | undefined> {
     // Entries of other topics are read too; past this many the table's topic index is cheaper.
     const scan = Math.max(4 * limit, 1_000);
@@ -327,6 +329,7 @@ export class OutboxStreamFollower extends EventEmitter<OutboxFollowerEvents> {
       if (!entry || comparePositions(entry.previous, at) > 0) return undefined;
       at = entry.position;
       if (!wanted.has(entry.topic)) continue;
+      if (lacks && !lacks(entry.position)) continue;
       if (frames.length === limit) return 'too-far-behind';
       frames.push(entry.frame);
     }
