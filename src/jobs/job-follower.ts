@@ -2,7 +2,7 @@ import type { ResolvedSseModuleOptions } from '../config/sse-module-options';
 import type { SseLogger } from '../observability/sse-logger';
 import type { SseConnection } from '../sse/sse-connection';
 import { ALIVE_REFRESH_MS, ALIVE_TTL_MS, type JobLog, type LogEntry } from './job-log';
-import { jobProblem } from './job-problem';
+import type { JobFormat } from './job-format';
 
 /** Log entries read at once. */
 const READ_COUNT = 500;
@@ -16,6 +16,7 @@ interface Member {
 /** The followers of one job on this instance, and the one reader they share. */
 interface Group {
   id: string;
+  format: JobFormat;
   members: Set<Member>;
   timer?: NodeJS.Timeout;
   reading: boolean;
@@ -47,10 +48,10 @@ export class JobFollowers {
   }
 
   /** Writes to `connection` what is in job `id`'s log after `after`, then follows it to its end. */
-  follow(id: string, connection: SseConnection, after: number): void {
+  follow(id: string, connection: SseConnection, after: number, format: JobFormat): void {
     let group = this.groups.get(id);
     if (!group) {
-      group = { id, members: new Set(), reading: false, idleSince: Date.now() };
+      group = { id, format, members: new Set(), reading: false, idleSince: Date.now() };
       this.groups.set(id, group);
     }
     const member: Member = { connection, after };
@@ -97,8 +98,9 @@ export class JobFollowers {
         // A job whose record is gone (Redis restarted empty) would be waited for forever.
         if (!(await this.log().meta(group.id))) this.lost(group, 'its log is gone');
         else {
-          const problem = JSON.stringify(jobProblem('abandoned'));
-          more = await this.log().abandonIfDead(group.id, problem, this.options.retentionMs);
+          // The end's frame but its id line: the script numbers it.
+          const tail = group.format.error('abandoned');
+          more = await this.log().abandonIfDead(group.id, tail, this.options.retentionMs);
         }
       }
     } catch (error) {
@@ -146,9 +148,7 @@ export class JobFollowers {
    * the client's last id is answered for what the log holds then (404 once it is gone).
    */
   private end(group: Group, member: Member): void {
-    member.connection.write(
-      `event: error\ndata: ${JSON.stringify(jobProblem('log-unavailable'))}\n\n`,
-    );
+    member.connection.write(group.format.error('log-unavailable'));
     member.connection.close('complete');
     this.leave(group, member);
   }

@@ -48,7 +48,7 @@ local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
 local n = 0
 if last[1] then n = tonumber(string.match(last[1][1], '%-(%d+)$')) end
 n = n + 1
-local frame = 'id: ' .. n .. '\\nevent: error\\ndata: ' .. ARGV[1] .. '\\n\\n'
+local frame = 'id: ' .. n .. '\\n' .. ARGV[1]
 redis.call('XADD', KEYS[2], '0-' .. n, 'f', frame, 'end', 'error')
 redis.call('HSET', KEYS[1], 'state', 'error')
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -227,14 +227,15 @@ export class JobLog {
   }
 
   /** See ABANDON_SCRIPT: true when this call ended the job. */
-  async abandonIfDead(id: string, problemJson: string, retentionMs: number): Promise<boolean> {
+  /** `frameTail`: the end's frame without its `id:` line (the script numbers it). */
+  async abandonIfDead(id: string, frameTail: string, retentionMs: number): Promise<boolean> {
     const keys = jobKeys(id);
     const ended = await this.bounded(
       (this.client as Scripted).sseJobAbandon(
         keys.meta,
         keys.log,
         keys.alive,
-        problemJson,
+        frameTail,
         retentionMs,
       ),
     );

@@ -1,3 +1,4 @@
+import type { JobFormat } from './job-format';
 import type { JobEnd, LogEntry } from './job-log';
 
 /** Why a job ended with `event: error`; the `type` of its problem body is `urn:nestjs-durable-sse:job:<reason>`. */
@@ -28,18 +29,18 @@ export function jobProblem(
 }
 
 /**
- * A job's last log entry, from its frame `template` (`%n` its id). An end other than a cancel
- * carries the cancelled end too: the log writes that one instead when a cancel was accepted
- * before the end arrived (job-log.ts, END_SCRIPT), so a `202` for a cancel always holds.
+ * A job's last log entry. An end other than a cancel carries the cancelled end too: the log
+ * writes that one instead when a cancel was accepted before the end arrived (job-log.ts,
+ * END_SCRIPT), so a `202` for a cancel always holds.
  */
 export function endEntry(
   n: number,
   end: JobEnd,
-  template: string,
+  frame: string,
+  format: JobFormat,
   reason?: SseJobErrorReason,
 ): LogEntry {
-  const entry: LogEntry = { n, frame: template.replace('%n', String(n)), end };
-  if (reason !== 'cancelled')
-    entry.cancelledFrame = `id: ${n}\nevent: error\ndata: ${JSON.stringify(jobProblem('cancelled'))}\n\n`;
+  const entry: LogEntry = { n, frame, end };
+  if (reason !== 'cancelled') entry.cancelledFrame = format.error('cancelled', n);
   return entry;
 }

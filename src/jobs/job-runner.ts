@@ -3,10 +3,9 @@ import { takeWhile, type Observable } from 'rxjs';
 import type { ResolvedSseModuleOptions } from '../config/sse-module-options';
 import { diagnose, SSE_DIAGNOSTICS } from '../observability/diagnostics';
 import type { SseLogger } from '../observability/sse-logger';
-import { toSseEvent } from '../sse/sse-event';
 import type { SseHub } from '../sse/sse-hub';
 import type { JobEnd, JobLog, LogEntry } from './job-log';
-import { endEntry, jobProblem, SseJobErrorReason } from './job-problem';
+import { endEntry, SseJobErrorReason } from './job-problem';
 import type { RunningJob } from './running-job';
 
 /** How long appends wait to leave together; see {@link JobRunner.scheduleFlush}. */
@@ -43,22 +42,16 @@ export class JobRunner {
     job.subscription = events.pipe(takeWhile(() => !job.ended)).subscribe({
       next: (value) => this.emit(job, value),
       error: (error) => this.failWith(job, error),
-      complete: () => this.end(job, 'done', 'id: %n\nevent: done\ndata: {}\n\n'),
+      complete: () => this.end(job, 'done'),
     });
   }
 
   private emit(job: RunningJob, value: unknown): void {
     if (job.ended) return;
-    const event = toSseEvent(value);
     const n = job.entries.length + 1;
     let frame: string;
     try {
-      frame = this.hub.encode({
-        id: String(n),
-        type: event.type,
-        retry: event.retry,
-        data: event.data,
-      });
+      frame = job.format.event(n, value, this.hub);
     } catch (error) {
       this.logger.report(
         'job.unframeable-event',
@@ -145,7 +138,7 @@ export class JobRunner {
     if (job.logBroken) return;
     job.logBroken = true;
     job.pending = [];
-    const frame = `event: error\ndata: ${JSON.stringify(jobProblem(reason))}\n\n`;
+    const frame = job.format.error(reason);
     for (const connection of job.subscribers) connection.write(frame);
     if (!job.ended) this.fail(job, reason);
     else job.settle();
@@ -195,12 +188,17 @@ export class JobRunner {
   }
 
   fail(job: RunningJob, reason: SseJobErrorReason, title?: string, status?: number): void {
-    const problem = JSON.stringify(jobProblem(reason, title, status));
-    this.end(job, 'error', `id: %n\nevent: error\ndata: ${problem}\n\n`, reason);
+    this.end(job, 'error', reason, title, status);
   }
 
   /** Ends the job: its last event (done or error) to the log and every stream, then closes them. */
-  private end(job: RunningJob, end: JobEnd, template: string, reason?: SseJobErrorReason): void {
+  private end(
+    job: RunningJob,
+    end: JobEnd,
+    reason?: SseJobErrorReason,
+    title?: string,
+    status?: number,
+  ): void {
     if (job.ended) return;
     job.ended = end;
     clearTimeout(job.timer);
@@ -213,8 +211,14 @@ export class JobRunner {
       reason,
       events: job.entries.length,
     }));
+    try {
+      job.onEnd?.(end, reason);
+    } catch (error) {
+      this.logger.report('job.failed', `Job ${job.id}: its end hook threw: ${String(error)}`);
+    }
     const n = job.entries.length + 1;
-    this.record(job, endEntry(n, end, template, reason));
+    const frame = end === 'done' ? job.format.done(n) : job.format.error(reason!, n, title, status);
+    this.record(job, endEntry(n, end, frame, job.format, reason));
     // Streams end once the end is in the log (or could not be written): a client that saw the
     // end and comes back finds it there (204), on any instance.
     void job.settled.then(() => {

@@ -1,6 +1,8 @@
 import type { Subscription } from 'rxjs';
 import type { SseConnection } from '../sse/sse-connection';
+import type { JobFormat } from './job-format';
 import type { JobEnd, LogEntry } from './job-log';
+import type { SseJobErrorReason } from './job-problem';
 
 export type JobAdmission =
   { admitted: true; release(): void } | { admitted: false; status: 503 | 429; reason: string };
@@ -9,6 +11,9 @@ export type JobAdmission =
 export interface RunningJob {
   id: string;
   clientKey: string;
+  format: JobFormat;
+  /** Called once when the job ends here, before its end is logged (a chat turn's onFinish). */
+  onEnd?: (end: JobEnd, reason?: SseJobErrorReason) => void;
   /** Every event so far, framed (the log, in memory while the job runs here). */
   entries: LogEntry[];
   /**
@@ -38,12 +43,14 @@ export function runningJob(
   clientKey: string,
   abort: AbortController,
   release: () => void,
+  format: JobFormat,
 ): RunningJob {
   let settle!: () => void;
   const settled = new Promise<void>((resolve) => (settle = resolve));
   return {
     id,
     clientKey,
+    format,
     entries: [],
     delivered: 0,
     bytes: 0,

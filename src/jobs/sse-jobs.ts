@@ -26,6 +26,7 @@ import { findOwnedJob } from './job-lookup';
 import { JobHeartbeat } from './job-heartbeat';
 import { JobAdmission, RunningJob, runningJob } from './running-job';
 import { JobRunner } from './job-runner';
+import { JobFormat, SSE_JOB_FORMAT } from './job-format';
 
 /**
  * The job streams of this instance (`@SseJob()`): runs each job detached from the connection
@@ -125,6 +126,7 @@ export class SseJobs implements OnModuleInit, OnApplicationShutdown {
     admission: Extract<JobAdmission, { admitted: true }>,
     events: Observable<unknown>,
     abort: AbortController,
+    how: { format?: JobFormat; onEnd?: RunningJob['onEnd'] } = {},
   ): Promise<string> {
     const id = randomBytes(16).toString('base64url');
     const { timeoutMs, retentionMs } = this.options.jobs;
@@ -135,7 +137,8 @@ export class SseJobs implements OnModuleInit, OnApplicationShutdown {
         `The job could not be registered: ${(error as Error).message}`,
       );
     }
-    const job = runningJob(id, clientKey, abort, admission.release);
+    const job = runningJob(id, clientKey, abort, admission.release, how.format ?? SSE_JOB_FORMAT);
+    job.onEnd = how.onEnd;
     this.running.set(id, job);
     this.stats.started++;
     diagnose(SSE_DIAGNOSTICS.jobStart, () => ({ id }));
@@ -168,8 +171,8 @@ export class SseJobs implements OnModuleInit, OnApplicationShutdown {
   }
 
   /** Follows a job that runs elsewhere (or has ended) from its log, to its end (job-follower.ts). */
-  follow(id: string, connection: SseConnection, after: number): void {
-    this.followers.follow(id, connection, after);
+  follow(id: string, connection: SseConnection, after: number, format = SSE_JOB_FORMAT): void {
+    this.followers.follow(id, connection, after, format);
   }
 
   /**
