@@ -40,6 +40,7 @@ import { PostgresConnection } from './connections/postgres-connection';
 import { SseShutdown } from './lifecycle/sse-shutdown';
 import { SseJobs } from './jobs/sse-jobs';
 import { SseJobInterceptor } from './jobs/sse-job.interceptor';
+import { SseChatInterceptor } from './jobs/chat/sse-chat.interceptor';
 import {
   IDEMPOTENCY_FINGERPRINT_STRATEGY,
   Sha256FingerprintStrategy,
@@ -121,6 +122,7 @@ import type { ResolvedSseModuleOptions } from './config/sse-module-options';
     SseShutdown,
     SseJobs,
     SseJobInterceptor,
+    SseChatInterceptor,
   ],
   exports: [
     SseMetrics,
@@ -145,6 +147,7 @@ import type { ResolvedSseModuleOptions } from './config/sse-module-options';
     SseInterceptor,
     SseJobs,
     SseJobInterceptor,
+    SseChatInterceptor,
     // For the pipe and the filter @Idempotent() puts on routes: Nest creates them in the module
     // of each controller, and resolves their dependencies there.
     IdempotencyExecutor,

@@ -3,7 +3,10 @@
  * client cut at random `--cuts` times and resuming from its Last-Event-ID on the resume URL.
  * Checks every client got every token once, in order, then `done`; reports server CPU per
  * delivered event and Redis commands per event, against the same handler as a plain stream
- * (`@Sse({ method: 'POST' })`, no log, no cuts): the cost of durability, as a ratio.
+ * (`@Sse({ method: 'POST' })`, no log, no cuts): the cost of durability, as a ratio. Then the
+ * same in the AI SDK's framing: `@SseChat()` (cut and resumed by chat id) against the `ai`
+ * package piping the same chunks to the response itself (`pipeUIMessageStreamToResponse`, no
+ * log, no cuts).
  *
  *   npm run bench -- jobs [--jobs 1000] [--events 200] [--every-ms 20] [--cuts 2] [--ramp-ms 1000]
  *
@@ -21,7 +24,12 @@ const CUTS = numericOption('cuts', 2);
 const RAMP_MS = numericOption('ramp-ms', 1000);
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 
+type Mode = 'job' | 'plain' | 'ai-chat' | 'ai-plain';
+const durable = (mode: Mode) => mode === 'job' || mode === 'ai-chat';
+
 interface Client {
+  /** The chat's id (`ai-chat`). */
+  chatId: string;
   tokens: string[];
   done: boolean;
   /** Planned cuts done. */
@@ -40,6 +48,7 @@ async function read(
   init: RequestInit,
   client: Client,
   cutAfter: number,
+  ai: boolean,
 ): Promise<{ location: string | null; cut: boolean }> {
   const controller = new AbortController();
   // Node's fetch opens as many connections to one origin as there are streams.
@@ -71,10 +80,20 @@ async function read(
         else if (line.startsWith('data: ')) data = line.slice(6);
       }
       if (data === undefined) continue;
-      client.lastId = id;
-      if (type === 'token') client.tokens.push(data);
-      if (type === 'done') client.done = true;
-      if (type === 'error') client.errors.push(data);
+      client.lastId = id ?? client.lastId;
+      if (ai) {
+        // The AI SDK's framing: every event is a JSON chunk, then [DONE].
+        if (data === '[DONE]') client.done = true;
+        else {
+          const chunk = JSON.parse(data) as { type: string; delta?: string };
+          if (chunk.type === 'text-delta') client.tokens.push(chunk.delta!);
+          if (chunk.type === 'error' || chunk.type === 'abort') client.errors.push(data);
+        }
+      } else {
+        if (type === 'token') client.tokens.push(data);
+        if (type === 'done') client.done = true;
+        if (type === 'error') client.errors.push(data);
+      }
       if (++seen >= cutAfter && !client.done) {
         controller.abort();
         await reader.cancel().catch(() => undefined);
@@ -95,8 +114,10 @@ function describe(error: unknown): string {
  * Last-Event-ID; like EventSource, it also reconnects when the stream ends early or fails
  * (counted apart, with the cause).
  */
-async function runClient(port: number, mode: 'job' | 'plain'): Promise<Client> {
+async function runClient(port: number, mode: Mode): Promise<Client> {
+  const ai = mode.startsWith('ai-');
   const client: Client = {
+    chatId: randomBytes(8).toString('hex'),
     tokens: [],
     done: false,
     cuts: 0,
@@ -106,14 +127,14 @@ async function runClient(port: number, mode: 'job' | 'plain'): Promise<Client> {
   };
   const base = `http://127.0.0.1:${port}`;
   const cutAt = Array.from(
-    { length: mode === 'job' ? CUTS : 0 },
+    { length: durable(mode) ? CUTS : 0 },
     () => 1 + Math.floor(Math.random() * (EVENTS - 2)),
   ).sort((a, b) => a - b);
   const untilCut = () =>
     client.cuts < cutAt.length ? Math.max(1, cutAt[client.cuts] - client.tokens.length) : Infinity;
   const after = (outcome: { cut: boolean }) => {
     if (outcome.cut) client.cuts++;
-    else if (!client.done && mode === 'job') {
+    else if (!client.done && durable(mode)) {
       client.reconnects++;
       client.causes.push('ended early');
     }
@@ -132,10 +153,11 @@ async function runClient(port: number, mode: 'job' | 'plain'): Promise<Client> {
           {
             method: 'POST',
             headers: { 'content-type': 'application/json' },
-            body: JSON.stringify({ events: EVENTS, everyMs: EVERY_MS }),
+            body: JSON.stringify({ id: client.chatId, events: EVENTS, everyMs: EVERY_MS }),
           },
           client,
           untilCut(),
+          ai,
         ),
       );
       return false;
@@ -145,7 +167,9 @@ async function runClient(port: number, mode: 'job' | 'plain'): Promise<Client> {
       return client.location === undefined && /CONNECT|ECONNREFUSED/.test(describe(error));
     }
   }
-  while (mode === 'job' && !client.done) {
+  // A chat's turn resumes by the chat's id (it has no Content-Location).
+  if (mode === 'ai-chat') client.location = `/generate/${client.chatId}/stream`;
+  while (durable(mode) && !client.done) {
     if (!client.location) {
       client.errors.push(`the start failed: ${client.causes.join(', ')}`);
       break;
@@ -161,6 +185,7 @@ async function runClient(port: number, mode: 'job' | 'plain'): Promise<Client> {
           { headers: { 'last-event-id': client.lastId ?? '0' } },
           client,
           untilCut(),
+          ai,
         ),
       );
     } catch (error) {
@@ -176,7 +201,7 @@ async function redisCommands(redis: Redis): Promise<number> {
   return Number(/total_commands_processed:(\d+)/.exec(info)![1]);
 }
 
-async function run(mode: 'job' | 'plain') {
+async function run(mode: Mode) {
   const keyPrefix = `bench-jobs:${randomBytes(4).toString('hex')}:`;
   const { child, ready } = await spawnChild(path.join(__dirname, 'server.js'), [
     mode,
@@ -212,7 +237,7 @@ async function run(mode: 'job' | 'plain') {
       for (const token of client.tokens) counts.set(token, (counts.get(token) ?? 0) + 1);
       lost += expected.filter((t) => !counts.has(t)).length;
       duplicated += [...counts.values()].reduce((sum, n) => sum + Math.max(0, n - 1), 0);
-      if (mode === 'job' && !client.done) unfinished++; // a plain stream has no end event
+      if (durable(mode) && !client.done) unfinished++; // a plain stream has no end event
       if (client.errors.length > 0) errors++;
       if (client.tokens.join() !== expected.join() && counts.size === EVENTS && duplicated === 0)
         lost++; // out of order counts as lost
@@ -228,7 +253,7 @@ async function run(mode: 'job' | 'plain') {
       mode,
       jobs: JOBS,
       eventsPerJob: EVENTS,
-      cutsPerClient: mode === 'job' ? CUTS : 0,
+      cutsPerClient: durable(mode) ? CUTS : 0,
       resumes: clients.reduce((sum, c) => sum + c.cuts, 0),
       reconnects: clients.reduce((sum, c) => sum + c.reconnects, 0),
       reconnectCauses: Object.fromEntries(causes),
@@ -256,7 +281,11 @@ async function run(mode: 'job' | 'plain') {
 async function main() {
   const plain = await run('plain');
   const job = await run('job');
+  const aiPlain = await run('ai-plain');
+  const aiChat = await run('ai-chat');
   const ratio = Math.round((job.serverCpuUsPerEvent / plain.serverCpuUsPerEvent) * 100) / 100;
+  const aiRatio =
+    Math.round((aiChat.serverCpuUsPerEvent / aiPlain.serverCpuUsPerEvent) * 100) / 100;
   console.log(
     `\njobs: ${JOBS} × ${EVENTS} events, ${EVERY_MS} ms apart; ${CUTS} cuts per client\n` +
       `job streams: ${job.lost} lost, ${job.duplicated} duplicated, ${job.unfinished} unfinished, ` +
@@ -264,7 +293,11 @@ async function main() {
       `(${JSON.stringify(job.reconnectCauses)}); server CPU ${job.serverCpuUsPerEvent} µs/event, ` +
       `${job.redisCommandsPerEvent} Redis commands/event\n` +
       `plain streams: server CPU ${plain.serverCpuUsPerEvent} µs/event\n` +
-      `the cost of durability: ×${ratio} server CPU per delivered event`,
+      `the cost of durability: ×${ratio} server CPU per delivered event\n` +
+      `AI SDK framing: @SseChat() ${aiChat.lost} lost, ${aiChat.duplicated} duplicated, ` +
+      `${aiChat.unfinished} unfinished, ${aiChat.resumes} resumes + ${aiChat.reconnects} ` +
+      `unplanned; server CPU ${aiChat.serverCpuUsPerEvent} µs/chunk against ` +
+      `${aiPlain.serverCpuUsPerEvent} µs/chunk piped by the ai package without durability: ×${aiRatio}`,
   );
   writeReport('jobs', {
     benchmark: 'jobs',
@@ -273,8 +306,12 @@ async function main() {
     plain,
     job,
     cpuRatio: ratio,
+    aiPlain,
+    aiChat,
+    aiCpuRatio: aiRatio,
   });
-  process.exit(job.lost + job.duplicated + job.unfinished > 0 ? 1 : 0);
+  const broken = [job, aiChat].some((r) => r.lost + r.duplicated + r.unfinished > 0);
+  process.exit(broken ? 1 : 0);
 }
 
 void main().catch((error) => {

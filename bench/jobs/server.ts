@@ -1,14 +1,19 @@
 /**
  * Job-streams benchmark server (child process). Mode `job`: `@SseJob()` (every event logged in
  * Redis, resumable); `plain`: the same Observable from `@Sse({ method: 'POST' })`, no log — the
- * cost of durability is the difference.
+ * cost of durability is the difference. With the AI SDK's framing: `ai-chat`, `@SseChat()`
+ * (UI message chunks, logged, resumable by chat); `ai-plain`, the same chunks piped by the `ai`
+ * package itself (`pipeUIMessageStreamToResponse`, what `toUIMessageStreamResponse()` does on
+ * Node's response), no log.
  */
 import 'reflect-metadata';
-import { Body, Controller, Module } from '@nestjs/common';
+import { Body, Controller, Module, Post, Res } from '@nestjs/common';
+import { pipeUIMessageStreamToResponse, type UIMessageChunk } from 'ai';
+import type { ServerResponse } from 'node:http';
 import { NestFactory } from '@nestjs/core';
 import { AddressInfo } from 'node:net';
-import { interval, map, take } from 'rxjs';
-import { Sse, SseJob, SseModule } from '../../src';
+import { concat, interval, map, Observable, of, take } from 'rxjs';
+import { Sse, SseChat, SseJob, SseModule } from '../../src';
 
 const [mode, redisUrl, keyPrefix] = process.argv.slice(2);
 
@@ -23,6 +28,49 @@ const tokens = (work: Work) =>
     take(work.events),
     map((i) => ({ type: 'token', data: `token-${String(i).padStart(6, '0')}-abcdef` })),
   );
+
+/** The same tokens as an AI SDK answer: start, text-start, one text-delta each, text-end, finish. */
+const chunks = (work: Work): Observable<UIMessageChunk> =>
+  concat(
+    of<UIMessageChunk[]>({ type: 'start' }, { type: 'text-start', id: 't' }),
+    tokens(work).pipe(
+      map((token): UIMessageChunk => ({ type: 'text-delta', id: 't', delta: token.data })),
+    ),
+    of<UIMessageChunk[]>({ type: 'text-end', id: 't' }, { type: 'finish' }),
+  );
+
+@Controller()
+class ChatController {
+  @SseChat('generate')
+  generate(@Body() work: Work) {
+    return chunks(work);
+  }
+}
+
+@Controller()
+class PlainChatController {
+  @Post('generate')
+  generate(@Body() work: Work, @Res() response: ServerResponse) {
+    const source = chunks(work);
+    const stream = new ReadableStream<UIMessageChunk>({
+      start(controller) {
+        source.subscribe({
+          next: (chunk) => controller.enqueue(chunk),
+          complete: () => controller.close(),
+          error: (error) => controller.error(error),
+        });
+      },
+    });
+    pipeUIMessageStreamToResponse({ response, stream });
+  }
+}
+
+const CONTROLLERS = {
+  job: () => JobController,
+  plain: () => PlainController,
+  'ai-chat': () => ChatController,
+  'ai-plain': () => PlainChatController,
+} as const;
 
 @Controller()
 class JobController {
@@ -49,7 +97,7 @@ async function main() {
         jobs: { maxConcurrent: 20_000, maxConcurrentPerClient: 20_000, retentionMs: 60_000 },
       }),
     ],
-    controllers: [mode === 'job' ? JobController : PlainController],
+    controllers: [CONTROLLERS[mode as keyof typeof CONTROLLERS]()],
   })
   class BenchModule {}
   const app = await NestFactory.create(BenchModule, { logger: ['error'] });

@@ -1,7 +1,8 @@
 /**
  * The "generate" demo (`npm run start:generate`, needs Redis): POST a prompt, a fake model
  * streams tokens; reload the page mid-generation and it resumes where it was — on any instance —
- * without a second generation. See docs/jobs.md.
+ * without a second generation. See docs/jobs.md. `/chat`: the same with the AI SDK's own client
+ * (`@SseChat()`, docs/ai-sdk.md).
  */
 import {
   BadRequestException,
@@ -16,6 +17,7 @@ import { map } from 'rxjs';
 import { Idempotent, SseJob, SseJobSignal, SseModule } from '../../src';
 import { FakeModel } from './fake-model';
 import { PAGE } from './page';
+import { ChatController, ChatStore } from './chat';
 
 @Controller()
 class GenerateController {
@@ -58,8 +60,8 @@ export class GenerateModule {
           jobs: { timeoutMs: 5 * 60_000, retentionMs: 15 * 60_000 },
         }),
       ],
-      controllers: [GenerateController],
-      providers: [FakeModel],
+      controllers: [GenerateController, ChatController],
+      providers: [FakeModel, ChatStore],
     };
   }
 }

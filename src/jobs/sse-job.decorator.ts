@@ -10,10 +10,10 @@ import {
   SetMetadata,
   UseInterceptors,
 } from '@nestjs/common';
-import { GUARDS_METADATA } from '@nestjs/common/constants';
 import { wrapWithHiddenArgument } from '../common/hidden-argument';
 import { SseHandlerResult } from '../sse/sse-route-options';
 import { SseJobInterceptor } from './sse-job.interceptor';
+import { addCompanionRoute } from './job-routes';
 import {
   JOB_ID_PARAM,
   jobAbortController,
@@ -68,38 +68,8 @@ export function SseJob(path = '', options: SseJobRouteOptions = {}): MethodDecor
     )(target, key, descriptor);
 
     const jobPath = `${path.replace(/\/+$/, '')}/:${JOB_ID_PARAM}`.replace(/^\/?/, '');
-    const companion = (role: Exclude<SseJobRole, 'start'>, mapping: MethodDecorator) => {
-      const name = `${String(key)}$${role}`;
-      // Never called: the interceptor answers resume and cancel requests itself.
-      const handler = function (this: unknown) {
-        return new SseHandlerResult(undefined);
-      };
-      Object.defineProperty(handler, 'name', { value: name });
-      const companionDescriptor: PropertyDescriptor = {
-        value: handler,
-        writable: true,
-        configurable: true,
-      };
-      Object.defineProperty(target, name, companionDescriptor);
-      // The response as a parameter: Nest leaves it to the interceptor (a stream, 204, 404…).
-      Res()(target, name, 0);
-      applyDecorators(
-        mapping,
-        SetMetadata(SSE_JOB_METADATA, role),
-        UseInterceptors(SseJobInterceptor),
-      )(target, name, companionDescriptor);
-      Object.defineProperty(target, name, companionDescriptor);
-      // Decorators above @SseJob() run after this one: the method's guards are copied once the
-      // class is defined (a microtask later, long before Nest reads routes at bootstrap).
-      queueMicrotask(() => {
-        const guards: unknown[] =
-          Reflect.getMetadata(GUARDS_METADATA, (target as Record<string | symbol, object>)[key]) ??
-          [];
-        if (guards.length > 0) Reflect.defineMetadata(GUARDS_METADATA, guards, handler);
-      });
-    };
-    companion('resume', Get(jobPath));
-    companion('cancel', Delete(jobPath));
+    addCompanionRoute(target, key, 'resume', Get(jobPath), SSE_JOB_METADATA, SseJobInterceptor);
+    addCompanionRoute(target, key, 'cancel', Delete(jobPath), SSE_JOB_METADATA, SseJobInterceptor);
     return descriptor;
   };
 }

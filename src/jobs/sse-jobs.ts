@@ -27,6 +27,7 @@ import { JobHeartbeat } from './job-heartbeat';
 import { JobAdmission, RunningJob, runningJob } from './running-job';
 import { JobRunner } from './job-runner';
 import { JobFormat, SSE_JOB_FORMAT } from './job-format';
+import { ChatTurns } from './chat/chat-turns';
 
 /**
  * The job streams of this instance (`@SseJob()`): runs each job detached from the connection
@@ -44,6 +45,7 @@ export class SseJobs implements OnModuleInit, OnApplicationShutdown {
   /** The clients following jobs of other instances, one reader per job. */
   readonly followers: JobFollowers;
   private log?: JobLog;
+  private turns?: ChatTurns;
   /** Runs the jobs of this instance: their events, their log, their end. */
   private readonly runner: JobRunner;
   readonly stats = { started: 0, done: 0, failed: 0, resumed: 0 };
@@ -92,6 +94,19 @@ export class SseJobs implements OnModuleInit, OnApplicationShutdown {
           'Redis: configure the redis option of SseModule.',
       );
     }
+  }
+
+  /** Which job is each chat's current turn (`@SseChat()`). */
+  get chatTurns(): ChatTurns {
+    return (this.turns ??= new ChatTurns(
+      this.redis.client ?? unavailable(),
+      this.options.redis!.commandTimeoutMs,
+    ));
+  }
+
+  /** How long a job's records live at most: its run, then its retention. */
+  get recordTtlMs(): number {
+    return this.options.jobs.timeoutMs + this.options.jobs.retentionMs;
   }
 
   private get jobLog(): JobLog {
@@ -210,4 +225,8 @@ export class SseJobs implements OnModuleInit, OnApplicationShutdown {
     this.heartbeat.stop();
     for (const job of [...this.running.values()]) this.runner.fail(job, 'shutdown');
   }
+}
+
+function unavailable(): never {
+  throw new ServiceUnavailableException('Job streams need redis');
 }

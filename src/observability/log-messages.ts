@@ -119,6 +119,10 @@ export const SSE_LOG_MESSAGES = {
     level: 'error',
     meaning: "a job's handler failed with an error that is not an HttpException",
   },
+  'job.finish-failed': {
+    level: 'error',
+    meaning: "an `@SseChat()` turn's `onFinish` threw or rejected (the line names the chat)",
+  },
   'job.heartbeat-failed': {
     level: 'warn',
     meaning: "jobs' alive keys could not be refreshed in Redis",

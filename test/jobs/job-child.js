@@ -4,7 +4,7 @@
 require('reflect-metadata');
 const { Controller, Module } = require('@nestjs/common');
 const { NestFactory } = require('@nestjs/core');
-const { interval, map } = require('rxjs');
+const { concat, interval, map, of } = require('rxjs');
 const durable = require('../support/built-package').loadBuiltPackage();
 
 class GenerateController {
@@ -24,6 +24,27 @@ Object.defineProperty(
 );
 Controller()(GenerateController);
 
+/** An endless AI SDK answer (UI message chunks), for the chat suite's runner-killed test. */
+class ChatController {
+  chat() {
+    return concat(
+      of({ type: 'start', messageId: 'm1' }, { type: 'text-start', id: 't' }),
+      interval(20).pipe(map((i) => ({ type: 'text-delta', id: 't', delta: `w${i} ` }))),
+    );
+  }
+}
+Object.defineProperty(
+  ChatController.prototype,
+  'chat',
+  Reflect.decorate(
+    [durable.SseChat('api/chat')],
+    ChatController.prototype,
+    'chat',
+    Object.getOwnPropertyDescriptor(ChatController.prototype, 'chat'),
+  ),
+);
+Controller()(ChatController);
+
 class AppModule {}
 Module({
   imports: [
@@ -31,7 +52,7 @@ Module({
       redis: { url: process.env.REDIS_URL, keyPrefix: process.env.KEY_PREFIX },
     }),
   ],
-  controllers: [GenerateController],
+  controllers: [GenerateController, ChatController],
 })(AppModule);
 
 async function main() {

@@ -1,0 +1,77 @@
+/// <reference lib="dom" />
+// Page functions below run in the browser.
+import { Test } from '@nestjs/testing';
+import { AddressInfo } from 'node:net';
+import { Browser } from 'playwright-core';
+import { answerTo, FakeModel } from '../../examples/generate/fake-model';
+import { GenerateModule } from '../../examples/generate/generate.module';
+import { launchChromium } from '../support/browser';
+import { createNestApp, PLATFORMS, TestApp } from '../support/http';
+import { deletePrefix, redisUrl, uniquePrefix } from '../support/redis';
+
+/**
+ * The demo's `/chat` page in a real browser, on the `ai` package's own client (AbstractChat +
+ * DefaultChatTransport, resumeStream() on load as useChat({ resume: true })): a question, a
+ * reload mid-answer, and the page ends with the whole answer once, from one model call.
+ */
+describe.each(PLATFORMS)('the AI SDK chat page in Chromium on %s (real Redis)', (platform) => {
+  jest.setTimeout(60_000);
+  const prefix = uniquePrefix('aichat');
+  let browser: Browser | undefined;
+  let t: TestApp;
+  let model: FakeModel;
+
+  beforeAll(async () => {
+    const moduleRef = await Test.createTestingModule({
+      imports: [GenerateModule.forRoot({ redisUrl: redisUrl(), keyPrefix: prefix })],
+    }).compile();
+    const app = createNestApp(moduleRef, platform, { logger: ['error'] });
+    await app.listen(0, '127.0.0.1');
+    const { port } = app.getHttpServer().address() as AddressInfo;
+    t = { app, url: `http://127.0.0.1:${port}`, close: () => app.close() };
+    model = app.get(FakeModel);
+    model.tokenMs = 25;
+    model.tokens = 80;
+    browser = await launchChromium();
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await t?.close();
+    await deletePrefix(redisUrl(), prefix);
+  });
+
+  it('reloaded mid-answer, the page ends with the whole answer once, from one model call', async () => {
+    const page = await browser!.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (error) => errors.push(error.message));
+    await page.goto(`${t.url}/chat`);
+    await page.waitForFunction(() => document.getElementById('state')?.textContent === 'ready');
+    await page.fill('#prompt', 'why resume');
+    await page.click('button');
+    const assistant = () =>
+      Array.from(document.querySelectorAll('[data-role="assistant"]')).map(
+        (e) => e.textContent ?? '',
+      );
+    await page.waitForFunction(
+      (read) => (new Function(`return (${read})()`)() as string[]).join('').split(' ').length > 15,
+      assistant.toString(),
+    );
+    const before = (await page.evaluate(assistant)).join('');
+    expect(await page.textContent('#state')).toBe('streaming');
+
+    await page.reload();
+    await page.waitForFunction(
+      (read) =>
+        document.getElementById('state')?.textContent === 'ready' &&
+        (new Function(`return (${read})()`)() as string[]).join('').length > 0,
+      assistant.toString(),
+    );
+    const messages = await page.evaluate(assistant);
+    const answer = answerTo('why resume', 80).join('');
+    expect(messages).toEqual([answer]);
+    expect(answer.startsWith(before)).toBe(true);
+    expect(model.generations).toBe(1);
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+});
