@@ -1,5 +1,6 @@
 import type { SseHub } from '../sse/sse-hub';
 import { toSseEvent } from '../sse/sse-event';
+import type { JobEnd, LogEntry } from './job-log';
 import { jobProblem, SseJobErrorReason } from './job-problem';
 
 /**
@@ -65,3 +66,20 @@ export const AI_SDK_JOB_FORMAT: JobFormat = {
 };
 
 export const JOB_FORMATS = { sse: SSE_JOB_FORMAT, 'ai-sdk': AI_SDK_JOB_FORMAT } as const;
+
+/**
+ * A job's last log entry. An end other than a cancel carries the cancelled end too: the log
+ * writes that one instead when a cancel was accepted before the end arrived (job-log.ts,
+ * END_SCRIPT), so a `202` for a cancel always holds.
+ */
+export function endEntry(
+  n: number,
+  end: JobEnd,
+  frame: string,
+  format: JobFormat,
+  reason?: SseJobErrorReason,
+): LogEntry {
+  const entry: LogEntry = { n, frame, end };
+  if (reason !== 'cancelled') entry.cancelledFrame = format.error('cancelled', n);
+  return entry;
+}

@@ -1,6 +1,3 @@
-import type { JobFormat } from './job-format';
-import type { JobEnd, LogEntry } from './job-log';
-
 /** Why a job ended with `event: error`; the `type` of its problem body is `urn:nestjs-durable-sse:job:<reason>`. */
 export type SseJobErrorReason =
   'failed' | 'timeout' | 'cancelled' | 'shutdown' | 'too-large' | 'abandoned' | 'log-unavailable';
@@ -26,21 +23,4 @@ export function jobProblem(
     title: title ?? defaultTitle,
     status: status ?? defaultStatus,
   };
-}
-
-/**
- * A job's last log entry. An end other than a cancel carries the cancelled end too: the log
- * writes that one instead when a cancel was accepted before the end arrived (job-log.ts,
- * END_SCRIPT), so a `202` for a cancel always holds.
- */
-export function endEntry(
-  n: number,
-  end: JobEnd,
-  frame: string,
-  format: JobFormat,
-  reason?: SseJobErrorReason,
-): LogEntry {
-  const entry: LogEntry = { n, frame, end };
-  if (reason !== 'cancelled') entry.cancelledFrame = format.error('cancelled', n);
-  return entry;
 }

@@ -5,7 +5,8 @@ import { diagnose, SSE_DIAGNOSTICS } from '../observability/diagnostics';
 import type { SseLogger } from '../observability/sse-logger';
 import type { SseHub } from '../sse/sse-hub';
 import type { JobEnd, JobLog, LogEntry } from './job-log';
-import { endEntry, SseJobErrorReason } from './job-problem';
+import type { SseJobErrorReason } from './job-problem';
+import { endEntry } from './job-format';
 import type { RunningJob } from './running-job';
 
 /** How long appends wait to leave together; see {@link JobRunner.scheduleFlush}. */

@@ -126,6 +126,9 @@ async function readThenCut(
   return chunks;
 }
 
+const transport = (app: TestApp) =>
+  new DefaultChatTransport<UIMessage>({ api: `${app.url}/api/chat` });
+
 async function until(check: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!check()) {
@@ -138,8 +141,6 @@ describe.each(PLATFORMS)('@SseChat() with the AI SDK client, on %s', (platform) 
   const prefix = uniquePrefix('chat');
   let a: TestApp;
   let b: TestApp;
-  const transport = (app: TestApp) =>
-    new DefaultChatTransport<UIMessage>({ api: `${app.url}/api/chat` });
 
   beforeAll(async () => {
     const options = {
@@ -291,6 +292,79 @@ describe.each(PLATFORMS)('@SseChat() with the AI SDK client, on %s', (platform) 
     });
     expect(response.status).toBe(400);
     expect(await response.text()).toMatch(/the request body's `id`/);
+  });
+});
+
+describe('@SseChat() turns that end otherwise', () => {
+  const prefix = uniquePrefix('chatend');
+  let t: TestApp;
+
+  @Controller()
+  class FailingController {
+    @SseChat('api/failing')
+    chat() {
+      return sseChatTurn(
+        (async function* () {
+          yield { type: 'start' };
+          yield { type: 'text-start', id: 't' };
+          yield { type: 'text-delta', id: 't', delta: 'half ' };
+          throw new Error('the provider said: secret-api-key-123 is invalid');
+        })(),
+        { onFinish: (finish) => void finishes.push(finish as SseChatFinish<UIMessage>) },
+      );
+    }
+  }
+
+  beforeAll(async () => {
+    t = await startApp([ChatController, FailingController], {
+      redis: { url: redisUrl(), keyPrefix: prefix },
+      jobs: { timeoutMs: 300 },
+    });
+  });
+  beforeEach(() => {
+    calls.length = 0;
+    finishes.length = 0;
+  });
+  afterAll(async () => {
+    await t?.close();
+    await deletePrefix(redisUrl(), prefix);
+  });
+
+  it('past jobs.timeoutMs: the error chunk, the model call aborted, onFinish with the partial message', async () => {
+    wordMs = 50;
+    const chunks = await drain(
+      await transport(t).sendMessages({
+        chatId: 'slow',
+        messages: question('hi'),
+        trigger: 'submit-message',
+        messageId: undefined,
+        abortSignal: undefined,
+      }),
+    );
+    expect(chunks[chunks.length - 1]).toEqual({
+      type: 'error',
+      errorText: 'The job ran past jobs.timeoutMs',
+    });
+    expect(calls[0].aborted).toBe(true);
+    await until(() => finishes.length === 1, 'onFinish');
+    expect(finishes[0]).toMatchObject({ chatId: 'slow', reason: 'timeout', isAborted: true });
+    expect(ANSWER.startsWith(textOf(finishes[0].message))).toBe(true);
+  });
+
+  it('a handler that fails mid-answer: the error chunk says nothing of the error, onFinish has what came', async () => {
+    const response = await fetch(`${t.url}/api/failing`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ id: 'failing', messages: question('hi') }),
+    });
+    const text = await response.text();
+    expect(text).not.toContain('secret-api-key');
+    expect(text).toMatch(
+      /data: \{"type":"error","errorText":"Internal Server Error"\}\n\ndata: \[DONE\]\n\n$/,
+    );
+    await until(() => finishes.length === 1, 'onFinish');
+    expect(finishes[0]).toMatchObject({ reason: 'failed', isAborted: true });
+    expect(textOf(finishes[0].message)).toBe('half ');
   });
 });
 
