@@ -101,21 +101,22 @@ function parse(stream: Stream, response: http.IncomingMessage): void {
     while ((end = buffer.indexOf('\n\n')) >= 0) {
       const block = buffer.slice(0, end);
       buffer = buffer.slice(end + 2);
-      let data: string | undefined;
-      let type = 'message';
-      for (const line of block.split('\n')) {
-        if (line.startsWith('id: ')) stream.lastId = line.slice(4);
-        else if (line.startsWith('retry: ')) stream.retryMs = Number(line.slice(7));
-        else if (line.startsWith('event: ')) type = line.slice(7);
-        else if (line.startsWith('data: ')) data = line.slice(6);
-      }
-      if (data === undefined) continue;
-      if (type === 'reset') storm.resets++;
-      const t = /"t":([\d.]+)/.exec(data);
-      if (t) latencies.push(received - Number(t[1]));
-      const seq = /"seq":(\d+)/.exec(data);
-      if (tracking && seq) {
-        const n = Number(seq[1]);
+      // Only what the benchmarks read, with indexOf: 15,000 streams × 20 events/s is 300,000
+      // blocks a second on a machine that also runs the server.
+      if (block.charCodeAt(0) === 58) continue; // ':' a comment (heartbeat)
+      const idLine = block.startsWith('id: ') ? 0 : block.indexOf('\nid: ') + 1;
+      if (idLine >= 0 && (idLine > 0 || block.startsWith('id: ')))
+        stream.lastId = block.slice(idLine + 4, lineEnd(block, idLine + 4));
+      const retryAt = block.indexOf('retry: ');
+      if (retryAt >= 0) stream.retryMs = Number(block.slice(retryAt + 7, lineEnd(block, retryAt)));
+      const dataAt = block.indexOf('data: ');
+      if (dataAt < 0) continue;
+      if (block.includes('event: reset')) storm.resets++;
+      const t = tracking ? -1 : block.indexOf('"t":', dataAt);
+      if (t >= 0) latencies.push(received - parseFloat(block.slice(t + 4)));
+      const at = block.indexOf('"seq":', dataAt);
+      if (tracking && at >= 0) {
+        const n = parseInt(block.slice(at + 6), 10);
         if (n <= stream.lastSeq) storm.duplicated++;
         else {
           if (stream.lastSeq > 0) storm.lost += n - stream.lastSeq - 1;
@@ -130,6 +131,11 @@ function parse(stream: Stream, response: http.IncomingMessage): void {
     stream.live = false;
     if (tracking) scheduleReconnect(stream);
   });
+}
+
+function lineEnd(block: string, from: number): number {
+  const end = block.indexOf('\n', from);
+  return end < 0 ? block.length : end;
 }
 
 /** As EventSource: after `retry:` (or the server's Retry-After), with the last id. */
@@ -192,10 +198,14 @@ process.on('message', (message: { cmd: string; [key: string]: any }) => {
     send({ cmd: 'reconnecting' });
   }
   if (message.cmd === 'report') {
+    const last = Number(message.last ?? 0);
     send({
       cmd: 'report',
       live: streams.filter((s) => s.live).length,
       total: streams.length,
+      caughtUpTo: Math.min(...streams.map((s) => s.lastSeq)),
+      /** Events after each stream's last one, up to `last` (the storm's final check). */
+      behind: last ? streams.reduce((sum, s) => sum + Math.max(0, last - s.lastSeq), 0) : 0,
       ...storm,
       errors: Object.fromEntries(errors),
     });

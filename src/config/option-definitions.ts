@@ -118,6 +118,17 @@ export const OPTION_DEFINITIONS = {
     heartbeatMs: int({ default: 15_000, min: 10, max: HOUR_MS }),
     /** `retry:` sent when a stream opens: how long the client waits before reconnecting. */
     retryMs: int({ default: 3_000, min: 0, max: HOUR_MS }),
+    /**
+     * Each stream's `retry:` is `retryMs` plus up to this much, drawn per stream, so that the
+     * clients of an instance that dies do not all come back to the others in the same moment.
+     */
+    retryJitterMs: int({ default: 2_000, min: 0, max: HOUR_MS }),
+    /**
+     * Streams resuming with `Last-Event-ID` taken back per second (a second's worth at once);
+     * past it a resume is refused as `rejectMode` says, told when to come back so the refused
+     * return at about this rate ([streams](streams.md#reconnect-storms)). `0`: no bound.
+     */
+    resumesPerSecond: int({ default: 1_000, min: 0 }),
     /** Streams this instance holds open (or is opening) at once. */
     maxConnections: int({ default: 10_000, min: 1 }),
     /** Streams one client key may hold. */

@@ -13,7 +13,9 @@ export type SseAdmission =
   | {
       admitted: false;
       status: 503 | 429;
-      reason: 'instance-full' | 'client-limit' | 'shutting-down';
+      reason: 'instance-full' | 'client-limit' | 'shutting-down' | 'resume-rate';
+      /** When to come back, when the refusal knows better than `sse.rejectRetryMs`. */
+      retryAfterMs?: number;
     };
 
 /** A reserved place under the connection limits; released exactly once. */

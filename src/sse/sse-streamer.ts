@@ -12,6 +12,7 @@ import { toSseEvent } from './sse-event';
 import { assertTopic, SseHub } from './sse-hub';
 import { readLastEventId, SseRequest, SseRouteOptions, SseTopics } from './sse-route-options';
 import { HttpPlatformHost } from '../platform/http-platform.host';
+import { ResumeAdmission } from './resume-admission';
 import type { PlatformResponse } from '../platform/http-platform';
 
 export const SSE_RESPONSE_HEADERS: Readonly<Record<string, string>> = Object.freeze({
@@ -39,11 +40,30 @@ export class SseStreamer {
     @Inject(SSE_FEED) private readonly feed: SseFeed,
     private readonly platforms: HttpPlatformHost,
     private readonly logger: SseLogger,
-  ) {}
+  ) {
+    this.resumes = new ResumeAdmission(options.sse.resumesPerSecond);
+  }
 
-  /** Resolves the client key and reserves a slot under the connection limits. */
+  private readonly resumes: ResumeAdmission;
+
+  /**
+   * Resolves the client key and reserves a slot under the connection limits; a resume
+   * (`Last-Event-ID`) also under `sse.resumesPerSecond`.
+   */
   async admit(request: SseRequest): Promise<{ clientKey: string; admission: SseAdmission }> {
     const clientKey = String(await this.clientKeys.resolve(request));
+    if (readLastEventId(request) !== undefined) {
+      const resume = this.resumes.take();
+      if (!resume.admitted) {
+        const admission: SseAdmission = {
+          admitted: false,
+          status: 503,
+          reason: 'resume-rate',
+          retryAfterMs: resume.retryAfterMs,
+        };
+        return { clientKey, admission };
+      }
+    }
     return { clientKey, admission: this.registry.admit(clientKey) };
   }
 
@@ -84,7 +104,12 @@ export class SseStreamer {
     // its own also lets V8 flatten the header string, which otherwise stays a rope of ~25
     // pieces (~800 bytes) for the life of every connection.
     raw.flushHeaders();
-    raw.write(encodeRetry(this.options.sse.retryMs));
+    const { retryMs, retryJitterMs } = this.options.sse;
+    raw.write(
+      encodeRetry(
+        retryJitterMs > 0 ? retryMs + Math.floor(Math.random() * retryJitterMs) : retryMs,
+      ),
+    );
 
     const connection = this.registry.open(raw, clientKey, slot);
     if (source.kind === 'topics')
@@ -112,9 +137,13 @@ export class SseStreamer {
    * throws); `'retry'` answers 200 with a jittered `retry:` and closes, since browsers'
    * EventSource gives up for good on any non-200 response.
    */
-  refuse(response: PlatformResponse, reason: string, mode: SseRejectMode): void {
+  refuse(
+    response: PlatformResponse,
+    reason: string,
+    mode: SseRejectMode,
+    backoffMs = this.jitteredBackoffMs(),
+  ): void {
     const { platform } = this.platforms;
-    const backoffMs = this.jitteredBackoffMs();
     if (mode === 'status') {
       platform.setHeader(response, 'Retry-After', String(Math.ceil(backoffMs / 1000)));
       return;

@@ -27,6 +27,7 @@ const REFUSALS = {
   'instance-full': 'This instance has no room for another event stream',
   'client-limit': 'Too many open event streams for this client',
   'shutting-down': 'This instance is shutting down',
+  'resume-rate': 'This instance is taking resuming streams back at its sse.resumesPerSecond',
 } as const;
 
 /**
@@ -77,7 +78,7 @@ export class SseInterceptor implements NestInterceptor, OnModuleInit {
     const { clientKey, admission } = await this.streamer.admit(request);
     if (!admission.admitted) {
       const mode = this.streamer.rejectModeOf(route);
-      this.streamer.refuse(response, admission.reason, mode);
+      this.streamer.refuse(response, admission.reason, mode, admission.retryAfterMs);
       if (mode === 'status') throw new HttpException(REFUSALS[admission.reason], admission.status);
       return undefined;
     }

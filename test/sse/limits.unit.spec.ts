@@ -140,6 +140,61 @@ describe.each(PLATFORMS)('on %s', (platform) => {
     });
   });
 
+  describe('resumes under sse.resumesPerSecond (a reconnect storm)', () => {
+    let t: TestApp;
+    beforeAll(async () => {
+      t = await startApp(
+        [LimitedController],
+        { sse: { resumesPerSecond: 1, heartbeatMs: 60_000, retryMs: 1000, retryJitterMs: 4000 } },
+        { platform },
+      );
+    });
+    afterAll(() => t.close());
+
+    it('takes the first ones back, refuses the rest with when to come back; new streams are not counted', async () => {
+      const resumes = await Promise.all(
+        Array.from({ length: 6 }, () => openRaw(`${t.url}/stream`, { 'last-event-id': '7' })),
+      );
+      const fresh = await openRaw(`${t.url}/stream`);
+      const polite = await openRaw(`${t.url}/polite`, { 'last-event-id': '7' });
+      try {
+        // One a second: the first is taken back (a second one only if a second went by).
+        const admitted = resumes.filter((r) => r.status === 200).length;
+        expect(admitted).toBeGreaterThanOrEqual(1);
+        expect(admitted).toBeLessThanOrEqual(2);
+        const refused = resumes.filter((r) => r.status === 503);
+        expect(refused).toHaveLength(6 - admitted);
+        // Each told to come back when the ones refused before it will have been taken (1/s).
+        const waits = refused.map((r) => Number(r.headers['retry-after'])).sort();
+        expect(waits.every((w) => w >= 1 && w <= 7)).toBe(true);
+        expect(fresh.status).toBe(200);
+        // rejectMode 'retry': 200 with when to come back, which every EventSource obeys.
+        expect(polite.status).toBe(200);
+        const text = await polite.ended.then(() => polite.text());
+        expect(text).toMatch(/^retry: \d+\n\n: rejected: resume-rate\n\n$/);
+      } finally {
+        for (const stream of [...resumes, fresh, polite]) stream.close();
+      }
+    });
+
+    it('gives each stream its own retry: in [retryMs, retryMs + retryJitterMs)', async () => {
+      const streams = await Promise.all(
+        Array.from({ length: 8 }, () => openRaw(`${t.url}/stream`)),
+      );
+      try {
+        const retries = await Promise.all(
+          streams.map(async (s) =>
+            Number(/^retry: (\d+)/.exec(await s.until((x) => x.includes('\n\n')))![1]),
+          ),
+        );
+        expect(retries.every((r) => r >= 1000 && r < 5000)).toBe(true);
+        expect(new Set(retries).size).toBeGreaterThan(1);
+      } finally {
+        for (const stream of streams) stream.close();
+      }
+    });
+  });
+
   describe("rejectMode 'retry' with a real EventSource", () => {
     let t: TestApp;
     beforeAll(async () => {

@@ -140,7 +140,10 @@ describe.each(PLATFORMS)('on %s', (platform) => {
     it('ends a handler Observable stream when it completes', async () => {
       const stream = await openRaw(`${t.url}/short`, { authorization: 'u1' });
       await stream.ended;
-      expect(stream.text()).toBe('retry: 3000\n\ndata: only\n\n');
+      // retry: is sse.retryMs plus the stream's jitter, in [3000, 5000) by default.
+      const retry = Number(/^retry: (\d+)\n\ndata: only\n\n$/.exec(stream.text())?.[1]);
+      expect(retry).toBeGreaterThanOrEqual(3000);
+      expect(retry).toBeLessThan(5000);
       expect(calls).toEqual([
         'guard',
         'interceptor:before',

@@ -45,7 +45,7 @@ describe.each(PLATFORMS)('on %s', (platform) => {
       // Heartbeats are far away here so exact-bytes assertions cannot see one; see the next block.
       t = await startApp(
         [StreamController],
-        { sse: { heartbeatMs: 60_000, retryMs: 1234 } },
+        { sse: { heartbeatMs: 60_000, retryMs: 1234, retryJitterMs: 0 } },
         { platform },
       );
       hub = t.app.get(SseHub);
@@ -258,7 +258,7 @@ describe.each(PLATFORMS)('on %s', (platform) => {
       beforeAll(async () => {
         quiet = await startApp(
           [StreamController],
-          { sse: { heartbeatMs: 100, retryMs: 1234 } },
+          { sse: { heartbeatMs: 100, retryMs: 1234, retryJitterMs: 0 } },
           { platform },
         );
       });

@@ -73,13 +73,16 @@ export class OutboxFeed implements SseFeed {
       return;
     }
     connection.beginReplay();
+    this.relay.stats.resumes++;
     const upTo = position; // captured in the same tick as the subscription below
     connection.onTeardown(this.hub.subscribe(topics, connection));
     const snapshot = parseSnapshotPosition(lastEventId);
     const after = snapshot?.after ?? parseEventId(lastEventId);
     if (!after) return this.reset(connection, 'malformed', lastEventId);
     const resume: Resume = { topics, after, upTo, lastEventId, snapshot };
-    if (comparePositions(after, upTo) < 0 && this.relay.recent.covers(after)) {
+    // Level with this relay counts: nothing to replay, and nothing to ask PostgreSQL (a storm of
+    // clients that missed nothing would otherwise cost a query each).
+    if (comparePositions(after, upTo) <= 0 && this.relay.recent.covers(after)) {
       return this.replayFromMemory(connection, resume);
     }
     this.replays
@@ -126,6 +129,7 @@ export class OutboxFeed implements SseFeed {
       if (snapshot) {
         // Taken on a database further on than this relay: fine, unless it names transactions
         // that do not exist yet (then it would silence the stream until they do).
+        this.relay.stats.resumeQueries++;
         const { rows } = await this.postgres.query(sql.snapshotXmax);
         if (snapshot.xmax > BigInt(rows[0].xmax))
           return this.reset(connection, 'unknown', lastEventId);
@@ -135,6 +139,7 @@ export class OutboxFeed implements SseFeed {
       // relay is further on): skip live events it has already seen. An id that names no event
       // would silence the stream forever, so that is a reset instead.
       if (comparePositions(after, upTo) === 0) return connection.endReplay();
+      this.relay.stats.resumeQueries++;
       const { rows } = await this.postgres.query(sql.exists, [
         after.txId.toString(),
         after.id.toString(),
@@ -155,6 +160,7 @@ export class OutboxFeed implements SseFeed {
       replayed(connection, lastEventId, fromStream.length, 'stream');
       return connection.endReplay(live);
     }
+    this.relay.stats.resumeQueries++;
     const { rows: read } = await this.postgres.query<OutboxRow>(sql.replay, [
       topics,
       after.txId.toString(),
@@ -180,6 +186,7 @@ export class OutboxFeed implements SseFeed {
 
   /** Whether retention has deleted events after `after` (the client missed them for good). */
   private async expired(after: OutboxPosition): Promise<boolean> {
+    this.relay.stats.resumeQueries++;
     const { rows } = await this.postgres.query(this.store.sql.deletedThrough);
     return rows.length > 0 && comparePositions(after, positionOf(rows[0])) < 0;
   }

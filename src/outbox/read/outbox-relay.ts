@@ -60,6 +60,9 @@ export class OutboxRelay implements OnApplicationBootstrap, OutboxSink {
     replayedFromMemory: 0,
     /** Of those, the ones served from the Redis Stream. */
     replayedFromStream: 0,
+    /** Streams that resumed with an id, and the PostgreSQL queries their resumes made. */
+    resumes: 0,
+    resumeQueries: 0,
   };
 
   private unwake?: () => void;
