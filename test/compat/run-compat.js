@@ -74,10 +74,18 @@ async function checkApp(app, tarball, filename) {
       );
     }
     if (manifest.compatSmoke !== false) {
+      // Bounded: a failed assertion leaves its app's sockets open, and the run would wait on
+      // them for ever (--test-force-exit ends it once the tests are done).
       ok &&= await runInto(
         output,
         process.execPath,
-        ['--test', ...reporters, path.join(__dirname, 'smoke.test.js')],
+        [
+          '--test',
+          '--test-timeout=120000',
+          '--test-force-exit',
+          ...reporters,
+          path.join(__dirname, 'smoke.test.js'),
+        ],
         cwd,
       );
     }

@@ -59,7 +59,10 @@ Controller()(StreamController);
 class AppModule {}
 Module({
   imports: [
-    durable.SseModule.forRoot({ sse: { heartbeatMs: 60000, retryMs: 1000, maxConnections: 1 } }),
+    // retryJitterMs: 0 — the wire is asserted byte for byte below.
+    durable.SseModule.forRoot({
+      sse: { heartbeatMs: 60000, retryMs: 1000, retryJitterMs: 0, maxConnections: 1 },
+    }),
   ],
   controllers: [StreamController],
 })(AppModule);
@@ -97,7 +100,7 @@ const schema = `compat${major}_${process.pid}`;
 Module({
   imports: [
     durable.SseModule.forRoot({
-      sse: { heartbeatMs: 60000 },
+      sse: { heartbeatMs: 60000, retryJitterMs: 0 },
       postgres: {
         connectionString: process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/test',
         schema,
