@@ -28,7 +28,16 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 async function main() {
   const env = { BENCH_SCHEMA: SCHEMA, BENCH_SSE: process.env.BENCH_SSE ?? '{}' };
   const a = await spawn('../streams/server.js', ['durable-outbox'], env, ['--expose-gc']);
-  const b = await spawn('../streams/server.js', ['durable-outbox'], { ...env, BENCH_MIGRATE: '0' });
+  // BENCH_PROFILE=<dir>: a CPU profile of B (the instance that takes the storm), written on exit.
+  const profile = process.env.BENCH_PROFILE
+    ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`]
+    : [];
+  const b = await spawn(
+    '../streams/server.js',
+    ['durable-outbox'],
+    { ...env, BENCH_MIGRATE: '0' },
+    profile,
+  );
   let seq = 0;
   let publishing = true;
   let publisher: Promise<void> = Promise.resolve();
@@ -136,6 +145,9 @@ async function main() {
   } finally {
     publishing = false;
     await publisher.catch(() => undefined);
+    const exited = new Promise((resolve) => b.child.once('exit', resolve));
+    b.child.send({ cmd: 'exit' });
+    await within(exited, 10_000, 'B to exit').catch(() => b.child.kill('SIGKILL'));
     const client = new Client({ connectionString: DATABASE_URL });
     await client.connect();
     await client.query(`DROP SCHEMA IF EXISTS ${SCHEMA} CASCADE`);
