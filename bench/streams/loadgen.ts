@@ -55,6 +55,8 @@ function open(stream: Stream, timeoutMs: number): Promise<boolean> {
     const timer = setTimeout(() => {
       request.destroy();
       done(false, 'timeout');
+      // As EventSource after a failed connection: again after retry:.
+      if (tracking) scheduleReconnect(stream);
     }, timeoutMs);
     const headers: Record<string, string> = { accept: 'text/event-stream' };
     if (stream.lastId !== undefined) headers['last-event-id'] = stream.lastId;

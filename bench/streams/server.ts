@@ -89,7 +89,10 @@ async function start(): Promise<Server> {
       for (const response of responses) response.write(heartbeat);
     }, 15_000).unref();
     server.maxConnections = 100_000;
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const backlog = Number(process.env.BENCH_BACKLOG ?? 65_535);
+    await new Promise<void>((resolve) =>
+      server.listen({ port: 0, host: '127.0.0.1', backlog }, resolve),
+    );
     return {
       server,
       port: (server.address() as AddressInfo).port,
@@ -103,7 +106,17 @@ async function start(): Promise<Server> {
     mode === 'durable-fastify'
       ? await NestFactory.create(BenchModule, new FastifyAdapter(), { logger: ['error'] })
       : await NestFactory.create(BenchModule, { logger: ['error'] });
-  await app.listen(0, '127.0.0.1');
+  if (mode === 'durable-fastify') await app.listen(0, '127.0.0.1');
+  else {
+    // Node's default accept backlog is 511: a storm of thousands of reconnects overflows it, the
+    // kernel drops their SYNs, and each comes back only after TCP's retransmission backoff (1, 3,
+    // 7, 15 s…). BENCH_BACKLOG=511 shows that; the kernel caps it at net.core.somaxconn.
+    await app.init();
+    const backlog = Number(process.env.BENCH_BACKLOG ?? 65_535);
+    await new Promise<void>((resolve) =>
+      app.getHttpServer().listen({ port: 0, host: '127.0.0.1', backlog }, resolve),
+    );
+  }
   const hub = app.get(SseHub);
   const outbox = mode === 'durable-outbox' ? app.get(OutboxService) : undefined;
   const relay = app.get(OutboxRelay);

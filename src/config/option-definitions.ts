@@ -128,7 +128,7 @@ export const OPTION_DEFINITIONS = {
      * past it a resume is refused as `rejectMode` says, told when to come back so the refused
      * return at about this rate ([streams](streams.md#reconnect-storms)). `0`: no bound.
      */
-    resumesPerSecond: int({ default: 1_000, min: 0 }),
+    resumesPerSecond: int({ default: 2_500, min: 0 }),
     /** Streams this instance holds open (or is opening) at once. */
     maxConnections: int({ default: 10_000, min: 1 }),
     /** Streams one client key may hold. */

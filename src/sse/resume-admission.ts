@@ -4,9 +4,10 @@
  * than a new stream (the request pipeline, then the events it missed). Unbounded, 15,000 at
  * once queue behind each other, and everything else the instance does (live events, health
  * checks) waits behind them. So resumes are taken at `rate` a second (a second's worth at once:
- * a tenth was measured slower, 35 s against 20 s for 15,000), and the rest are told when to come
- * back: spread over the time the ones refused before them will take, so they return at about
- * the rate they can be taken.
+ * a tenth was measured slower), and the rest are told when to come back: spread over the time
+ * the ones refused before them will take, so they return at about the rate they can be taken.
+ * (The default, 2,500/s, is above what a 2-core instance took back in the storm benchmark,
+ * ~2,000/s: it bounds a bigger storm, not this one.)
  */
 export class ResumeAdmission {
   private tokens: number;
