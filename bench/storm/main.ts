@@ -6,18 +6,21 @@
  * time until all are live again, PostgreSQL queries per resume on B, and B's `/health/live`
  * latency during the storm (p50/p99/max, probed every 50 ms).
  *
- *   npm run bench -- storm [--streams 15000] [--rate 20] [--per-loadgen 5000] [--timeout-ms 180000]
+ *   npm run bench -- storm [--streams 15000] [--rate 20] [--platform express|fastify]
+ *                          [--per-loadgen 5000] [--timeout-ms 180000]
  *
  * Uses DATABASE_URL (default postgres://postgres@127.0.0.1:5432/test) in a schema of its own.
  * Every wait is bounded; children exit with the bench.
  */
 import { randomBytes } from 'node:crypto';
 import { Client } from 'pg';
-import { ask, numericOption, writeReport } from '../shared/child';
+import { ask, choiceOption, numericOption, writeReport } from '../shared/child';
 import { percentile, round } from '../shared/sse-client';
 import { openStreams, spawn, within } from '../streams/main';
 
 const STREAMS = numericOption('streams', 15_000);
+const PLATFORM = choiceOption('platform', ['express', 'fastify'] as const);
+const SERVER_MODE = PLATFORM === 'fastify' ? 'durable-outbox-fastify' : 'durable-outbox';
 const RATE = numericOption('rate', 20);
 const PER_LOADGEN = numericOption('per-loadgen', 5_000);
 const TIMEOUT_MS = numericOption('timeout-ms', 180_000);
@@ -27,14 +30,14 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function main() {
   const env = { BENCH_SCHEMA: SCHEMA, BENCH_SSE: process.env.BENCH_SSE ?? '{}' };
-  const a = await spawn('../streams/server.js', ['durable-outbox'], env, ['--expose-gc']);
+  const a = await spawn('../streams/server.js', [SERVER_MODE], env, ['--expose-gc']);
   // BENCH_PROFILE=<dir>: a CPU profile of B (the instance that takes the storm), written on exit.
   const profile = process.env.BENCH_PROFILE
     ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`]
     : [];
   const b = await spawn(
     '../streams/server.js',
-    ['durable-outbox'],
+    [SERVER_MODE],
     { ...env, BENCH_MIGRATE: '0' },
     profile,
   );
@@ -113,6 +116,7 @@ async function main() {
     const resumes = after.resumes - before.resumes;
     probes.sort((x, y) => x - y);
     const result = {
+      platform: PLATFORM,
       streams: STREAMS,
       eventsPerSecond: RATE,
       allBackMs: allBackMs ?? null,
@@ -136,7 +140,11 @@ async function main() {
       },
     };
     console.log(JSON.stringify(result));
-    writeReport('storm', { benchmark: 'storm', date: new Date().toISOString(), result });
+    writeReport(PLATFORM === 'fastify' ? 'storm-fastify' : 'storm', {
+      benchmark: 'storm',
+      date: new Date().toISOString(),
+      result,
+    });
     const ok = allBackMs !== undefined && result.lost + result.duplicated + result.resets === 0;
     process.exitCode = ok ? 0 : 1;
   } catch (error) {

@@ -5,8 +5,8 @@
  * - `bare-express`: the same as an Express 5 route: what Express itself costs per stream (it
  *   re-parents every request and response, and V8 then gives each its own hidden class);
  * - `durable` / `durable-fastify`: this package's `@Sse` topic fed by the hub, default heartbeat;
- * - `durable-outbox`: the same fed by the outbox (PostgreSQL schema from BENCH_SCHEMA), for the
- *   storm.
+ * - `durable-outbox` / `durable-outbox-fastify`: the same fed by the outbox (PostgreSQL schema
+ *   from BENCH_SCHEMA), for the storm.
  * Commands: `publish` { seq } (one event, `"t"` its time), `stats` { gc } → heap, RSS,
  * connections; `eld-start` / `eld` → event-loop delay over the window; `exit`. It exits when its
  * parent goes.
@@ -14,7 +14,7 @@
 import 'reflect-metadata';
 import { Controller, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { FastifyAdapter } from '@nestjs/platform-fastify';
+import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 import express from 'express';
 import * as http from 'node:http';
 import { AddressInfo } from 'node:net';
@@ -22,8 +22,16 @@ import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { writeHeapSnapshot } from 'node:v8';
 import { OutboxRelay, OutboxService, Sse, SseHub, SseModule } from '../../src';
 
-type Mode = 'bare' | 'bare-express' | 'durable' | 'durable-fastify' | 'durable-outbox';
+type Mode =
+  | 'bare'
+  | 'bare-express'
+  | 'durable'
+  | 'durable-fastify'
+  | 'durable-outbox'
+  | 'durable-outbox-fastify';
 const mode = process.argv[2] as Mode;
+const fastify = mode.endsWith('-fastify');
+const fedByOutbox = mode.startsWith('durable-outbox');
 const now = () => performance.timeOrigin + performance.now();
 const send = (message: object) => process.send?.(message);
 process.on('disconnect', () => process.exit(0));
@@ -45,7 +53,7 @@ class StreamController {
         maxConnectionsPerClient: 100_000,
         ...(process.env.BENCH_SSE ? JSON.parse(process.env.BENCH_SSE) : {}),
       },
-      ...(mode === 'durable-outbox'
+      ...(fedByOutbox
         ? {
             postgres: {
               connectionString:
@@ -102,23 +110,23 @@ async function start(): Promise<Server> {
       },
     };
   }
-  const app =
-    mode === 'durable-fastify'
-      ? await NestFactory.create(BenchModule, new FastifyAdapter(), { logger: ['error'] })
-      : await NestFactory.create(BenchModule, { logger: ['error'] });
-  if (mode === 'durable-fastify') await app.listen(0, '127.0.0.1');
-  else {
+  const app = fastify
+    ? await NestFactory.create(BenchModule, new FastifyAdapter(), { logger: ['error'] })
+    : await NestFactory.create(BenchModule, { logger: ['error'] });
+  const backlog = Number(process.env.BENCH_BACKLOG ?? 65_535);
+  if (fastify) {
+    await (app as NestFastifyApplication).listen({ port: 0, host: '127.0.0.1', backlog });
+  } else {
     // Node's default accept backlog is 511: a storm of thousands of reconnects overflows it, the
     // kernel drops their SYNs, and each comes back only after TCP's retransmission backoff (1, 3,
     // 7, 15 s…). BENCH_BACKLOG=511 shows that; the kernel caps it at net.core.somaxconn.
     await app.init();
-    const backlog = Number(process.env.BENCH_BACKLOG ?? 65_535);
     await new Promise<void>((resolve) =>
       app.getHttpServer().listen({ port: 0, host: '127.0.0.1', backlog }, resolve),
     );
   }
   const hub = app.get(SseHub);
-  const outbox = mode === 'durable-outbox' ? app.get(OutboxService) : undefined;
+  const outbox = fedByOutbox ? app.get(OutboxService) : undefined;
   const relay = app.get(OutboxRelay);
   return {
     server: app.getHttpServer(),
