@@ -1,7 +1,6 @@
 import {
   CallHandler,
   ExecutionContext,
-  HttpException,
   Injectable,
   InternalServerErrorException,
   NestInterceptor,
@@ -17,6 +16,7 @@ import { readLastEventId, SseHandlerResult, SseRequest } from '../sse/sse-route-
 import { SseStreamer } from '../sse/sse-streamer';
 import { JOB_ID_PARAM, jobAbortController, SSE_JOB_METADATA, SseJobRole } from './sse-job.options';
 import { SseJobs } from './sse-jobs';
+import { JobRefusals, parseJobEventId } from './job-refusals';
 
 const NO_RESULT = Symbol('no result');
 
@@ -34,7 +34,11 @@ export class SseJobInterceptor implements NestInterceptor {
     private readonly streamer: SseStreamer,
     private readonly jobs: SseJobs,
     private readonly platforms: HttpPlatformHost,
-  ) {}
+  ) {
+    this.refusals = new JobRefusals(platforms, streamer);
+  }
+
+  private readonly refusals: JobRefusals;
 
   intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
     if (context.getType() !== 'http') return next.handle();
@@ -55,11 +59,17 @@ export class SseJobInterceptor implements NestInterceptor {
     next: CallHandler,
   ): Promise<undefined> {
     const { clientKey, admission } = await this.streamer.admit(request);
-    if (!admission.admitted) return this.refuse(response, admission.status, admission.reason);
+    if (!admission.admitted)
+      return this.refusals.refuse(
+        response,
+        admission.status,
+        admission.reason,
+        admission.retryAfterMs,
+      );
     const job = this.jobs.admit(clientKey);
     if (!job.admitted) {
       admission.slot.release();
-      return this.refuse(response, job.status, job.reason);
+      return this.refusals.refuse(response, job.status, job.reason);
     }
     try {
       let result: unknown;
@@ -117,7 +127,7 @@ export class SseJobInterceptor implements NestInterceptor {
       admission.slot.release();
       // Redis could not register the job in time: worth retrying shortly (with the same
       // Idempotency-Key, safely).
-      if (error instanceof ServiceUnavailableException) this.retryAfter(response);
+      if (error instanceof ServiceUnavailableException) this.refusals.retryAfter(response);
       throw error;
     }
   }
@@ -128,14 +138,20 @@ export class SseJobInterceptor implements NestInterceptor {
     id: string,
   ): Promise<undefined> {
     const meta = await this.jobs.find(id, request);
-    const after = parseLastEventId(readLastEventId(request));
+    const after = parseJobEventId(readLastEventId(request));
     if (meta.state !== 'running' && after >= (await this.jobs.lastEventOf(id))) {
       // Everything of a finished job: 204 tells EventSource to stop reconnecting.
       this.platforms.platform.send(response, 204, {}, '');
       return undefined;
     }
     const { clientKey, admission } = await this.streamer.admit(request);
-    if (!admission.admitted) return this.refuse(response, admission.status, admission.reason);
+    if (!admission.admitted)
+      return this.refusals.refuse(
+        response,
+        admission.status,
+        admission.reason,
+        admission.retryAfterMs,
+      );
     try {
       const url = resumeUrl(this.platforms.platform.rawRequest(request).url ?? '', id, true);
       return await this.stream(request, response, id, url, clientKey, admission.slot, after);
@@ -152,7 +168,7 @@ export class SseJobInterceptor implements NestInterceptor {
     url: string,
     clientKey: string,
     slot: { release(): void },
-    after = parseLastEventId(readLastEventId(request)),
+    after = parseJobEventId(readLastEventId(request)),
   ): Promise<undefined> {
     this.jobs.stats.resumed++;
     this.streamer.open(
@@ -194,19 +210,6 @@ export class SseJobInterceptor implements NestInterceptor {
     );
     return undefined;
   }
-
-  private refuse(response: PlatformResponse, status: 503 | 429, reason: string): never {
-    this.retryAfter(response);
-    throw new HttpException(reason, status);
-  }
-
-  private retryAfter(response: PlatformResponse): void {
-    this.platforms.platform.setHeader(
-      response,
-      'Retry-After',
-      String(Math.ceil(this.streamer.jitteredBackoffMs() / 1000)),
-    );
-  }
 }
 
 /** The job's URL: the start URL (or, resuming, the resume URL itself) without its query. */
@@ -222,9 +225,4 @@ function jobIdOf(headers: Record<string, string>): string | undefined {
   if (!location) return undefined;
   const id = location.slice(location.lastIndexOf('/') + 1);
   return /^[A-Za-z0-9_-]{22}$/.test(id) ? id : undefined;
-}
-
-function parseLastEventId(value: string | undefined): number {
-  const n = value === undefined ? 0 : Number(value);
-  return Number.isSafeInteger(n) && n > 0 ? n : 0;
 }

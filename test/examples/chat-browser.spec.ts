@@ -1,13 +1,8 @@
 /// <reference lib="dom" />
 // Page functions below run in the browser.
-import { Test } from '@nestjs/testing';
-import { AddressInfo } from 'node:net';
-import { Browser } from 'playwright-core';
-import { answerTo, FakeModel } from '../../examples/generate/fake-model';
-import { GenerateModule } from '../../examples/generate/generate.module';
-import { launchChromium } from '../support/browser';
-import { createNestApp, PLATFORMS, TestApp } from '../support/http';
-import { deletePrefix, redisUrl, uniquePrefix } from '../support/redis';
+import { answerTo } from '../../examples/generate/fake-model';
+import { useGenerateDemo } from '../support/generate-demo';
+import { PLATFORMS } from '../support/http';
 
 /**
  * The demo's `/chat` page in a real browser, on the `ai` package's own client (AbstractChat +
@@ -16,35 +11,13 @@ import { deletePrefix, redisUrl, uniquePrefix } from '../support/redis';
  */
 describe.each(PLATFORMS)('the AI SDK chat page in Chromium on %s (real Redis)', (platform) => {
   jest.setTimeout(60_000);
-  const prefix = uniquePrefix('aichat');
-  let browser: Browser | undefined;
-  let t: TestApp;
-  let model: FakeModel;
-
-  beforeAll(async () => {
-    const moduleRef = await Test.createTestingModule({
-      imports: [GenerateModule.forRoot({ redisUrl: redisUrl(), keyPrefix: prefix })],
-    }).compile();
-    const app = createNestApp(moduleRef, platform, { logger: ['error'] });
-    await app.listen(0, '127.0.0.1');
-    const { port } = app.getHttpServer().address() as AddressInfo;
-    t = { app, url: `http://127.0.0.1:${port}`, close: () => app.close() };
-    model = app.get(FakeModel);
-    model.tokenMs = 25;
-    model.tokens = 80;
-    browser = await launchChromium();
-  });
-  afterAll(async () => {
-    await browser?.close();
-    await t?.close();
-    await deletePrefix(redisUrl(), prefix);
-  });
+  const demo = useGenerateDemo(platform, 'aichat');
 
   it('reloaded mid-answer, the page ends with the whole answer once, from one model call', async () => {
-    const page = await browser!.newPage();
+    const page = await demo.browser.newPage();
     const errors: string[] = [];
     page.on('pageerror', (error) => errors.push(error.message));
-    await page.goto(`${t.url}/chat`);
+    await page.goto(`${demo.t.url}/chat`);
     await page.waitForFunction(() => document.getElementById('state')?.textContent === 'ready');
     await page.fill('#prompt', 'why resume');
     await page.click('button');
@@ -70,7 +43,7 @@ describe.each(PLATFORMS)('the AI SDK chat page in Chromium on %s (real Redis)', 
     const answer = answerTo('why resume', 80).join('');
     expect(messages).toEqual([answer]);
     expect(answer.startsWith(before)).toBe(true);
-    expect(model.generations).toBe(1);
+    expect(demo.model.generations).toBe(1);
     expect(errors).toEqual([]);
     await page.close();
   });

@@ -2,7 +2,6 @@ import {
   BadRequestException,
   CallHandler,
   ExecutionContext,
-  HttpException,
   Injectable,
   InternalServerErrorException,
   NestInterceptor,
@@ -24,6 +23,7 @@ import {
   SseJobRole,
 } from '../sse-job.options';
 import { SseJobs } from '../sse-jobs';
+import { JobRefusals, parseJobEventId } from '../job-refusals';
 import { ChatMessageAssembly } from './chat-message';
 import { SseChatTurn } from './chat-turn';
 
@@ -45,7 +45,11 @@ export class SseChatInterceptor implements NestInterceptor {
     private readonly jobs: SseJobs,
     private readonly platforms: HttpPlatformHost,
     private readonly logger: SseLogger,
-  ) {}
+  ) {
+    this.refusals = new JobRefusals(platforms, streamer);
+  }
+
+  private readonly refusals: JobRefusals;
 
   intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
     if (context.getType() !== 'http') return next.handle();
@@ -65,11 +69,17 @@ export class SseChatInterceptor implements NestInterceptor {
   ): Promise<undefined> {
     const chatId = checkChatId((request.body as { id?: unknown } | undefined)?.id, 'body');
     const { clientKey, admission } = await this.streamer.admit(request);
-    if (!admission.admitted) return this.refuse(response, admission.status, admission.reason);
+    if (!admission.admitted)
+      return this.refusals.refuse(
+        response,
+        admission.status,
+        admission.reason,
+        admission.retryAfterMs,
+      );
     const job = this.jobs.admit(clientKey);
     if (!job.admitted) {
       admission.slot.release();
-      return this.refuse(response, job.status, job.reason);
+      return this.refusals.refuse(response, job.status, job.reason);
     }
     try {
       const result = await firstValueFrom(next.handle(), { defaultValue: NO_RESULT });
@@ -131,14 +141,14 @@ export class SseChatInterceptor implements NestInterceptor {
     } catch (error) {
       job.release();
       admission.slot.release();
-      if (error instanceof ServiceUnavailableException) this.retryAfter(response);
+      if (error instanceof ServiceUnavailableException) this.refusals.retryAfter(response);
       throw error;
     }
   }
 
   private async resume(request: SseRequest, response: PlatformResponse): Promise<undefined> {
     const id = await this.currentTurn(request);
-    const after = parseLastEventId(readLastEventId(request));
+    const after = parseJobEventId(readLastEventId(request));
     if (!id) return this.noContent(response);
     // Ended: the client loads the finished message from the app (onFinish stored it), as the AI
     // SDK's resumable chats do; a client with an id it has not seen the end of gets the rest.
@@ -147,7 +157,13 @@ export class SseChatInterceptor implements NestInterceptor {
     if (meta.state !== 'running' && (after === 0 || after >= (await this.jobs.lastEventOf(id))))
       return this.noContent(response);
     const { clientKey, admission } = await this.streamer.admit(request);
-    if (!admission.admitted) return this.refuse(response, admission.status, admission.reason);
+    if (!admission.admitted)
+      return this.refusals.refuse(
+        response,
+        admission.status,
+        admission.reason,
+        admission.retryAfterMs,
+      );
     try {
       this.jobs.stats.resumed++;
       this.open(request, response, clientKey, admission.slot, id, after);
@@ -212,19 +228,6 @@ export class SseChatInterceptor implements NestInterceptor {
     this.platforms.platform.send(response, 204, {}, '');
     return undefined;
   }
-
-  private refuse(response: PlatformResponse, status: 503 | 429, reason: string): never {
-    this.retryAfter(response);
-    throw new HttpException(reason, status);
-  }
-
-  private retryAfter(response: PlatformResponse): void {
-    this.platforms.platform.setHeader(
-      response,
-      'Retry-After',
-      String(Math.ceil(this.streamer.jitteredBackoffMs() / 1000)),
-    );
-  }
 }
 
 /** Observable, async iterable (a Node ReadableStream is one) or web ReadableStream → Observable. */
@@ -245,9 +248,4 @@ function checkChatId(value: unknown, where: 'body' | 'path'): string {
       ? `The chat's id is the request body's \`id\` (a string of 1 to ${MAX_CHAT_ID_LENGTH} characters, as the AI SDK's DefaultChatTransport sends it)`
       : `The chat id in the path must be 1 to ${MAX_CHAT_ID_LENGTH} characters`,
   );
-}
-
-function parseLastEventId(value: string | undefined): number {
-  const n = value === undefined ? 0 : Number(value);
-  return Number.isSafeInteger(n) && n > 0 ? n : 0;
 }
