@@ -1,11 +1,13 @@
 import { HttpException } from '@nestjs/common';
 import type { PlatformResponse } from '../platform/http-platform';
 import type { HttpPlatformHost } from '../platform/http-platform.host';
+import type { SseSlot } from '../sse/sse-connection-registry';
+import type { SseRequest } from '../sse/sse-route-options';
 import type { SseStreamer } from '../sse/sse-streamer';
 
 /**
- * How job and chat routes refuse (a stream or job slot, a resume past `sse.resumesPerSecond`, a
- * Redis that did not answer): `Retry-After` — the admission's own when it computed one, else
+ * How job and chat routes take a stream slot, and refuse (no stream or job slot, a resume past
+ * `sse.resumesPerSecond`, a Redis that did not answer): `Retry-After` — the admission's own when it computed one, else
  * `sse.rejectRetryMs` jittered — then the status.
  */
 export class JobRefusals {
@@ -13,6 +15,18 @@ export class JobRefusals {
     private readonly platforms: HttpPlatformHost,
     private readonly streamer: SseStreamer,
   ) {}
+
+  /** A stream slot for `request` under the connection limits and the resume rate, or the refusal. */
+  async admitStream(
+    request: SseRequest,
+    response: PlatformResponse,
+  ): Promise<{ clientKey: string; slot: SseSlot }> {
+    const { clientKey, admission } = await this.streamer.admit(request);
+    if (!admission.admitted) {
+      this.refuse(response, admission.status, admission.reason, admission.retryAfterMs);
+    }
+    return { clientKey, slot: admission.slot };
+  }
 
   refuse(response: PlatformResponse, status: 503 | 429, reason: string, afterMs?: number): never {
     this.retryAfter(response, afterMs);

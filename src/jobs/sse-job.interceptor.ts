@@ -58,17 +58,10 @@ export class SseJobInterceptor implements NestInterceptor {
     response: PlatformResponse,
     next: CallHandler,
   ): Promise<undefined> {
-    const { clientKey, admission } = await this.streamer.admit(request);
-    if (!admission.admitted)
-      return this.refusals.refuse(
-        response,
-        admission.status,
-        admission.reason,
-        admission.retryAfterMs,
-      );
+    const { clientKey, slot } = await this.refusals.admitStream(request, response);
     const job = this.jobs.admit(clientKey);
     if (!job.admitted) {
-      admission.slot.release();
+      slot.release();
       return this.refusals.refuse(response, job.status, job.reason);
     }
     try {
@@ -82,7 +75,7 @@ export class SseJobInterceptor implements NestInterceptor {
         if (attachTo === undefined) throw error;
         job.release();
         const url = (error as IdempotentReplay).stored.headers.location;
-        return await this.stream(request, response, attachTo, url, clientKey, admission.slot);
+        return await this.stream(request, response, attachTo, url, clientKey, slot);
       }
       if (!(result instanceof SseHandlerResult) || !isObservable(result.value)) {
         throw new InternalServerErrorException(
@@ -112,7 +105,7 @@ export class SseJobInterceptor implements NestInterceptor {
         request,
         response,
         clientKey,
-        admission.slot,
+        slot,
         {
           kind: 'attach',
           attach: (c) => {
@@ -124,7 +117,7 @@ export class SseJobInterceptor implements NestInterceptor {
       return undefined;
     } catch (error) {
       job.release();
-      admission.slot.release();
+      slot.release();
       // Redis could not register the job in time: worth retrying shortly (with the same
       // Idempotency-Key, safely).
       if (error instanceof ServiceUnavailableException) this.refusals.retryAfter(response);
@@ -144,19 +137,12 @@ export class SseJobInterceptor implements NestInterceptor {
       this.platforms.platform.send(response, 204, {}, '');
       return undefined;
     }
-    const { clientKey, admission } = await this.streamer.admit(request);
-    if (!admission.admitted)
-      return this.refusals.refuse(
-        response,
-        admission.status,
-        admission.reason,
-        admission.retryAfterMs,
-      );
+    const { clientKey, slot } = await this.refusals.admitStream(request, response);
     try {
       const url = resumeUrl(this.platforms.platform.rawRequest(request).url ?? '', id, true);
-      return await this.stream(request, response, id, url, clientKey, admission.slot, after);
+      return await this.stream(request, response, id, url, clientKey, slot, after);
     } catch (error) {
-      admission.slot.release();
+      slot.release();
       throw error;
     }
   }

@@ -7,22 +7,24 @@ const { NestFactory } = require('@nestjs/core');
 const { concat, interval, map, of } = require('rxjs');
 const durable = require('../support/built-package').loadBuiltPackage();
 
+/** A controller whose method `name` is a route made by `decorator` (decorators, in plain JS). */
+function routeController(type, name, decorator) {
+  const { prototype } = type;
+  const descriptor = Object.getOwnPropertyDescriptor(prototype, name);
+  Object.defineProperty(
+    prototype,
+    name,
+    Reflect.decorate([decorator], prototype, name, descriptor),
+  );
+  Controller()(type);
+}
+
 class GenerateController {
   generate() {
     return interval(20).pipe(map((i) => ({ type: 'token', data: `t${i}` })));
   }
 }
-Object.defineProperty(
-  GenerateController.prototype,
-  'generate',
-  Reflect.decorate(
-    [durable.SseJob('generate')],
-    GenerateController.prototype,
-    'generate',
-    Object.getOwnPropertyDescriptor(GenerateController.prototype, 'generate'),
-  ),
-);
-Controller()(GenerateController);
+routeController(GenerateController, 'generate', durable.SseJob('generate'));
 
 /** An endless AI SDK answer (UI message chunks), for the chat suite's runner-killed test. */
 class ChatController {
@@ -33,17 +35,7 @@ class ChatController {
     );
   }
 }
-Object.defineProperty(
-  ChatController.prototype,
-  'chat',
-  Reflect.decorate(
-    [durable.SseChat('api/chat')],
-    ChatController.prototype,
-    'chat',
-    Object.getOwnPropertyDescriptor(ChatController.prototype, 'chat'),
-  ),
-);
-Controller()(ChatController);
+routeController(ChatController, 'chat', durable.SseChat('api/chat'));
 
 class AppModule {}
 Module({

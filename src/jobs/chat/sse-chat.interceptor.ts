@@ -68,17 +68,10 @@ export class SseChatInterceptor implements NestInterceptor {
     next: CallHandler,
   ): Promise<undefined> {
     const chatId = checkChatId((request.body as { id?: unknown } | undefined)?.id, 'body');
-    const { clientKey, admission } = await this.streamer.admit(request);
-    if (!admission.admitted)
-      return this.refusals.refuse(
-        response,
-        admission.status,
-        admission.reason,
-        admission.retryAfterMs,
-      );
+    const { clientKey, slot } = await this.refusals.admitStream(request, response);
     const job = this.jobs.admit(clientKey);
     if (!job.admitted) {
-      admission.slot.release();
+      slot.release();
       return this.refusals.refuse(response, job.status, job.reason);
     }
     try {
@@ -136,11 +129,11 @@ export class SseChatInterceptor implements NestInterceptor {
         });
       // A newer turn supersedes the running one (a regenerate, a message sent after a reload).
       if (replaced && replaced !== id) await this.jobs.cancel(replaced).catch(() => false);
-      this.open(request, response, clientKey, admission.slot, id, 0);
+      this.open(request, response, clientKey, slot, id, 0);
       return undefined;
     } catch (error) {
       job.release();
-      admission.slot.release();
+      slot.release();
       if (error instanceof ServiceUnavailableException) this.refusals.retryAfter(response);
       throw error;
     }
@@ -156,19 +149,12 @@ export class SseChatInterceptor implements NestInterceptor {
     if (!meta) return this.noContent(response);
     if (meta.state !== 'running' && (after === 0 || after >= (await this.jobs.lastEventOf(id))))
       return this.noContent(response);
-    const { clientKey, admission } = await this.streamer.admit(request);
-    if (!admission.admitted)
-      return this.refusals.refuse(
-        response,
-        admission.status,
-        admission.reason,
-        admission.retryAfterMs,
-      );
+    const { clientKey, slot } = await this.refusals.admitStream(request, response);
     try {
       this.jobs.stats.resumed++;
-      this.open(request, response, clientKey, admission.slot, id, after);
+      this.open(request, response, clientKey, slot, id, after);
     } catch (error) {
-      admission.slot.release();
+      slot.release();
       throw error;
     }
     return undefined;
